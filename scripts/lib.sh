@@ -1,0 +1,59 @@
+# Shared by scripts/*.sh: install what is missing, start helper services.
+# Sourced, not run.
+
+# Installs the Debian packages named that are not installed yet.
+ensure_packages() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo ">> installing ${missing[*]}" >&2
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+}
+
+# The base toolchain: PostgreSQL 15 server and client, and Node.js for the
+# TimescaleDB (WebAssembly) test server.
+ensure_base() {
+    ensure_packages postgresql postgresql-client util-linux
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        ensure_packages nodejs npm
+    fi
+    if ! command -v cargo >/dev/null; then
+        echo "cargo is not installed: install Rust with rustup (https://rustup.rs)" >&2
+        exit 1
+    fi
+}
+
+# Starts the TimescaleDB WebAssembly server (tools/timescale) on a free port
+# and exports SHELFWATCH_TEST_TIMESCALE_URL. Stops it when the script exits.
+start_timescale() {
+    (cd tools/timescale && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    local out
+    out=$(mktemp)
+    node tools/timescale/server.mjs --port 0 >"$out" 2>"$out.err" &
+    TIMESCALE_PID=$!
+    trap 'kill $TIMESCALE_PID 2>/dev/null || true; wait $TIMESCALE_PID 2>/dev/null || true' EXIT
+    for _ in $(seq 1 120); do
+        if grep -q '^ready ' "$out"; then
+            SHELFWATCH_TEST_TIMESCALE_URL=$(sed -n 's/^ready //p' "$out" | head -n 1)
+            export SHELFWATCH_TEST_TIMESCALE_URL
+            echo ">> TimescaleDB (wasm) at $SHELFWATCH_TEST_TIMESCALE_URL" >&2
+            return 0
+        fi
+        if ! kill -0 "$TIMESCALE_PID" 2>/dev/null; then
+            echo "the TimescaleDB server exited:" >&2
+            cat "$out.err" >&2
+            return 1
+        fi
+        sleep 0.5
+    done
+    echo "the TimescaleDB server did not become ready in 60 s:" >&2
+    cat "$out.err" >&2
+    return 1
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on this machine: installs what is missing
+# (PostgreSQL 15, Node.js), starts TimescaleDB (WebAssembly build) for the
+# compatibility tests, then `cargo test`. Each test run starts its own
+# private PostgreSQL cluster; nothing global is touched.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+ensure_base
+start_timescale
+cargo test --locked "$@"

@@ -1,0 +1,363 @@
+//! `shelfwatch bench ...`: benchmarks measured against a baseline in the
+//! same run, printed as Markdown for BENCHMARKS.md.
+
+use std::path::Path;
+use std::process::Command;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chrono::{DurationRound, Utc};
+use clap::Args;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+
+use crate::config::{Secret, Settings};
+use crate::db;
+use crate::domain::retailer::RetailerSlug;
+use crate::ingest::copy::BinaryCopy;
+use crate::ingest::{Ingestor, Observation};
+
+#[derive(Debug, Args)]
+pub struct IngestBenchArgs {
+    /// Observations to ingest.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
+    /// Listings they are spread over.
+    #[arg(long, default_value_t = 10_000)]
+    pub listings: usize,
+    /// Observations per listing per day (scrapes a day).
+    #[arg(long, default_value_t = 4)]
+    pub per_day: usize,
+    /// Listings in the refresh-cost measurement.
+    #[arg(long, default_value_t = 1_000)]
+    pub refresh_listings: usize,
+    /// Keep the benchmark databases instead of dropping them.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// A throwaway database on the configured server.
+struct ScratchDb {
+    admin: PgConnectOptions,
+    name: String,
+    pool: PgPool,
+    url: String,
+}
+
+impl ScratchDb {
+    async fn create(base_url: &Secret, name: &str) -> anyhow::Result<Self> {
+        let base = PgConnectOptions::from_str(base_url.expose())?;
+        let admin = base.clone().database("postgres");
+        let admin_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(admin.clone())
+            .await
+            .context("connecting to the postgres maintenance database")?;
+        let quoted = db::quote_ident(name);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {quoted}"
+        )))
+        .execute(&admin_pool)
+        .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
+            .execute(&admin_pool)
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+        admin_pool.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(base.clone().database(name))
+            .await?;
+        db::migrate(&pool).await?;
+        let url = replace_database(base_url.expose(), name)?;
+        Ok(Self {
+            admin,
+            name: name.to_owned(),
+            pool,
+            url,
+        })
+    }
+
+    async fn drop(self, keep: bool) -> anyhow::Result<()> {
+        self.pool.close().await;
+        if keep {
+            eprintln!("kept database {}", self.name);
+            return Ok(());
+        }
+        let admin_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(self.admin)
+            .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {}",
+            db::quote_ident(&self.name)
+        )))
+        .execute(&admin_pool)
+        .await?;
+        Ok(())
+    }
+}
+
+fn replace_database(url: &str, name: &str) -> anyhow::Result<String> {
+    let (head, tail) = url
+        .rsplit_once('/')
+        .context("the database URL has no /database part")?;
+    let query = tail.split_once('?').map(|(_, q)| format!("?{q}"));
+    Ok(format!("{head}/{name}{}", query.unwrap_or_default()))
+}
+
+/// Synthetic observations: `listings` listings at four retailers, `per_day`
+/// scrapes a day going back from today, prices that drift and go on promotion.
+fn synthetic(rows: usize, listings: usize, per_day: usize) -> anyhow::Result<Vec<Observation>> {
+    let retailers: Vec<RetailerSlug> = (0..4)
+        .map(|r| RetailerSlug::parse(&format!("bench-{r}")))
+        .collect::<Result<_, _>>()?;
+    let per_listing = rows.div_ceil(listings.max(1));
+    let step = chrono::Duration::minutes((24 * 60 / per_day.max(1)) as i64);
+    let start = Utc::now().duration_trunc(chrono::Duration::days(1))?
+        - step * i32::try_from(per_listing).unwrap_or(i32::MAX);
+    let mut out = Vec::with_capacity(rows);
+    'outer: for k in 0..per_listing {
+        let at = start + step * i32::try_from(k).unwrap_or(i32::MAX);
+        for l in 0..listings {
+            if out.len() == rows {
+                break 'outer;
+            }
+            let base = 100 + (l as i64 * 37) % 900;
+            let promo = (k / per_day.max(1) + l) % 14 < 3;
+            let price = if promo { base * 3 / 4 } else { base };
+            out.push(Observation::new(
+                retailers[l % 4].clone(),
+                format!("sku-{l}"),
+                format!("Product {l} 400g"),
+                at,
+                price,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+async fn ingest_all(
+    pool: &PgPool,
+    rows: &[Observation],
+    batch: usize,
+) -> anyhow::Result<(Duration, u64)> {
+    let mut ingestor = Ingestor::new(pool.clone()).await?;
+    let started = Instant::now();
+    let mut stored = 0;
+    for chunk in rows.chunks(batch) {
+        stored += ingestor.ingest(chunk).await?.inserted;
+    }
+    Ok((started.elapsed(), stored))
+}
+
+/// Writes the same rows the ingest path stored as a binary COPY file for
+/// the baseline, with listing ids looked up in `pool`.
+async fn write_copy_file(pool: &PgPool, rows: &[Observation], path: &Path) -> anyhow::Result<()> {
+    let ids: std::collections::HashMap<String, i64> =
+        sqlx::query("SELECT retailer_sku, id FROM listings")
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.try_get("retailer_sku")?, r.try_get("id")?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+    let mut enc = BinaryCopy::with_capacity(rows.len() * 100);
+    for o in rows {
+        let id = *ids.get(&o.sku).context("listing missing in baseline")?;
+        enc.row(11)
+            .int8(id)
+            .timestamptz(o.observed_at)
+            .int8(o.price_pence)
+            .null()
+            .null()
+            .null()
+            .text("none")
+            .null()
+            .int8(o.effective_price_pence())
+            .bool(o.in_stock)
+            .null();
+    }
+    std::fs::write(path, enc.finish()).with_context(|| format!("writing {}", path.display()))
+}
+
+fn psql(url: &str, command: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", command])
+        .output()
+        .context("running psql (install postgresql-client)")?;
+    let elapsed = started.elapsed();
+    if !out.status.success() {
+        bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(elapsed)
+}
+
+fn rate(rows: u64, d: Duration) -> f64 {
+    rows as f64 / d.as_secs_f64()
+}
+
+pub async fn ingest(args: IngestBenchArgs, settings: &Settings) -> anyhow::Result<()> {
+    let url = db::database_url(&settings.database)?;
+    let batch = settings.ingest.batch_size;
+    let pid = std::process::id();
+    eprintln!(
+        "generating {} observations over {} listings",
+        args.rows, args.listings
+    );
+    let rows = synthetic(args.rows, args.listings, args.per_day)?;
+    let first = rows.iter().map(|o| o.observed_at).min();
+    let last = rows.iter().map(|o| o.observed_at).max();
+
+    // 1. The project's path, into a fresh database.
+    let ours = ScratchDb::create(&url, &format!("bench_ingest_{pid}")).await?;
+    let flavour = db::flavour(&ours.pool).await?;
+    eprintln!("ingest path: {} rows, batch {batch}", rows.len());
+    let (ours_time, stored) = ingest_all(&ours.pool, &rows, batch).await?;
+    let daily: i64 = sqlx::query_scalar("SELECT count(*) FROM price_daily")
+        .fetch_one(&ours.pool)
+        .await?;
+
+    // 2. Baseline: psql binary COPY of the same rows into an identical,
+    // freshly migrated table whose listings and partitions already exist.
+    let base = ScratchDb::create(&url, &format!("bench_copy_{pid}")).await?;
+    let mut seed = Ingestor::new(base.pool.clone()).await?;
+    // One observation per listing, a day before the benchmark rows, creates
+    // the listings and retailers exactly as the ingest path would.
+    let seeds: Vec<Observation> = rows
+        .iter()
+        .take(args.listings)
+        .map(|o| {
+            let mut s = o.clone();
+            s.observed_at = o.observed_at - chrono::Duration::days(1);
+            s
+        })
+        .collect();
+    seed.ingest(&seeds).await?;
+    sqlx::query("DELETE FROM price_observations")
+        .execute(&base.pool)
+        .await?;
+    sqlx::query("SELECT shelfwatch_ensure_partitions($1, $2)")
+        .bind(first)
+        .bind(last)
+        .execute(&base.pool)
+        .await?;
+    sqlx::query("VACUUM ANALYZE").execute(&base.pool).await.ok();
+    let file = std::env::temp_dir().join(format!("shelfwatch-bench-{pid}.pgcopy"));
+    write_copy_file(&base.pool, &rows, &file).await?;
+    eprintln!("baseline: psql \\copy ... (FORMAT binary)");
+    let copy_time = psql(
+        &base.url,
+        &format!(
+            "\\copy price_observations (listing_id, observed_at, price_pence, was_price_pence, \
+             unit_price_pence, unit_price_per, promo_kind, promo_text, effective_price_pence, \
+             in_stock, scrape_run_id) FROM '{}' (FORMAT binary)",
+            file.display()
+        ),
+    )?;
+    let _ = std::fs::remove_file(&file);
+    let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM price_observations")
+        .fetch_one(&base.pool)
+        .await?;
+
+    // 3. The daily refresh for one new day, with short and long history.
+    let mut refresh = Vec::new();
+    for history_days in [30usize, 730] {
+        let db = ScratchDb::create(&url, &format!("bench_refresh_{history_days}_{pid}")).await?;
+        let history = synthetic(
+            history_days * args.refresh_listings,
+            args.refresh_listings,
+            1,
+        )?;
+        eprintln!("refresh: {history_days} days of history");
+        ingest_all(&db.pool, &history, batch).await?;
+        sqlx::query("VACUUM ANALYZE").execute(&db.pool).await.ok();
+        let mut times = Vec::new();
+        for extra_day in 1..=5 {
+            let day: Vec<Observation> = history
+                .iter()
+                .rev()
+                .take(args.refresh_listings)
+                .map(|o| {
+                    let mut n = o.clone();
+                    n.observed_at = o.observed_at + chrono::Duration::days(extra_day);
+                    n
+                })
+                .collect();
+            let (t, _) = ingest_all(&db.pool, &day, batch).await?;
+            times.push(t);
+        }
+        times.sort();
+        refresh.push((history_days, times[times.len() / 2]));
+        db.drop(args.keep).await?;
+    }
+
+    ours.drop(args.keep).await?;
+    base.drop(args.keep).await?;
+
+    let ours_rate = rate(stored, ours_time);
+    let copy_rate = rate(u64::try_from(copied).unwrap_or(0), copy_time);
+    println!("| measurement | rows | seconds | rows/s |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| shelfwatch ingest path ({} schema; listings upsert, COPY to staging, insert with ON CONFLICT, price_daily update: {daily} daily rows) | {stored} | {:.2} | {:.0} |",
+        flavour.as_str(),
+        ours_time.as_secs_f64(),
+        ours_rate
+    );
+    println!(
+        "| psql `\\copy ... (FORMAT binary)` of the same rows into an identical table (no daily aggregate) | {copied} | {:.2} | {:.0} |",
+        copy_time.as_secs_f64(),
+        copy_rate
+    );
+    println!(
+        "\nratio ingest path / raw COPY: **{:.2}x**\n",
+        ours_rate / copy_rate
+    );
+    println!(
+        "| one new day ({} listings) ingested and folded into price_daily | median of 5 |",
+        args.refresh_listings
+    );
+    println!("|---|---:|");
+    for (days, t) in &refresh {
+        println!(
+            "| with {days} days of history | {:.1} ms |",
+            t.as_secs_f64() * 1e3
+        );
+    }
+    if let [(_, short), (_, long)] = refresh.as_slice() {
+        println!(
+            "\nratio 730-day / 30-day: **{:.2}x**",
+            long.as_secs_f64() / short.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_is_replaced_in_urls() {
+        assert_eq!(
+            replace_database("postgres://u:p@h:5/db?sslmode=disable", "x").unwrap(),
+            "postgres://u:p@h:5/x?sslmode=disable"
+        );
+        assert_eq!(
+            replace_database("postgres://u:p@h:5/db", "x").unwrap(),
+            "postgres://u:p@h:5/x"
+        );
+    }
+
+    #[test]
+    fn synthetic_rows_have_unique_keys() {
+        let rows = synthetic(1000, 30, 4).unwrap();
+        assert_eq!(rows.len(), 1000);
+        let keys: std::collections::HashSet<_> =
+            rows.iter().map(|o| (&o.sku, o.observed_at)).collect();
+        assert_eq!(keys.len(), 1000);
+    }
+}

@@ -1,0 +1,321 @@
+//! The `shelfwatch` command line: one binary, a subcommand per role.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{LogFormat, Settings};
+use crate::db::{self, embedded};
+use crate::ingest::Ingestor;
+use crate::ingest::csv_import::{self, ImportOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shelfwatch",
+    version,
+    about = "Grocery price intelligence: scrape shelves, keep every price, forecast, and say when to buy.",
+    long_about = "Grocery price intelligence: scrape shelves, keep every price, forecast, and say when to buy.\n\n\
+        Configuration comes from built-in defaults, then shelfwatch.toml (or --config), then \
+        SHELFWATCH_* environment variables (SHELFWATCH_DATABASE__MAX_CONNECTIONS=4 sets \
+        database.max_connections), then DATABASE_URL. Without DATABASE_URL, commands use the \
+        embedded database that `shelfwatch db start` runs."
+)]
+pub struct Cli {
+    /// Configuration file (default: ./shelfwatch.toml when it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr (overrides log.format).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole demo on this machine: database, migrations, sample data.
+    Up(UpArgs),
+    /// Manage the embedded PostgreSQL cluster under .shelfwatch/.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Apply the embedded database migrations (safe to run concurrently).
+    Migrate,
+    /// Scrape retailers through headless Chromium (retailers/*.toml).
+    Scrape(PendingArgs),
+    /// Backfill prices from a CSV file through the ingest path.
+    Import(ImportArgs),
+    /// Run the forecast batch job over the daily aggregates.
+    Forecast(PendingArgs),
+    /// Measure forecast accuracy and confidence calibration on stored history.
+    Backtest(PendingArgs),
+    /// Serve the REST API (and /metrics on its own listener).
+    Serve(PendingArgs),
+    /// Run the local demo supermarket site.
+    DemoStore(PendingArgs),
+    /// Benchmarks that write their figures as Markdown for BENCHMARKS.md.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create (first time) and start the cluster; prints its DATABASE_URL.
+    Start {
+        /// Port on 127.0.0.1 (default: the last one used, else a free one).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Stop the cluster.
+    Stop,
+    /// Say whether the cluster runs, and where.
+    Status,
+    /// Print the DATABASE_URL of the running cluster (for scripts).
+    Url,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// CSV with columns retailer,sku,title,observed_at,price_pence and
+    /// optionally was_price_pence,unit_price_pence,unit,promo_text,in_stock,pack_text,url.
+    pub file: PathBuf,
+    /// Where to write rejected rows (default: FILE.rejects.csv).
+    #[arg(long, value_name = "FILE")]
+    pub rejects: Option<PathBuf>,
+    /// Observations per database batch (default: ingest.batch_size).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Never draw a progress bar (it is drawn only on a terminal anyway).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Price history to load (default: samples/prices.csv).
+    #[arg(long, value_name = "FILE", default_value = "samples/prices.csv")]
+    pub sample: PathBuf,
+}
+
+/// Arguments of roles that later work fills in; accepted so scripts can be
+/// written against the final interface.
+#[derive(Debug, Args)]
+pub struct PendingArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub rest: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Ingest N observations through the project's path and, beside it, psql
+    /// COPY of the same rows into an identical table; plus the daily refresh
+    /// cost with short and long history. Uses fresh databases it drops after.
+    Ingest(crate::bench::IngestBenchArgs),
+}
+
+/// Entry point used by `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(
+        cli.log_format.unwrap_or(settings.log.format),
+        &settings.log.filter,
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Db(cmd) => db_command(cmd, &settings).await,
+        Command::Migrate => {
+            let pool = connect(&settings).await?;
+            let flavour = db::migrate(&pool).await?;
+            println!(
+                "migrations applied (time-series schema: {})",
+                flavour.as_str()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import(args) => import(args, &settings).await,
+        Command::Up(args) => up(args, &settings).await,
+        Command::Bench(BenchCommand::Ingest(args)) => {
+            crate::bench::ingest(args, &settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Scrape(_)
+        | Command::Forecast(_)
+        | Command::Backtest(_)
+        | Command::Serve(_)
+        | Command::DemoStore(_) => {
+            eprintln!(
+                "error: this command is not built yet; `shelfwatch --help` lists what works today"
+            );
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn cluster(settings: &Settings) -> anyhow::Result<embedded::Cluster> {
+    let bins = embedded::PgBinaries::locate(settings.database.pg_bin.as_deref())?;
+    embedded::Cluster::new(&settings.database.embedded_dir, bins)
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
+    let url = db::database_url(&settings.database)?;
+    db::connect(&url, &settings.database).await
+}
+
+/// Starts the embedded cluster and makes sure the shelfwatch database exists.
+async fn start_embedded(settings: &Settings, port: Option<u16>) -> anyhow::Result<String> {
+    let cluster = cluster(settings)?;
+    let port = cluster.start(port.unwrap_or(settings.database.embedded_port), &[])?;
+    db::create_database_if_missing(&cluster.url("postgres")?, embedded::DB_NAME).await?;
+    tracing::info!(port, dir = %cluster.root().display(), "embedded database running");
+    cluster.url(embedded::DB_NAME)
+}
+
+async fn db_command(cmd: DbCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DbCommand::Start { port } => {
+            let url = start_embedded(settings, port).await?;
+            if settings.database.url.is_some() {
+                eprintln!(
+                    "note: DATABASE_URL (or database.url) is set, so other commands use that \
+                     server, not this one"
+                );
+            }
+            println!("DATABASE_URL={url}");
+        }
+        DbCommand::Stop => {
+            if cluster(settings)?.stop()? {
+                println!("stopped");
+            } else {
+                println!("not running");
+            }
+        }
+        DbCommand::Status => {
+            let cluster = cluster(settings)?;
+            match cluster.status()? {
+                embedded::Status::NotInitialized => {
+                    println!(
+                        "not created ({}): `shelfwatch db start` creates it",
+                        cluster.root().display()
+                    );
+                    return Ok(ExitCode::from(3));
+                }
+                embedded::Status::Stopped => {
+                    println!("stopped ({})", cluster.root().display());
+                    return Ok(ExitCode::from(3));
+                }
+                embedded::Status::Running { pid, port } => println!(
+                    "running: pid {pid}, 127.0.0.1:{port}, data {}",
+                    cluster.data_dir().display()
+                ),
+            }
+        }
+        DbCommand::Url => println!("{}", cluster(settings)?.url(embedded::DB_NAME)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn import(args: ImportArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let pool = connect(settings).await?;
+    let mut ingestor = Ingestor::new(pool).await?;
+    let options = ImportOptions {
+        batch_size: args.batch_size.unwrap_or(settings.ingest.batch_size),
+        rejects: args.rejects,
+        progress: !args.no_progress && std::io::stderr().is_terminal(),
+    };
+    let report = csv_import::import_file(&mut ingestor, &args.file, &options).await?;
+    println!(
+        "{}: {} rows read, {} stored, {} already stored, {} rejected; {} daily aggregates updated",
+        args.file.display(),
+        report.rows,
+        report.stored.inserted,
+        report.stored.duplicates,
+        report.rejected,
+        report.stored.days_refreshed
+    );
+    if let Some(path) = &report.rejects_file {
+        for line in &report.sample_rejections {
+            eprintln!("  rejected {line}");
+        }
+        eprintln!(
+            "{} rejected rows (with line numbers and reasons) are in {}",
+            report.rejected,
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn up(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let url = match &settings.database.url {
+        Some(url) => url.expose().to_owned(),
+        None => start_embedded(settings, None).await?,
+    };
+    let pool = db::connect(&crate::config::Secret::new(url.clone()), &settings.database).await?;
+    let flavour = db::migrate(&pool).await?;
+    println!("database ready (time-series schema: {})", flavour.as_str());
+    let mut ingestor = Ingestor::new(pool.clone()).await?;
+    let options = ImportOptions {
+        batch_size: settings.ingest.batch_size,
+        rejects: None,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let report = csv_import::import_file(&mut ingestor, &args.sample, &options)
+        .await
+        .with_context(|| format!("loading the sample history {}", args.sample.display()))?;
+    let (listings, days): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM listings), (SELECT count(*) FROM price_daily)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    println!(
+        "loaded {}: {} rows, {} new; {listings} listings, {days} daily aggregates",
+        args.sample.display(),
+        report.rows,
+        report.stored.inserted
+    );
+    println!("\nDATABASE_URL={url}");
+    println!(
+        "try: psql \"$DATABASE_URL\" -c 'SELECT * FROM price_daily ORDER BY day DESC LIMIT 5'"
+    );
+    println!("stop the database with: shelfwatch db stop");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,297 @@
+//! Layered configuration: built-in defaults, then `shelfwatch.toml`, then
+//! `SHELFWATCH_*` environment variables (`__` separates sections, so
+//! `SHELFWATCH_DATABASE__MAX_CONNECTIONS=4` sets `database.max_connections`),
+//! then `DATABASE_URL`. Unknown keys are rejected with the key named.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// The file read when `--config` is not given (it may be absent).
+pub const DEFAULT_CONFIG_FILE: &str = "shelfwatch.toml";
+const ENV_PREFIX: &str = "SHELFWATCH_";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub log: LogSettings,
+    pub ingest: IngestSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// A server to use instead of the embedded cluster (TimescaleDB in
+    /// docker-compose, a managed server). `DATABASE_URL` sets it too.
+    pub url: Option<Secret>,
+    pub max_connections: u32,
+    /// Seconds to wait for a pooled connection before giving up.
+    pub acquire_timeout_secs: u64,
+    /// Where `shelfwatch db start` keeps its private cluster.
+    pub embedded_dir: PathBuf,
+    /// Port for the embedded cluster; 0 picks a free one on first start and
+    /// keeps it afterwards.
+    pub embedded_port: u16,
+    /// Directory holding `initdb`, `pg_ctl` and `postgres`; found
+    /// automatically under /usr/lib/postgresql when unset.
+    pub pg_bin: Option<PathBuf>,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 8,
+            acquire_timeout_secs: 10,
+            embedded_dir: PathBuf::from(".shelfwatch/pg"),
+            embedded_port: 0,
+            pg_bin: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `shelfwatch=debug,sqlx=warn`;
+    /// `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            filter: "info,sqlx=warn".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSettings {
+    /// Observations written per COPY batch.
+    pub batch_size: usize,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self { batch_size: 50_000 }
+    }
+}
+
+/// A string that never prints itself (database URLs carry passwords).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Settings {
+    /// Loads settings from the process environment and `file` (or
+    /// `shelfwatch.toml` in the working directory when it exists).
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env)
+    }
+
+    /// Loads settings with an explicit environment (for tests).
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> anyhow::Result<Self> {
+        let mut table = match file {
+            Some(path) => read_table(path)?,
+            None => {
+                let default = Path::new(DEFAULT_CONFIG_FILE);
+                if default.exists() {
+                    read_table(default)?
+                } else {
+                    toml::Table::new()
+                }
+            }
+        };
+        let mut from_env = Vec::new();
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            if path.iter().any(String::is_empty) {
+                bail!("environment variable {name}: empty key segment");
+            }
+            set_path(&mut table, &path, env_value(value))
+                .with_context(|| format!("environment variable {name}"))?;
+            from_env.push(name.clone());
+        }
+        if let Some((_, url)) = env.iter().find(|(k, _)| k == "DATABASE_URL") {
+            set_path(
+                &mut table,
+                &["database".to_owned(), "url".to_owned()],
+                toml::Value::String(url.clone()),
+            )?;
+        }
+        let settings: Settings = toml::Value::Table(table).try_into().map_err(|e| {
+            let source = if from_env.is_empty() {
+                "configuration".to_owned()
+            } else {
+                format!("configuration (including {})", from_env.join(", "))
+            };
+            anyhow::anyhow!("invalid {source}: {e}")
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.database.max_connections == 0 {
+            bail!("database.max_connections must be at least 1");
+        }
+        if self.ingest.batch_size == 0 {
+            bail!("ingest.batch_size must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+fn read_table(path: &Path) -> anyhow::Result<toml::Table> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+    // Deserialize the file alone first so an unknown key is reported against
+    // the file that holds it.
+    toml::Value::Table(table.clone())
+        .try_into::<Settings>()
+        .with_context(|| format!("config file {}", path.display()))?;
+    Ok(table)
+}
+
+/// Environment values are typed the way TOML would read them, so numbers
+/// and booleans work; anything else is a string.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match raw {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(raw.to_owned()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> anyhow::Result<()> {
+    let Some((last, parents)) = path.split_last() else {
+        bail!("empty key");
+    };
+    let mut current = table;
+    for key in parents {
+        let entry = current
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(t) => t,
+            _ => bail!("`{key}` is a value, not a section"),
+        };
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_without_file_or_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.toml");
+        std::fs::write(&missing, "").unwrap();
+        let s = Settings::load_from(Some(&missing), &[]).unwrap();
+        assert_eq!(s.database.max_connections, 8);
+        assert!(s.database.url.is_none());
+        assert_eq!(s.log.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn env_overrides_file_and_database_url_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(
+            &file,
+            "[database]\nmax_connections = 3\nurl = \"postgres://file\"\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(
+            Some(&file),
+            &env(&[
+                ("SHELFWATCH_DATABASE__MAX_CONNECTIONS", "5"),
+                ("DATABASE_URL", "postgres://env"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.database.max_connections, 5);
+        assert_eq!(s.database.url.unwrap().expose(), "postgres://env");
+        assert_eq!(s.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, "[database]\nmax_conections = 3\n").unwrap();
+        let err = format!("{:#}", Settings::load_from(Some(&file), &[]).unwrap_err());
+        assert!(err.contains("max_conections"), "{err}");
+        assert!(err.contains("s.toml"), "{err}");
+    }
+
+    #[test]
+    fn unknown_env_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, "").unwrap();
+        let err = format!(
+            "{:#}",
+            Settings::load_from(Some(&file), &env(&[("SHELFWATCH_DATABSE__URL", "x")]))
+                .unwrap_err()
+        );
+        assert!(err.contains("databse"), "{err}");
+        assert!(err.contains("SHELFWATCH_DATABSE__URL"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("postgres://u:hunter2@h/db");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

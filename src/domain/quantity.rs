@@ -1,0 +1,453 @@
+//! Pack sizes: "415g", "4 x 330ml", "6 pack".
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::{Decimal, ParseError, read_decimal, starts_negative};
+
+const WHAT: &str = "a pack size";
+
+/// The unit a pack is measured in: grams, millilitres or items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BaseUnit {
+    Gram,
+    Millilitre,
+    Each,
+}
+
+impl BaseUnit {
+    /// "g", "ml" or "each".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BaseUnit::Gram => "g",
+            BaseUnit::Millilitre => "ml",
+            BaseUnit::Each => "each",
+        }
+    }
+
+    /// Largest believable pack total in this unit: 1,000 kg, 1,000 l or 10,000 items.
+    pub fn max_total(self) -> u64 {
+        match self {
+            BaseUnit::Gram | BaseUnit::Millilitre => 1_000_000,
+            BaseUnit::Each => 10_000,
+        }
+    }
+
+    /// Plural name for messages: "grams", "millilitres", "items".
+    fn plural(self) -> &'static str {
+        match self {
+            BaseUnit::Gram => "grams",
+            BaseUnit::Millilitre => "millilitres",
+            BaseUnit::Each => "items",
+        }
+    }
+}
+
+impl fmt::Display for BaseUnit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BaseUnit {
+    type Err = ParseError;
+
+    /// Accepts "g", "ml" or "each", ignoring case and surrounding spaces.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "g" => Ok(BaseUnit::Gram),
+            "ml" => Ok(BaseUnit::Millilitre),
+            "each" => Ok(BaseUnit::Each),
+            _ => Err(ParseError::new(
+                s,
+                "a base unit",
+                "expected \"g\", \"ml\" or \"each\"",
+            )),
+        }
+    }
+}
+
+/// Looks up a lowercase unit word: its base unit and how many base units one of it is.
+pub(crate) fn lookup_unit(word: &str) -> Option<(BaseUnit, u64)> {
+    use BaseUnit::*;
+    Some(match word {
+        "g" | "gs" | "gr" | "grm" | "gram" | "grams" | "gramme" | "grammes" => (Gram, 1),
+        "kg" | "kgs" | "kilo" | "kilos" | "kilogram" | "kilograms" | "kilogramme"
+        | "kilogrammes" => (Gram, 1000),
+        "ml" | "mls" | "millilitre" | "millilitres" | "milliliter" | "milliliters" => {
+            (Millilitre, 1)
+        }
+        "cl" | "centilitre" | "centilitres" | "centiliter" | "centiliters" => (Millilitre, 10),
+        "l" | "lt" | "ltr" | "ltrs" | "litre" | "litres" | "liter" | "liters" => (Millilitre, 1000),
+        "each" | "ea" | "pack" | "packs" | "pk" | "pks" | "pc" | "pcs" | "piece" | "pieces" => {
+            (Each, 1)
+        }
+        _ => return None,
+    })
+}
+
+/// The units [`lookup_unit`] knows, for messages.
+pub(crate) const KNOWN_UNITS: &str = "g, kg, ml, cl, l, each or pack";
+
+/// `d * mult` if that is a whole number, else `None`.
+pub(crate) fn exact_times(d: Decimal, mult: u64) -> Option<u128> {
+    let n = u128::from(d.mantissa) * u128::from(mult);
+    let den = 10u128.checked_pow(d.scale)?;
+    (n % den == 0).then_some(n / den)
+}
+
+/// A pack: `count` items of `each` base units; total() = count * each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pack {
+    pub count: u32,
+    pub each: u64,
+    pub unit: BaseUnit,
+}
+
+impl Pack {
+    /// `count * each` in base units (saturating; parsed packs are far below that).
+    pub fn total(&self) -> u64 {
+        u64::from(self.count).saturating_mul(self.each)
+    }
+}
+
+impl fmt::Display for Pack {
+    /// "415g", "4 x 330ml", "6 each" (6 single items), "2 x 6 each". Parses back
+    /// with [`parse_pack`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Pack { count, each, unit } = *self;
+        match unit {
+            BaseUnit::Each if each == 1 => write!(f, "{count} each"),
+            BaseUnit::Each => write!(f, "{count} x {each} each"),
+            _ if count == 1 => write!(f, "{each}{unit}"),
+            _ => write!(f, "{count} x {each}{unit}"),
+        }
+    }
+}
+
+/// Reads a pack size.
+///
+/// "415g" -> 1 x 415 g, "1.5kg" -> 1 x 1500 g, "4 x 330ml" / "4X330ML" -> 4 x 330 ml,
+/// "2 x 1.5L" -> 2 x 1500 ml, "2L" / "2 litres" -> 1 x 2000 ml, "75cl" -> 1 x 750 ml,
+/// "6 pack" / "12 pk" / "Pack of 4" -> N x 1 each, "Each" / "EA" -> 1 x 1 each.
+/// A trailing estimated sign ("500ml ℮", "500ml e") is ignored. Case-insensitive;
+/// spaces between number and unit are optional.
+///
+/// Rejects empty text, zero, negatives, unknown units, fractions of a base unit
+/// ("1.5g") and totals above [`BaseUnit::max_total`].
+pub fn parse_pack(text: &str) -> Result<Pack, ParseError> {
+    let err = |reason: String| ParseError::new(text, WHAT, reason);
+    let lower = text.trim().to_lowercase();
+    let mut s = strip_estimated_sign(&lower);
+    if s.is_empty() {
+        return Err(err("it is empty".into()));
+    }
+    if matches!(s, "each" | "ea") {
+        return Ok(Pack {
+            count: 1,
+            each: 1,
+            unit: BaseUnit::Each,
+        });
+    }
+    let pack_of = match s.strip_prefix("pack of") {
+        Some(rest) => {
+            s = rest.trim_start();
+            true
+        }
+        None => false,
+    };
+    let Some((first, first_text, rest)) = read_number(s).map_err(&err)? else {
+        return Err(err(if pack_of {
+            format!("expected a count after \"pack of\", found {s:?}")
+        } else {
+            format!("expected a size such as \"415g\", \"4 x 330ml\" or \"6 pack\", found {s:?}")
+        }));
+    };
+    let rest = rest.trim_start();
+
+    let (count, each, unit) = if let Some(after_x) = rest.strip_prefix(['x', '×', '*']) {
+        // "4 x 330ml": a count of items, each of a size.
+        let count = exact_times(first, 1)
+            .ok_or_else(|| err(format!("the count {first_text} is not a whole number")))?;
+        let after_x = after_x.trim_start();
+        let Some((size, size_text, unit_word)) = read_number(after_x).map_err(&err)? else {
+            return Err(err(if after_x.is_empty() {
+                format!("expected a size after \"{first_text} x\", such as \"330ml\"")
+            } else {
+                format!("expected a size after \"{first_text} x\", found {after_x:?}")
+            }));
+        };
+        let (unit, each) = amount(size, size_text, unit_word.trim()).map_err(&err)?;
+        (count, each, unit)
+    } else if rest.is_empty() && pack_of {
+        // "pack of 4"
+        let count = exact_times(first, 1)
+            .ok_or_else(|| err(format!("the count {first_text} is not a whole number")))?;
+        (count, 1, BaseUnit::Each)
+    } else {
+        match amount(first, first_text, rest).map_err(&err)? {
+            (BaseUnit::Each, n) => (n, 1, BaseUnit::Each),
+            (unit, n) => (1, n, unit),
+        }
+    };
+
+    if count == 0 {
+        return Err(err("a pack of zero items".into()));
+    }
+    if each == 0 {
+        return Err(err("a size of zero".into()));
+    }
+    let limit = unit.max_total();
+    let too_big = || {
+        err(match unit {
+            BaseUnit::Gram => "it is absurdly large: more than 1,000 kg".into(),
+            BaseUnit::Millilitre => "it is absurdly large: more than 1,000 litres".into(),
+            BaseUnit::Each => "it is absurdly large: more than 10,000 items".into(),
+        })
+    };
+    match count.checked_mul(each) {
+        Some(total) if total <= u128::from(limit) => {}
+        _ => return Err(too_big()),
+    }
+    // Both fit: each and count are at most `limit`, which is far below u32::MAX.
+    let count = u32::try_from(count).map_err(|_| too_big())?;
+    let each = u64::try_from(each).map_err(|_| too_big())?;
+    Ok(Pack { count, each, unit })
+}
+
+/// Like [`read_decimal`], but rejects a leading minus sign with a reason.
+fn read_number(s: &str) -> Result<Option<(Decimal, &str, &str)>, String> {
+    if starts_negative(s) {
+        return Err("a pack size cannot be negative".into());
+    }
+    read_decimal(s)
+}
+
+/// A number followed by a unit word: the base unit and the whole number of base units.
+fn amount(number: Decimal, number_text: &str, unit_word: &str) -> Result<(BaseUnit, u128), String> {
+    let unit_word = unit_word.trim();
+    if unit_word.is_empty() {
+        return Err(format!(
+            "no unit after {number_text} (expected {KNOWN_UNITS})"
+        ));
+    }
+    let (unit, mult) = lookup_unit(unit_word)
+        .ok_or_else(|| format!("unknown unit {unit_word:?} (expected {KNOWN_UNITS})"))?;
+    let n = exact_times(number, mult).ok_or_else(|| {
+        format!(
+            "{number_text}{unit_word} is not a whole number of {}",
+            unit.plural()
+        )
+    })?;
+    Ok((unit, n))
+}
+
+/// Drops a trailing estimated sign: "500ml ℮", "500ml℮" or "500ml e".
+fn strip_estimated_sign(s: &str) -> &str {
+    let s = s.trim();
+    if let Some(rest) = s.strip_suffix('℮') {
+        return rest.trim_end();
+    }
+    match s.strip_suffix('e') {
+        Some(rest) if rest.ends_with(char::is_whitespace) => rest.trim_end(),
+        _ => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use BaseUnit::*;
+    use proptest::prelude::*;
+
+    fn pack(count: u32, each: u64, unit: BaseUnit) -> Pack {
+        Pack { count, each, unit }
+    }
+
+    #[test]
+    fn reads_good_packs() {
+        let cases: &[(&str, Pack)] = &[
+            ("415g", pack(1, 415, Gram)),
+            ("1.5kg", pack(1, 1500, Gram)),
+            ("4 x 330ml", pack(4, 330, Millilitre)),
+            ("4x330ML", pack(4, 330, Millilitre)),
+            ("4 X 330 ml", pack(4, 330, Millilitre)),
+            ("4 × 330ml", pack(4, 330, Millilitre)),
+            ("6 pack", pack(6, 1, Each)),
+            ("6pk", pack(6, 1, Each)),
+            ("12 pk", pack(12, 1, Each)),
+            ("2L", pack(1, 2000, Millilitre)),
+            ("2 litre", pack(1, 2000, Millilitre)),
+            ("2 litres", pack(1, 2000, Millilitre)),
+            ("75cl", pack(1, 750, Millilitre)),
+            ("500ml e", pack(1, 500, Millilitre)),
+            ("500ml ℮", pack(1, 500, Millilitre)),
+            ("500ml℮", pack(1, 500, Millilitre)),
+            ("Each", pack(1, 1, Each)),
+            ("each", pack(1, 1, Each)),
+            ("EA", pack(1, 1, Each)),
+            ("Pack of 4", pack(4, 1, Each)),
+            ("pack of 4 x 330ml", pack(4, 330, Millilitre)),
+            ("2 x 1.5L", pack(2, 1500, Millilitre)),
+            ("1kg", pack(1, 1000, Gram)),
+            ("  1 KG ", pack(1, 1000, Gram)),
+            ("0.5kg", pack(1, 500, Gram)),
+            ("1,000g", pack(1, 1000, Gram)),
+            ("2 x 6 pack", pack(2, 6, Each)),
+            ("10 each", pack(10, 1, Each)),
+            ("1000kg", pack(1, 1_000_000, Gram)),
+            ("10000 pack", pack(10_000, 1, Each)),
+            ("4.0 x 250g", pack(4, 250, Gram)),
+            ("1.25 litres", pack(1, 1250, Millilitre)),
+        ];
+        for &(text, want) in cases {
+            assert_eq!(parse_pack(text), Ok(want), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_packs_with_reasons() {
+        let cases: &[(&str, &str)] = &[
+            ("", "empty"),
+            (" ℮ ", "empty"),
+            ("0g", "zero"),
+            ("0 x 330ml", "zero items"),
+            ("-1kg", "negative"),
+            ("4 x -330ml", "negative"),
+            ("abc", "expected a size"),
+            ("1.5g", "1.5g is not a whole number of grams"),
+            ("0.5 each", "not a whole number of items"),
+            ("1.5 x 330ml", "count 1.5 is not a whole number"),
+            ("12 parsecs", "unknown unit \"parsecs\""),
+            ("1001kg", "more than 1,000 kg"),
+            ("1001 l", "more than 1,000 litres"),
+            ("10001 pack", "more than 10,000 items"),
+            ("1000 x 2l", "more than 1,000 litres"),
+            ("415", "no unit after 415"),
+            ("4 x", "expected a size after \"4 x\""),
+            ("4 x 330", "no unit after 330"),
+            ("pack of", "expected a count"),
+            ("pack of many", "expected a count"),
+            ("99999999999999999999g", "too long"),
+            ("4 x 18446744073709551615 kg", "more than 1,000 kg"),
+            ("1.2.3kg", "more than one decimal point"),
+            ("500ml bottle", "unknown unit \"ml bottle\""),
+            ("1,5kg", "thousands grouping"),
+        ];
+        for &(text, why) in cases {
+            let e = parse_pack(text).expect_err(text);
+            assert_eq!(e.input, text);
+            assert_eq!(e.what, "a pack size");
+            assert!(
+                e.reason.contains(why),
+                "{text:?}: {:?} lacks {why:?}",
+                e.reason
+            );
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("cannot read {text:?} as a pack size: "))
+            );
+        }
+    }
+
+    #[test]
+    fn base_unit_names() {
+        for unit in [Gram, Millilitre, Each] {
+            assert_eq!(unit.as_str().parse::<BaseUnit>(), Ok(unit));
+            assert_eq!(unit.to_string(), unit.as_str());
+        }
+        assert_eq!(" EACH ".parse::<BaseUnit>(), Ok(Each));
+        let e = "kg".parse::<BaseUnit>().expect_err("kg is not a base unit");
+        assert_eq!(e.input, "kg");
+        assert!(e.reason.contains("expected"));
+    }
+
+    #[test]
+    fn totals_and_display() {
+        assert_eq!(pack(4, 330, Millilitre).total(), 1320);
+        assert_eq!(pack(u32::MAX, u64::MAX, Gram).total(), u64::MAX);
+        assert_eq!(pack(1, 415, Gram).to_string(), "415g");
+        assert_eq!(pack(4, 330, Millilitre).to_string(), "4 x 330ml");
+        assert_eq!(pack(6, 1, Each).to_string(), "6 each");
+        assert_eq!(pack(2, 6, Each).to_string(), "2 x 6 each");
+    }
+
+    /// A unit and a pack in it whose total is within limits.
+    fn any_pack() -> impl Strategy<Value = Pack> {
+        prop_oneof![Just(Gram), Just(Millilitre), Just(Each)]
+            .prop_flat_map(|unit| (Just(unit), 1..=100u32))
+            .prop_flat_map(|(unit, count)| {
+                let max_each = unit.max_total() / u64::from(count);
+                (Just(unit), Just(count), 1..=max_each)
+            })
+            .prop_map(|(unit, count, each)| Pack { count, each, unit })
+    }
+
+    /// The same pack written several ways a shelf might write it.
+    fn styles(p: Pack) -> Vec<String> {
+        let Pack { count, each, unit } = p;
+        let mut out = vec![p.to_string()];
+        let (small, big, mid) = match unit {
+            Gram => ("g", "kg", None),
+            Millilitre => ("ML", "L", Some("cl")),
+            Each => ("each", "each", None),
+        };
+        let sized = |s: String| {
+            if count == 1 && unit != Each {
+                s
+            } else {
+                format!("{count}x{s}")
+            }
+        };
+        if unit != Each {
+            out.push(sized(format!("{each}{small}")));
+            out.push(sized(format!("{each} {}", small.to_uppercase())));
+            let (whole, frac) = (each / 1000, each % 1000);
+            let big_text = if frac == 0 {
+                whole.to_string()
+            } else {
+                format!("{whole}.{frac:03}")
+            };
+            out.push(sized(format!("{big_text}{big}")));
+            if let (Some(cl), 0) = (mid, each % 10) {
+                out.push(sized(format!("{}{cl} ℮", each / 10)));
+            }
+        } else if each == 1 {
+            out.push(format!("{count} pack"));
+            out.push(format!("{count}PK"));
+            out.push(format!("Pack of {count}"));
+        } else {
+            out.push(format!("{count} X {each} pack"));
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn packs_round_trip_in_many_styles(p in any_pack()) {
+            for text in styles(p) {
+                prop_assert_eq!(parse_pack(&text), Ok(p), "{}", text);
+            }
+        }
+
+        #[test]
+        fn parsed_packs_are_within_limits(s in "[0-9. xX]{0,12}(g|kg|ml|cl|l|pack|each)?") {
+            if let Ok(p) = parse_pack(&s) {
+                prop_assert!(p.count > 0 && p.each > 0);
+                prop_assert!(p.total() <= p.unit.max_total());
+            }
+        }
+
+        #[test]
+        fn never_panics_on_ascii(s in ".*") {
+            let _ = parse_pack(&s);
+        }
+
+        #[test]
+        fn never_panics_on_unicode(s in any::<String>()) {
+            let _ = parse_pack(&s);
+        }
+    }
+}

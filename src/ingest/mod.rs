@@ -1,0 +1,589 @@
+//! The one path by which prices enter the database.
+//!
+//! Scraper and CSV import both hand [`Observation`]s to an [`Ingestor`],
+//! which writes them in batches: listings upserted, observations sent by
+//! binary COPY into a session-local staging table, then moved into
+//! `price_observations` with `ON CONFLICT DO NOTHING` (so a re-sent
+//! observation is a no-op) and the `price_daily` days they touched brought
+//! up to date. Each batch is one transaction: when `ingest` returns `Ok`,
+//! every observation of the batch is stored.
+
+pub mod copy;
+pub mod csv_import;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Datelike, Duration, DurationRound, Utc};
+use sqlx::{PgPool, Row};
+
+use crate::db::Flavour;
+use crate::domain::money::MAX_PRICE_PENCE;
+use crate::domain::promo::{Promo, PromoKind};
+use crate::domain::quantity::{BaseUnit, Pack};
+use crate::domain::retailer::RetailerSlug;
+use crate::domain::unit_price::UnitPrice;
+use copy::BinaryCopy;
+
+pub const MAX_SKU_LEN: usize = 200;
+pub const MAX_TITLE_LEN: usize = 500;
+pub const MAX_PROMO_TEXT_LEN: usize = 500;
+pub const MAX_URL_LEN: usize = 2000;
+
+/// One shelf price seen at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub retailer: RetailerSlug,
+    pub sku: String,
+    pub title: String,
+    pub url: Option<String>,
+    pub observed_at: DateTime<Utc>,
+    pub price_pence: i64,
+    pub was_price_pence: Option<i64>,
+    pub unit_price: Option<UnitPrice>,
+    pub promo: Option<Promo>,
+    pub promo_text: Option<String>,
+    pub in_stock: bool,
+    pub pack: Option<Pack>,
+    pub scrape_run_id: Option<i64>,
+}
+
+impl Observation {
+    /// A plain observation with no promotion, unit price or pack.
+    pub fn new(
+        retailer: RetailerSlug,
+        sku: impl Into<String>,
+        title: impl Into<String>,
+        observed_at: DateTime<Utc>,
+        price_pence: i64,
+    ) -> Self {
+        Self {
+            retailer,
+            sku: sku.into(),
+            title: title.into(),
+            url: None,
+            observed_at,
+            price_pence,
+            was_price_pence: None,
+            unit_price: None,
+            promo: None,
+            promo_text: None,
+            in_stock: true,
+            pack: None,
+            scrape_run_id: None,
+        }
+    }
+
+    pub fn promo_kind(&self) -> PromoKind {
+        self.promo.as_ref().map_or(PromoKind::None, Promo::kind)
+    }
+
+    /// What one item costs after the promotion.
+    pub fn effective_price_pence(&self) -> i64 {
+        self.promo
+            .as_ref()
+            .map_or(self.price_pence, |p| p.effective_price(self.price_pence))
+    }
+
+    /// The unit price as stated, or computed from the pack when not stated.
+    pub fn unit_price_or_derived(&self) -> Option<UnitPrice> {
+        self.unit_price.or_else(|| {
+            self.pack
+                .as_ref()
+                .and_then(|p| crate::domain::unit_price::unit_price_of(self.price_pence, p))
+        })
+    }
+
+    /// Checks the invariants the database relies on; the error says which
+    /// field is wrong and why.
+    pub fn check(&self) -> Result<(), String> {
+        if self.sku.trim().is_empty() {
+            return Err("sku is empty".into());
+        }
+        if self.sku.len() > MAX_SKU_LEN {
+            return Err(format!("sku is longer than {MAX_SKU_LEN} bytes"));
+        }
+        if self.title.trim().is_empty() {
+            return Err("title is empty".into());
+        }
+        if self.title.len() > MAX_TITLE_LEN {
+            return Err(format!("title is longer than {MAX_TITLE_LEN} bytes"));
+        }
+        if self.url.as_ref().is_some_and(|u| u.len() > MAX_URL_LEN) {
+            return Err(format!("url is longer than {MAX_URL_LEN} bytes"));
+        }
+        if self
+            .promo_text
+            .as_ref()
+            .is_some_and(|t| t.len() > MAX_PROMO_TEXT_LEN)
+        {
+            return Err(format!(
+                "promo_text is longer than {MAX_PROMO_TEXT_LEN} bytes"
+            ));
+        }
+        if !(1..=MAX_PRICE_PENCE).contains(&self.price_pence) {
+            return Err(format!(
+                "price_pence {} is outside 1..={MAX_PRICE_PENCE}",
+                self.price_pence
+            ));
+        }
+        if let Some(was) = self.was_price_pence {
+            if !(1..=MAX_PRICE_PENCE).contains(&was) {
+                return Err(format!(
+                    "was_price_pence {was} is outside 1..={MAX_PRICE_PENCE}"
+                ));
+            }
+            if was <= self.price_pence {
+                return Err(format!(
+                    "was_price_pence {was} is not above price_pence {}",
+                    self.price_pence
+                ));
+            }
+        }
+        if let Some(u) = self.unit_price
+            && u.pence <= 0
+        {
+            return Err(format!("unit price {} is not positive", u.pence));
+        }
+        let year = self.observed_at.year();
+        if !(2000..=2100).contains(&year) {
+            return Err(format!(
+                "observed_at {} is outside the years 2000 to 2100",
+                self.observed_at.to_rfc3339()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Unit-price denominations as stored: per kg, per litre, each.
+pub fn unit_label(per: BaseUnit) -> &'static str {
+    match per {
+        BaseUnit::Gram => "kg",
+        BaseUnit::Millilitre => "l",
+        BaseUnit::Each => "each",
+    }
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    pub received: u64,
+    /// Observations newly stored.
+    pub inserted: u64,
+    /// Observations that were already stored (re-sent) and left alone.
+    pub duplicates: u64,
+    /// `price_daily` rows created or updated (native flavour) or day buckets
+    /// refreshed (TimescaleDB).
+    pub days_refreshed: u64,
+}
+
+impl std::ops::AddAssign for BatchReport {
+    fn add_assign(&mut self, o: Self) {
+        self.received += o.received;
+        self.inserted += o.inserted;
+        self.duplicates += o.duplicates;
+        self.days_refreshed += o.days_refreshed;
+    }
+}
+
+/// Writes observations. Keep one per task; it caches ids it has resolved.
+pub struct Ingestor {
+    pool: PgPool,
+    flavour: Flavour,
+    retailers: HashMap<RetailerSlug, i64>,
+    /// Months (year, month) whose partition is known to exist.
+    months: HashSet<(i32, u32)>,
+}
+
+const STAGE_DDL: &str = "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
+    listing_id bigint, observed_at timestamptz, price_pence bigint,
+    was_price_pence bigint, unit_price_pence bigint, unit_price_per text,
+    promo_kind text, promo_text text, effective_price_pence bigint,
+    in_stock boolean, scrape_run_id bigint) ON COMMIT DELETE ROWS";
+
+const STAGE_COPY: &str = "COPY ingest_stage (listing_id, observed_at, price_pence, \
+    was_price_pence, unit_price_pence, unit_price_per, promo_kind, promo_text, \
+    effective_price_pence, in_stock, scrape_run_id) FROM STDIN (FORMAT binary)";
+const STAGE_FIELDS: i16 = 11;
+
+/// Native flavour: insert new observations and fold exactly those into
+/// `price_daily` in one statement. Open/close are merged by timestamp,
+/// sums and counts added, so the result equals a full recomputation.
+/// Rows are written in key order so concurrent ingests of overlapping data
+/// lock in the same order and cannot deadlock.
+const INSERT_AND_MERGE_DAILY: &str = "
+WITH ins AS (
+    INSERT INTO price_observations (listing_id, observed_at, price_pence, was_price_pence,
+        unit_price_pence, unit_price_per, promo_kind, promo_text, effective_price_pence,
+        in_stock, scrape_run_id)
+    SELECT listing_id, observed_at, price_pence, was_price_pence, unit_price_pence,
+        unit_price_per, promo_kind, promo_text, effective_price_pence, in_stock, scrape_run_id
+    FROM ingest_stage
+    ORDER BY listing_id, observed_at
+    ON CONFLICT (listing_id, observed_at) DO NOTHING
+    RETURNING listing_id, observed_at, price_pence, promo_kind, effective_price_pence, in_stock
+), days AS (
+    SELECT listing_id,
+           time_bucket(INTERVAL '1 day', observed_at) AS day,
+           (array_agg(price_pence ORDER BY observed_at))[1] AS open_pence,
+           (array_agg(price_pence ORDER BY observed_at DESC))[1] AS close_pence,
+           min(price_pence) AS min_pence,
+           max(price_pence) AS max_pence,
+           sum(price_pence)::bigint AS sum_pence,
+           count(*) AS observations,
+           count(*) FILTER (WHERE promo_kind <> 'none') AS promo_observations,
+           bool_or(promo_kind <> 'none') AS any_promo,
+           min(effective_price_pence) AS min_effective_pence,
+           count(*) FILTER (WHERE in_stock) AS in_stock_observations,
+           min(observed_at) AS first_at,
+           max(observed_at) AS last_at
+    FROM ins
+    GROUP BY 1, 2
+), merged AS (
+    INSERT INTO price_daily AS d (listing_id, day, open_pence, close_pence, min_pence,
+        max_pence, mean_pence, sum_pence, observations, promo_observations, any_promo,
+        min_effective_pence, in_stock_observations, first_at, last_at)
+    SELECT listing_id, day, open_pence, close_pence, min_pence, max_pence,
+           sum_pence::float8 / observations, sum_pence, observations, promo_observations,
+           any_promo, min_effective_pence, in_stock_observations, first_at, last_at
+    FROM days
+    ORDER BY listing_id, day
+    ON CONFLICT (listing_id, day) DO UPDATE SET
+        open_pence = CASE WHEN EXCLUDED.first_at < d.first_at
+                          THEN EXCLUDED.open_pence ELSE d.open_pence END,
+        close_pence = CASE WHEN EXCLUDED.last_at > d.last_at
+                           THEN EXCLUDED.close_pence ELSE d.close_pence END,
+        min_pence = LEAST(d.min_pence, EXCLUDED.min_pence),
+        max_pence = GREATEST(d.max_pence, EXCLUDED.max_pence),
+        sum_pence = d.sum_pence + EXCLUDED.sum_pence,
+        observations = d.observations + EXCLUDED.observations,
+        mean_pence = (d.sum_pence + EXCLUDED.sum_pence)::float8
+                     / (d.observations + EXCLUDED.observations),
+        promo_observations = d.promo_observations + EXCLUDED.promo_observations,
+        any_promo = d.any_promo OR EXCLUDED.any_promo,
+        min_effective_pence = LEAST(d.min_effective_pence, EXCLUDED.min_effective_pence),
+        in_stock_observations = d.in_stock_observations + EXCLUDED.in_stock_observations,
+        first_at = LEAST(d.first_at, EXCLUDED.first_at),
+        last_at = GREATEST(d.last_at, EXCLUDED.last_at)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM ins) AS inserted,
+       (SELECT count(*) FROM merged) AS days,
+       (SELECT min(observed_at) FROM ins) AS first_at,
+       (SELECT max(observed_at) FROM ins) AS last_at";
+
+/// TimescaleDB flavour: insert only; the continuous aggregate is refreshed
+/// after commit over the days the new rows fall in.
+const INSERT_ONLY: &str = "
+WITH ins AS (
+    INSERT INTO price_observations (listing_id, observed_at, price_pence, was_price_pence,
+        unit_price_pence, unit_price_per, promo_kind, promo_text, effective_price_pence,
+        in_stock, scrape_run_id)
+    SELECT listing_id, observed_at, price_pence, was_price_pence, unit_price_pence,
+        unit_price_per, promo_kind, promo_text, effective_price_pence, in_stock, scrape_run_id
+    FROM ingest_stage
+    ORDER BY listing_id, observed_at
+    ON CONFLICT (listing_id, observed_at) DO NOTHING
+    RETURNING observed_at
+)
+SELECT count(*) AS inserted, 0::bigint AS days, min(observed_at) AS first_at,
+       max(observed_at) AS last_at
+FROM ins";
+
+impl Ingestor {
+    pub async fn new(pool: PgPool) -> anyhow::Result<Self> {
+        let flavour = crate::db::flavour(&pool).await?;
+        Ok(Self {
+            pool,
+            flavour,
+            retailers: HashMap::new(),
+            months: HashSet::new(),
+        })
+    }
+
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
+    }
+
+    /// Stores one batch. Every observation must pass [`Observation::check`];
+    /// callers reject bad input before it gets here.
+    #[tracing::instrument(skip_all, fields(rows = batch.len()))]
+    pub async fn ingest(&mut self, batch: &[Observation]) -> anyhow::Result<BatchReport> {
+        if batch.is_empty() {
+            return Ok(BatchReport::default());
+        }
+        for (i, o) in batch.iter().enumerate() {
+            if let Err(reason) = o.check() {
+                bail!(
+                    "observation {i} of the batch ({} {}): {reason}",
+                    o.retailer,
+                    o.sku
+                );
+            }
+        }
+        self.ensure_retailers(batch).await?;
+        self.ensure_partitions(batch).await?;
+
+        let mut tx = self.pool.begin().await.context("starting ingest batch")?;
+        let listing_ids = self.upsert_listings(&mut tx, batch).await?;
+
+        sqlx::query(STAGE_DDL)
+            .execute(&mut *tx)
+            .await
+            .context("creating the staging table")?;
+        let mut enc = BinaryCopy::with_capacity(batch.len() * 120);
+        for (o, listing_id) in batch.iter().zip(&listing_ids) {
+            let unit = o.unit_price_or_derived();
+            enc.row(STAGE_FIELDS)
+                .int8(*listing_id)
+                .timestamptz(o.observed_at)
+                .int8(o.price_pence)
+                .opt_int8(
+                    o.was_price_pence
+                        .or_else(|| o.promo.as_ref().and_then(Promo::was_pence))
+                        .filter(|w| *w > o.price_pence),
+                )
+                .opt_int8(unit.map(|u| u.pence))
+                .opt_text(unit.map(|u| unit_label(u.per)))
+                .text(o.promo_kind().as_str())
+                .opt_text(o.promo_text.as_deref())
+                .int8(o.effective_price_pence())
+                .bool(o.in_stock)
+                .opt_int8(o.scrape_run_id);
+        }
+        let bytes = enc.finish();
+        let mut copy = tx
+            .copy_in_raw(STAGE_COPY)
+            .await
+            .context("starting COPY into the staging table")?;
+        copy.send(bytes.as_slice())
+            .await
+            .context("sending observations")?;
+        copy.finish().await.context("finishing COPY")?;
+
+        let sql = match self.flavour {
+            Flavour::Native => INSERT_AND_MERGE_DAILY,
+            Flavour::Timescale => INSERT_ONLY,
+        };
+        let row = sqlx::query(sql)
+            .fetch_one(&mut *tx)
+            .await
+            .context("storing observations")?;
+        let inserted: i64 = row.try_get("inserted")?;
+        let mut days: i64 = row.try_get("days")?;
+        let first: Option<DateTime<Utc>> = row.try_get("first_at")?;
+        let last: Option<DateTime<Utc>> = row.try_get("last_at")?;
+        tx.commit().await.context("committing ingest batch")?;
+
+        if let (Flavour::Timescale, Some(first), Some(last)) = (self.flavour, first, last) {
+            days = refresh_daily(&self.pool, first, last).await?;
+        }
+        let received = batch.len() as u64;
+        let inserted = u64::try_from(inserted).unwrap_or(0);
+        Ok(BatchReport {
+            received,
+            inserted,
+            duplicates: received.saturating_sub(inserted),
+            days_refreshed: u64::try_from(days).unwrap_or(0),
+        })
+    }
+
+    async fn ensure_retailers(&mut self, batch: &[Observation]) -> anyhow::Result<()> {
+        let missing: Vec<&RetailerSlug> = batch
+            .iter()
+            .map(|o| &o.retailer)
+            .filter(|r| !self.retailers.contains_key(*r))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let slugs: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+        // Unknown retailers are created with their slug as name; retailer
+        // configs fill in the rest.
+        sqlx::query(
+            "INSERT INTO retailers (slug, name) SELECT s, s FROM UNNEST($1::text[]) AS s \
+             ON CONFLICT (slug) DO NOTHING",
+        )
+        .bind(&slugs)
+        .execute(&self.pool)
+        .await
+        .context("registering retailers")?;
+        let rows = sqlx::query("SELECT slug, id FROM retailers WHERE slug = ANY($1)")
+            .bind(&slugs)
+            .fetch_all(&self.pool)
+            .await
+            .context("reading retailer ids")?;
+        for row in rows {
+            let slug: String = row.try_get("slug")?;
+            let id: i64 = row.try_get("id")?;
+            let slug = RetailerSlug::parse(&slug).map_err(anyhow::Error::msg)?;
+            self.retailers.insert(slug, id);
+        }
+        Ok(())
+    }
+
+    async fn ensure_partitions(&mut self, batch: &[Observation]) -> anyhow::Result<()> {
+        let months: HashSet<(i32, u32)> = batch
+            .iter()
+            .map(|o| (o.observed_at.year(), o.observed_at.month()))
+            .filter(|m| !self.months.contains(m))
+            .collect();
+        if months.is_empty() {
+            return Ok(());
+        }
+        let first = batch.iter().map(|o| o.observed_at).min();
+        let last = batch.iter().map(|o| o.observed_at).max();
+        sqlx::query("SELECT shelfwatch_ensure_partitions($1, $2)")
+            .bind(first)
+            .bind(last)
+            .execute(&self.pool)
+            .await
+            .context("creating time partitions for the batch")?;
+        // The function covers every month between first and last.
+        self.months.extend(months);
+        Ok(())
+    }
+
+    /// Upserts the batch's listings and returns each observation's listing id.
+    async fn upsert_listings(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        batch: &[Observation],
+    ) -> anyhow::Result<Vec<i64>> {
+        struct Seen<'a> {
+            title: &'a str,
+            url: Option<&'a str>,
+            pack: Option<Pack>,
+            first: DateTime<Utc>,
+            last: DateTime<Utc>,
+        }
+        // Sorted by key so concurrent ingests lock listings in one order.
+        let mut distinct: BTreeMap<(i64, &str), Seen<'_>> = BTreeMap::new();
+        for o in batch {
+            let retailer_id = self.retailers[&o.retailer];
+            distinct
+                .entry((retailer_id, o.sku.as_str()))
+                .and_modify(|s| {
+                    // The latest observation's details win; older ones only
+                    // fill gaps.
+                    if o.observed_at >= s.last {
+                        s.title = &o.title;
+                        s.url = o.url.as_deref().or(s.url);
+                        s.pack = o.pack.or(s.pack);
+                        s.last = o.observed_at;
+                    } else {
+                        s.url = s.url.or(o.url.as_deref());
+                        s.pack = s.pack.or(o.pack);
+                    }
+                    s.first = s.first.min(o.observed_at);
+                })
+                .or_insert(Seen {
+                    title: &o.title,
+                    url: o.url.as_deref(),
+                    pack: o.pack,
+                    first: o.observed_at,
+                    last: o.observed_at,
+                });
+        }
+        let n = distinct.len();
+        let (mut rid, mut sku, mut title, mut url) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut pcount, mut peach, mut punit, mut first, mut last) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for ((r, s), seen) in &distinct {
+            rid.push(*r);
+            sku.push(*s);
+            title.push(seen.title);
+            url.push(seen.url);
+            pcount.push(
+                seen.pack
+                    .map(|p| i32::try_from(p.count).unwrap_or(i32::MAX)),
+            );
+            peach.push(seen.pack.map(|p| i64::try_from(p.each).unwrap_or(i64::MAX)));
+            punit.push(seen.pack.map(|p| p.unit.as_str()));
+            first.push(seen.first);
+            last.push(seen.last);
+        }
+        let rows = sqlx::query(
+            "INSERT INTO listings AS l (retailer_id, retailer_sku, title, url, pack_count,
+                 pack_each, base_unit, first_seen, last_seen)
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[],
+                 $5::int[], $6::bigint[], $7::text[], $8::timestamptz[], $9::timestamptz[])
+             ON CONFLICT (retailer_id, retailer_sku) DO UPDATE SET
+                 title = CASE WHEN EXCLUDED.last_seen >= l.last_seen
+                              THEN EXCLUDED.title ELSE l.title END,
+                 url = COALESCE(CASE WHEN EXCLUDED.last_seen >= l.last_seen
+                                     THEN EXCLUDED.url END, l.url),
+                 pack_count = COALESCE(EXCLUDED.pack_count, l.pack_count),
+                 pack_each = COALESCE(EXCLUDED.pack_each, l.pack_each),
+                 base_unit = COALESCE(EXCLUDED.base_unit, l.base_unit),
+                 first_seen = LEAST(l.first_seen, EXCLUDED.first_seen),
+                 last_seen = GREATEST(l.last_seen, EXCLUDED.last_seen)
+             RETURNING id, retailer_id, retailer_sku",
+        )
+        .bind(&rid)
+        .bind(&sku)
+        .bind(&title)
+        .bind(&url)
+        .bind(&pcount)
+        .bind(&peach)
+        .bind(&punit)
+        .bind(&first)
+        .bind(&last)
+        .fetch_all(&mut *tx)
+        .await
+        .context("upserting listings")?;
+        let mut ids: HashMap<(i64, String), i64> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            ids.insert(
+                (row.try_get("retailer_id")?, row.try_get("retailer_sku")?),
+                row.try_get("id")?,
+            );
+        }
+        batch
+            .iter()
+            .map(|o| {
+                let key = (self.retailers[&o.retailer], o.sku.clone());
+                ids.get(&key)
+                    .copied()
+                    .with_context(|| format!("listing {} {} was not stored", o.retailer, o.sku))
+            })
+            .collect()
+    }
+}
+
+/// Brings `price_daily` up to date for the days that [first, last] spans
+/// (TimescaleDB flavour: a continuous-aggregate refresh, which must run
+/// outside a transaction). Returns the number of day buckets covered.
+pub async fn refresh_daily(
+    pool: &PgPool,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+) -> anyhow::Result<i64> {
+    let day = Duration::days(1);
+    let start = first.duration_trunc(day).context("rounding to a day")?;
+    let end = last.duration_trunc(day).context("rounding to a day")? + day;
+    // Timestamps are formatted by chrono, not taken from input.
+    let sql = format!(
+        "CALL refresh_continuous_aggregate('price_daily', '{}'::timestamptz, '{}'::timestamptz)",
+        start.to_rfc3339(),
+        end.to_rfc3339()
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(pool)
+        .await
+        .context("refreshing the price_daily continuous aggregate")?;
+    Ok((end - start).num_days())
+}

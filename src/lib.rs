@@ -1,0 +1,21 @@
+//! shelfwatch: grocery price intelligence.
+//!
+//! A module a concern, each owning its SQL:
+//! - [`config`] holds layered settings (defaults, `shelfwatch.toml`, environment);
+//! - [`telemetry`] holds logging;
+//! - [`db`] holds connections, migrations, the embedded PostgreSQL cluster and the
+//!   TimescaleDB-or-native schema flavour;
+//! - [`domain`] holds money, pack sizes, unit prices, promotions, parsed once from
+//!   shelf text;
+//! - [`ingest`] holds the one path by which observations are stored (CSV import
+//!   and, later, the scraper);
+//! - [`bench`] holds benchmarks with in-run baselines;
+//! - [`cli`] holds the `shelfwatch` command line.
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod ingest;
+pub mod telemetry;

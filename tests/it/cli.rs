@@ -1,0 +1,119 @@
+//! The binary as a newcomer runs it: `db start`, `migrate`, `import`,
+//! `db status`, `db stop`, in a directory of its own.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn shelfwatch(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shelfwatch"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run shelfwatch")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn help_lists_every_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = shelfwatch(dir.path(), &["--help"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in [
+        "up",
+        "db",
+        "migrate",
+        "scrape",
+        "import",
+        "forecast",
+        "backtest",
+        "serve",
+        "demo-store",
+        "bench",
+    ] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(cmd)),
+            "--help lacks {cmd}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn unknown_config_key_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("shelfwatch.toml"),
+        "[database]\nmax_conns = 2\n",
+    )
+    .unwrap();
+    let out = shelfwatch(dir.path(), &["db", "status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("max_conns") && err.contains("shelfwatch.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn commands_needing_a_database_say_how_to_get_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = shelfwatch(dir.path(), &["migrate"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("shelfwatch db start") && err.contains("DATABASE_URL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn readme_flow_db_start_migrate_import_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    // The server may run as the postgres user, which must reach the directory.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let sample = crate::support::repo_path("samples/prices.csv");
+    let sample = sample.to_str().unwrap();
+
+    let start = shelfwatch(dir.path(), &["db", "start"]);
+    assert!(start.status.success(), "{}", text(&start));
+    let started = String::from_utf8_lossy(&start.stdout);
+    assert!(
+        started.contains("DATABASE_URL=postgres://shelfwatch:"),
+        "{started}"
+    );
+    assert!(dir.path().join(".shelfwatch/pg/data/PG_VERSION").exists());
+
+    let status = shelfwatch(dir.path(), &["db", "status"]);
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(String::from_utf8_lossy(&status.stdout).starts_with("running"));
+
+    let migrate = shelfwatch(dir.path(), &["migrate"]);
+    assert!(migrate.status.success(), "{}", text(&migrate));
+    assert!(String::from_utf8_lossy(&migrate.stdout).contains("native"));
+
+    let import = shelfwatch(dir.path(), &["import", sample, "--no-progress"]);
+    let outcome = text(&import);
+    let stopped = shelfwatch(dir.path(), &["db", "stop"]);
+    assert!(import.status.success(), "{outcome}");
+    assert!(outcome.contains("0 rejected"), "{outcome}");
+    assert!(stopped.status.success(), "{}", text(&stopped));
+
+    let status = shelfwatch(dir.path(), &["db", "status"]);
+    assert_eq!(status.status.code(), Some(3), "{}", text(&status));
+    assert!(String::from_utf8_lossy(&status.stdout).starts_with("stopped"));
+}

@@ -1,0 +1,143 @@
+use std::path::Path;
+
+use shelfwatch::ingest::Ingestor;
+use shelfwatch::ingest::csv_import::{ImportOptions, import_file};
+
+use crate::support::TestDb;
+
+fn options() -> ImportOptions {
+    ImportOptions {
+        batch_size: 3,
+        rejects: None,
+        progress: false,
+    }
+}
+
+const MIXED: &str = "\
+retailer,sku,title,observed_at,price_pence,promo_text,pack_text,in_stock
+tesco,100,Heinz Beanz 415G,2026-01-02T08:00:00Z,125,,415g,true
+tesco,100,Heinz Beanz 415G,2026-01-03T08:00:00Z,100,2 for £1.50,415g,yes
+Tesco,101,Bad retailer,2026-01-02T08:00:00Z,100,,,
+tesco,102,\"Quoted, with comma\",2026-01-02T08:00:00Z,250,,1.5kg,no
+tesco,103,Broken price,2026-01-02T08:00:00Z,£2.50,,,
+tesco,104,Too few fields,2026-01-02T08:00:00Z
+aldi,200,Baked Beans 415g,2026-01-02,89,Clubcard Price £0.80,415 g,
+aldi,201,Bad promo,2026-01-02,89,Buy me now,,
+aldi,202,Bad pack,2026-01-02,89,,12 parsecs,
+aldi,203,Bad stock,2026-01-02,89,,,maybe
+";
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[tokio::test]
+async fn good_rows_are_kept_and_bad_rows_reported_by_line() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "prices.csv", MIXED);
+    let mut ing = Ingestor::new(db.pool.clone()).await.unwrap();
+    let report = import_file(&mut ing, &file, &options()).await.unwrap();
+    assert_eq!(report.rows, 10);
+    assert_eq!(report.stored.inserted, 4);
+    assert_eq!(report.rejected, 6);
+
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM price_observations")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 4);
+
+    let rejects_path = report.rejects_file.expect("a rejects file");
+    assert_eq!(rejects_path, dir.path().join("prices.csv.rejects.csv"));
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(&rejects_path)
+        .unwrap();
+    assert_eq!(
+        reader.headers().unwrap().iter().take(3).collect::<Vec<_>>(),
+        ["line", "reason", "retailer"]
+    );
+    let rows: Vec<(String, String)> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[0].to_owned(), r[1].to_owned())
+        })
+        .collect();
+    let expect = [
+        ("4", "retailer slug"),
+        ("6", "not a whole number"),
+        ("7", "has 4 fields, the header has 8"),
+        ("9", "Buy me now"),
+        ("10", "parsecs"),
+        ("11", "in_stock \"maybe\""),
+    ];
+    assert_eq!(rows.len(), expect.len(), "{rows:?}");
+    for ((line, reason), (want_line, want_reason)) in rows.iter().zip(expect) {
+        assert_eq!(line, want_line, "{reason}");
+        assert!(reason.contains(want_reason), "line {line}: {reason}");
+    }
+    // The rejected row's own fields are kept for fixing and re-importing.
+    let raw = std::fs::read_to_string(&rejects_path).unwrap();
+    assert!(raw.contains("Broken price"));
+}
+
+#[tokio::test]
+async fn importing_the_same_file_twice_adds_nothing() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "p.csv", MIXED);
+    let mut ing = Ingestor::new(db.pool.clone()).await.unwrap();
+    import_file(&mut ing, &file, &options()).await.unwrap();
+    let second = import_file(&mut ing, &file, &options()).await.unwrap();
+    assert_eq!(second.stored.inserted, 0);
+    assert_eq!(second.stored.duplicates, 4);
+    let daily: i64 = sqlx::query_scalar("SELECT sum(observations)::bigint FROM price_daily")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(daily, 4);
+}
+
+#[tokio::test]
+async fn a_bad_header_stops_before_anything_is_written() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "h.csv",
+        "retailer,sku,title,when,price_pence\ntesco,1,x,2026-01-01,100\n",
+    );
+    let mut ing = Ingestor::new(db.pool.clone()).await.unwrap();
+    let err = format!(
+        "{:#}",
+        import_file(&mut ing, &file, &options()).await.unwrap_err()
+    );
+    assert!(err.contains("\"when\"") && err.contains("line 1"), "{err}");
+    let listings: i64 = sqlx::query_scalar("SELECT count(*) FROM listings")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(listings, 0);
+}
+
+#[tokio::test]
+async fn the_committed_sample_imports_cleanly() {
+    let db = TestDb::new().await;
+    let mut ing = Ingestor::new(db.pool.clone()).await.unwrap();
+    let sample = crate::support::repo_path("samples/prices.csv");
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ImportOptions {
+        batch_size: 1000,
+        rejects: Some(dir.path().join("r.csv")),
+        progress: false,
+    };
+    let report = import_file(&mut ing, &sample, &opts).await.unwrap();
+    assert!(report.rows > 1000);
+    assert_eq!(report.rejected, 0, "{:?}", report.sample_rejections);
+    assert_eq!(report.stored.inserted, report.rows);
+    assert_eq!(crate::ingest::daily_mismatches(&db.pool).await, 0);
+}

@@ -1,0 +1,11 @@
+//! Integration tests against real PostgreSQL (and, where configured,
+//! TimescaleDB). One binary, a module per area.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod import;
+mod ingest;
+mod migrate;
+mod support;
+mod timescale;

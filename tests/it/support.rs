@@ -1,0 +1,113 @@
+//! Test harness: one private PostgreSQL cluster per test run, a fresh,
+//! migrated database per test.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use shelfwatch::db::embedded::{Cluster, PgBinaries, Status};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+pub struct TestCluster {
+    /// URL of the `postgres` maintenance database.
+    pub admin_url: String,
+}
+
+static CLUSTER: OnceLock<Result<TestCluster, String>> = OnceLock::new();
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The run's cluster, started on first use. A watchdog process shuts it
+/// down and removes its files when the test process exits, however it exits.
+pub fn cluster() -> &'static TestCluster {
+    match CLUSTER.get_or_init(|| start().map_err(|e| format!("{e:#}"))) {
+        Ok(c) => c,
+        Err(e) => panic!("could not start the test PostgreSQL cluster: {e}"),
+    }
+}
+
+fn start() -> anyhow::Result<TestCluster> {
+    let dir = tempfile::Builder::new()
+        .prefix("shelfwatch-test-")
+        .tempdir()?
+        .keep();
+    // The server may run as the postgres user, which must reach the directory.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    let cluster = Cluster::new(dir.join("pg"), PgBinaries::locate(None)?)?;
+    cluster.start(
+        0,
+        &[
+            ("fsync", "off"),
+            ("synchronous_commit", "off"),
+            ("full_page_writes", "off"),
+            ("max_connections", "400"),
+            ("shared_buffers", "256MB"),
+        ],
+    )?;
+    let Status::Running { pid, .. } = cluster.status()? else {
+        anyhow::bail!("the cluster did not stay up");
+    };
+    let script = format!(
+        "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill -QUIT {pid} 2>/dev/null; \
+         sleep 1; rm -rf '{dir}'",
+        me = std::process::id(),
+        dir = dir.display()
+    );
+    Command::new("setsid")
+        .args(["sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok(TestCluster {
+        admin_url: cluster.url("postgres")?,
+    })
+}
+
+/// A fresh database of its own for one test.
+pub struct TestDb {
+    pub pool: PgPool,
+    pub url: String,
+}
+
+impl TestDb {
+    /// A new database with every migration applied.
+    pub async fn new() -> TestDb {
+        let db = Self::empty().await;
+        shelfwatch::db::migrate(&db.pool).await.expect("migrate");
+        db
+    }
+
+    /// A new database with nothing in it.
+    pub async fn empty() -> TestDb {
+        let c = cluster();
+        let name = format!(
+            "t_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        shelfwatch::db::create_database_if_missing(&c.admin_url, &name)
+            .await
+            .expect("create test database");
+        let (server, _) = c.admin_url.rsplit_once('/').expect("url has a database");
+        let url = format!("{server}/{name}");
+        let pool = pool(&url, 5).await;
+        TestDb { pool, url }
+    }
+}
+
+pub async fn pool(url: &str, max: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(max)
+        .connect_with(PgConnectOptions::from_str(url).expect("url"))
+        .await
+        .expect("connect")
+}
+
+/// Path of a file in the repository.
+pub fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
