@@ -31,7 +31,7 @@ ensure_base() {
 }
 
 # Starts the TimescaleDB WebAssembly server (tools/timescale) on a free port
-# and exports SHELFWATCH_TEST_TIMESCALE_URL. Stops it when the script exits.
+# and exports TIMESCALE_TEST_URL. Stops it when the script exits.
 start_timescale() {
     (cd tools/timescale && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     local out
@@ -41,9 +41,9 @@ start_timescale() {
     trap 'kill $TIMESCALE_PID 2>/dev/null || true; wait $TIMESCALE_PID 2>/dev/null || true' EXIT
     for _ in $(seq 1 120); do
         if grep -q '^ready ' "$out"; then
-            SHELFWATCH_TEST_TIMESCALE_URL=$(sed -n 's/^ready //p' "$out" | head -n 1)
-            export SHELFWATCH_TEST_TIMESCALE_URL
-            echo ">> TimescaleDB (wasm) at $SHELFWATCH_TEST_TIMESCALE_URL" >&2
+            TIMESCALE_TEST_URL=$(sed -n 's/^ready //p' "$out" | head -n 1)
+            export TIMESCALE_TEST_URL
+            echo ">> TimescaleDB (wasm) at $TIMESCALE_TEST_URL" >&2
             return 0
         fi
         if ! kill -0 "$TIMESCALE_PID" 2>/dev/null; then

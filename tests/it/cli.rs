@@ -5,8 +5,14 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn shelfwatch(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shelfwatch"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shelfwatch"));
+    // Only this test's settings: none from the environment it runs in.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SHELFWATCH_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.args(args)
         .current_dir(dir)
         .env_remove("DATABASE_URL")
         .env("RUST_LOG", "warn")

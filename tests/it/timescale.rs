@@ -1,7 +1,7 @@
 //! The TimescaleDB flavour, against a real TimescaleDB (the WebAssembly
 //! build that `.ci/run` starts: `tools/timescale/server.mjs`). It takes one
 //! connection at a time, so this is one sequential test on its own pool.
-//! Set SHELFWATCH_TEST_TIMESCALE_URL to run it; CI always does.
+//! Set TIMESCALE_TEST_URL to run it; CI always does.
 
 use chrono::{Duration, TimeZone, Utc};
 use shelfwatch::db::{self, Flavour};
@@ -23,12 +23,12 @@ const DAILY: &str = "SELECT r.slug, to_char(d.day AT TIME ZONE 'UTC', 'YYYY-MM-D
 
 #[tokio::test]
 async fn timescaledb_flavour_matches_native() {
-    let Ok(url) = std::env::var("SHELFWATCH_TEST_TIMESCALE_URL") else {
+    let Ok(url) = std::env::var("TIMESCALE_TEST_URL") else {
         assert!(
             std::env::var_os("CI").is_none(),
-            "CI must set SHELFWATCH_TEST_TIMESCALE_URL (see .ci/run)"
+            "CI must set TIMESCALE_TEST_URL (see .ci/run)"
         );
-        eprintln!("SKIPPED: SHELFWATCH_TEST_TIMESCALE_URL is not set");
+        eprintln!("SKIPPED: TIMESCALE_TEST_URL is not set");
         return;
     };
     let ts = PgPoolOptions::new()
