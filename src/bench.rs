@@ -32,6 +32,9 @@ pub struct IngestBenchArgs {
     /// Listings in the refresh-cost measurement.
     #[arg(long, default_value_t = 1_000)]
     pub refresh_listings: usize,
+    /// Rounds of (ingest path, baseline); the best of each is reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Keep the benchmark databases instead of dropping them.
     #[arg(long)]
     pub keep: bool,
@@ -182,6 +185,14 @@ async fn write_copy_file(pool: &PgPool, rows: &[Observation], path: &Path) -> an
     std::fs::write(path, enc.finish()).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Flushes dirty buffers so a timed phase does not pay for the previous
+/// one's writes. Needs superuser; elsewhere it is skipped.
+async fn checkpoint(pool: &PgPool) {
+    if let Err(e) = sqlx::query("CHECKPOINT").execute(pool).await {
+        tracing::debug!(error = %e, "CHECKPOINT skipped");
+    }
+}
+
 fn psql(url: &str, command: &str) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let out = Command::new("psql")
@@ -211,56 +222,81 @@ pub async fn ingest(args: IngestBenchArgs, settings: &Settings) -> anyhow::Resul
     let first = rows.iter().map(|o| o.observed_at).min();
     let last = rows.iter().map(|o| o.observed_at).max();
 
-    // 1. The project's path, into a fresh database.
-    let ours = ScratchDb::create(&url, &format!("bench_ingest_{pid}")).await?;
-    let flavour = db::flavour(&ours.pool).await?;
-    eprintln!("ingest path: {} rows, batch {batch}", rows.len());
-    let (ours_time, stored) = ingest_all(&ours.pool, &rows, batch).await?;
-    let daily: i64 = sqlx::query_scalar("SELECT count(*) FROM price_daily")
-        .fetch_one(&ours.pool)
-        .await?;
+    // Rounds alternate the project's path and the baseline, each into a
+    // fresh database after a CHECKPOINT, so neither inherits the other's
+    // dirty buffers; the best round of each is reported.
+    let mut ours_best: Option<(Duration, u64, i64)> = None;
+    let mut copy_best: Option<(Duration, i64)> = None;
+    let mut flavour = db::Flavour::Native;
+    for round in 1..=args.rounds.max(1) {
+        // 1. The project's path, into a fresh database.
+        let ours = ScratchDb::create(&url, &format!("bench_ingest_{pid}")).await?;
+        flavour = db::flavour(&ours.pool).await?;
+        checkpoint(&ours.pool).await;
+        eprintln!(
+            "round {round}: ingest path, {} rows, batch {batch}",
+            rows.len()
+        );
+        let (t, stored) = ingest_all(&ours.pool, &rows, batch).await?;
+        let daily: i64 = sqlx::query_scalar("SELECT count(*) FROM price_daily")
+            .fetch_one(&ours.pool)
+            .await?;
+        eprintln!("round {round}: ingest path {:.2} s", t.as_secs_f64());
+        if ours_best.is_none_or(|(best, _, _)| t < best) {
+            ours_best = Some((t, stored, daily));
+        }
+        ours.drop(args.keep).await?;
 
-    // 2. Baseline: psql binary COPY of the same rows into an identical,
-    // freshly migrated table whose listings and partitions already exist.
-    let base = ScratchDb::create(&url, &format!("bench_copy_{pid}")).await?;
-    let mut seed = Ingestor::new(base.pool.clone()).await?;
-    // One observation per listing, a day before the benchmark rows, creates
-    // the listings and retailers exactly as the ingest path would.
-    let seeds: Vec<Observation> = rows
-        .iter()
-        .take(args.listings)
-        .map(|o| {
-            let mut s = o.clone();
-            s.observed_at = o.observed_at - chrono::Duration::days(1);
-            s
-        })
-        .collect();
-    seed.ingest(&seeds).await?;
-    sqlx::query("DELETE FROM price_observations")
-        .execute(&base.pool)
-        .await?;
-    sqlx::query("SELECT shelfwatch_ensure_partitions($1, $2)")
-        .bind(first)
-        .bind(last)
-        .execute(&base.pool)
-        .await?;
-    sqlx::query("VACUUM ANALYZE").execute(&base.pool).await.ok();
-    let file = std::env::temp_dir().join(format!("shelfwatch-bench-{pid}.pgcopy"));
-    write_copy_file(&base.pool, &rows, &file).await?;
-    eprintln!("baseline: psql \\copy ... (FORMAT binary)");
-    let copy_time = psql(
-        &base.url,
-        &format!(
-            "\\copy price_observations (listing_id, observed_at, price_pence, was_price_pence, \
-             unit_price_pence, unit_price_per, promo_kind, promo_text, effective_price_pence, \
-             in_stock, scrape_run_id) FROM '{}' (FORMAT binary)",
-            file.display()
-        ),
-    )?;
-    let _ = std::fs::remove_file(&file);
-    let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM price_observations")
-        .fetch_one(&base.pool)
-        .await?;
+        // 2. Baseline: psql binary COPY of the same rows into an identical,
+        // freshly migrated table whose listings and partitions already exist.
+        let base = ScratchDb::create(&url, &format!("bench_copy_{pid}")).await?;
+        let mut seed = Ingestor::new(base.pool.clone()).await?;
+        // One observation per listing, a day before the benchmark rows,
+        // creates the listings and retailers exactly as the ingest path would.
+        let seeds: Vec<Observation> = rows
+            .iter()
+            .take(args.listings)
+            .map(|o| {
+                let mut s = o.clone();
+                s.observed_at = o.observed_at - chrono::Duration::days(1);
+                s
+            })
+            .collect();
+        seed.ingest(&seeds).await?;
+        sqlx::query("DELETE FROM price_observations")
+            .execute(&base.pool)
+            .await?;
+        sqlx::query("SELECT shelfwatch_ensure_partitions($1, $2)")
+            .bind(first)
+            .bind(last)
+            .execute(&base.pool)
+            .await?;
+        sqlx::query("VACUUM ANALYZE").execute(&base.pool).await.ok();
+        let file = std::env::temp_dir().join(format!("shelfwatch-bench-{pid}.pgcopy"));
+        write_copy_file(&base.pool, &rows, &file).await?;
+        checkpoint(&base.pool).await;
+        eprintln!("round {round}: baseline psql \\copy ... (FORMAT binary)");
+        let t = psql(
+            &base.url,
+            &format!(
+                "\\copy price_observations (listing_id, observed_at, price_pence, \
+                 was_price_pence, unit_price_pence, unit_price_per, promo_kind, promo_text, \
+                 effective_price_pence, in_stock, scrape_run_id) FROM '{}' (FORMAT binary)",
+                file.display()
+            ),
+        )?;
+        let _ = std::fs::remove_file(&file);
+        let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM price_observations")
+            .fetch_one(&base.pool)
+            .await?;
+        eprintln!("round {round}: baseline {:.2} s", t.as_secs_f64());
+        if copy_best.is_none_or(|(best, _)| t < best) {
+            copy_best = Some((t, copied));
+        }
+        base.drop(args.keep).await?;
+    }
+    let (ours_time, stored, daily) = ours_best.context("no benchmark round ran")?;
+    let (copy_time, copied) = copy_best.context("no benchmark round ran")?;
 
     // 3. The daily refresh for one new day, with short and long history.
     let mut refresh = Vec::new();
@@ -274,8 +310,11 @@ pub async fn ingest(args: IngestBenchArgs, settings: &Settings) -> anyhow::Resul
         eprintln!("refresh: {history_days} days of history");
         ingest_all(&db.pool, &history, batch).await?;
         sqlx::query("VACUUM ANALYZE").execute(&db.pool).await.ok();
+        // A long-lived ingestor, as a scraper has; the first new day warms
+        // it and is not timed.
+        let mut ingestor = Ingestor::new(db.pool.clone()).await?;
         let mut times = Vec::new();
-        for extra_day in 1..=5 {
+        for extra_day in 1..=8 {
             let day: Vec<Observation> = history
                 .iter()
                 .rev()
@@ -286,23 +325,23 @@ pub async fn ingest(args: IngestBenchArgs, settings: &Settings) -> anyhow::Resul
                     n
                 })
                 .collect();
-            let (t, _) = ingest_all(&db.pool, &day, batch).await?;
-            times.push(t);
+            let started = Instant::now();
+            ingestor.ingest(&day).await?;
+            if extra_day > 1 {
+                times.push(started.elapsed());
+            }
         }
         times.sort();
         refresh.push((history_days, times[times.len() / 2]));
         db.drop(args.keep).await?;
     }
 
-    ours.drop(args.keep).await?;
-    base.drop(args.keep).await?;
-
     let ours_rate = rate(stored, ours_time);
     let copy_rate = rate(u64::try_from(copied).unwrap_or(0), copy_time);
     println!("| measurement | rows | seconds | rows/s |");
     println!("|---|---:|---:|---:|");
     println!(
-        "| shelfwatch ingest path ({} schema; listings upsert, COPY to staging, insert with ON CONFLICT, price_daily update: {daily} daily rows) | {stored} | {:.2} | {:.0} |",
+        "| shelfwatch ingest path ({} schema; listings upserted, binary COPY in key order, {daily} price_daily rows merged in the same transactions) | {stored} | {:.2} | {:.0} |",
         flavour.as_str(),
         ours_time.as_secs_f64(),
         ours_rate
@@ -313,11 +352,12 @@ pub async fn ingest(args: IngestBenchArgs, settings: &Settings) -> anyhow::Resul
         copy_rate
     );
     println!(
-        "\nratio ingest path / raw COPY: **{:.2}x**\n",
+        "\nbest of {} rounds each; ratio ingest path / raw COPY: **{:.2}x**\n",
+        args.rounds.max(1),
         ours_rate / copy_rate
     );
     println!(
-        "| one new day ({} listings) ingested and folded into price_daily | median of 5 |",
+        "| one new day ({} listings) ingested and folded into price_daily | median of 7 |",
         args.refresh_listings
     );
     println!("|---|---:|");

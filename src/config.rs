@@ -88,7 +88,9 @@ pub struct IngestSettings {
 
 impl Default for IngestSettings {
     fn default() -> Self {
-        Self { batch_size: 50_000 }
+        Self {
+            batch_size: 200_000,
+        }
     }
 }
 

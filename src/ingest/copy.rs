@@ -46,6 +46,12 @@ impl BinaryCopy {
         }
     }
 
+    pub fn float8(&mut self, v: f64) -> &mut Self {
+        self.buf.extend_from_slice(&8i32.to_be_bytes());
+        self.buf.extend_from_slice(&v.to_bits().to_be_bytes());
+        self
+    }
+
     pub fn bool(&mut self, v: bool) -> &mut Self {
         self.buf.extend_from_slice(&1i32.to_be_bytes());
         self.buf.push(u8::from(v));

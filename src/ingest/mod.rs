@@ -10,6 +10,7 @@
 
 pub mod copy;
 pub mod csv_import;
+mod daily;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -192,9 +193,37 @@ pub struct Ingestor {
     pool: PgPool,
     flavour: Flavour,
     retailers: HashMap<RetailerSlug, i64>,
+    /// Listings as last written or read, keyed by (retailer id, sku), so a
+    /// batch only touches listing rows whose details it changes.
+    listings: HashMap<(i64, String), CachedListing>,
     /// Months (year, month) whose partition is known to exist.
     months: HashSet<(i32, u32)>,
+    /// Per listing, the latest `price_daily` day this ingestor wrote.
+    last_day: HashMap<i64, DateTime<Utc>>,
 }
+
+/// A known listing seen earlier or later than recorded.
+struct Sighting {
+    id: i64,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+    key: (i64, String),
+}
+
+#[derive(Debug, Clone)]
+struct CachedListing {
+    id: i64,
+    title: String,
+    first_seen: DateTime<Utc>,
+    last_seen: DateTime<Utc>,
+    has_url: bool,
+    has_pack: bool,
+}
+
+const OBS_COLUMNS: &str = "listing_id, observed_at, price_pence, was_price_pence, \
+    unit_price_pence, unit_price_per, promo_kind, promo_text, effective_price_pence, \
+    in_stock, scrape_run_id";
+const OBS_FIELDS: i16 = 11;
 
 const STAGE_DDL: &str = "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
     listing_id bigint, observed_at timestamptz, price_pence bigint,
@@ -202,94 +231,22 @@ const STAGE_DDL: &str = "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
     promo_kind text, promo_text text, effective_price_pence bigint,
     in_stock boolean, scrape_run_id bigint) ON COMMIT DELETE ROWS";
 
-const STAGE_COPY: &str = "COPY ingest_stage (listing_id, observed_at, price_pence, \
-    was_price_pence, unit_price_pence, unit_price_per, promo_kind, promo_text, \
-    effective_price_pence, in_stock, scrape_run_id) FROM STDIN (FORMAT binary)";
-const STAGE_FIELDS: i16 = 11;
-
-/// Native flavour: insert new observations and fold exactly those into
-/// `price_daily` in one statement. Open/close are merged by timestamp,
-/// sums and counts added, so the result equals a full recomputation.
-/// Rows are written in key order so concurrent ingests of overlapping data
-/// lock in the same order and cannot deadlock.
-const INSERT_AND_MERGE_DAILY: &str = "
-WITH ins AS (
-    INSERT INTO price_observations (listing_id, observed_at, price_pence, was_price_pence,
-        unit_price_pence, unit_price_per, promo_kind, promo_text, effective_price_pence,
-        in_stock, scrape_run_id)
+/// Moves staged rows that are not stored yet; returns the keys it stored.
+const STAGE_INSERT: &str = "INSERT INTO price_observations (listing_id, observed_at, \
+    price_pence, was_price_pence, unit_price_pence, unit_price_per, promo_kind, promo_text, \
+    effective_price_pence, in_stock, scrape_run_id)
     SELECT listing_id, observed_at, price_pence, was_price_pence, unit_price_pence,
         unit_price_per, promo_kind, promo_text, effective_price_pence, in_stock, scrape_run_id
     FROM ingest_stage
     ORDER BY listing_id, observed_at
     ON CONFLICT (listing_id, observed_at) DO NOTHING
-    RETURNING listing_id, observed_at, price_pence, promo_kind, effective_price_pence, in_stock
-), days AS (
-    SELECT listing_id,
-           time_bucket(INTERVAL '1 day', observed_at) AS day,
-           (array_agg(price_pence ORDER BY observed_at))[1] AS open_pence,
-           (array_agg(price_pence ORDER BY observed_at DESC))[1] AS close_pence,
-           min(price_pence) AS min_pence,
-           max(price_pence) AS max_pence,
-           sum(price_pence)::bigint AS sum_pence,
-           count(*) AS observations,
-           count(*) FILTER (WHERE promo_kind <> 'none') AS promo_observations,
-           bool_or(promo_kind <> 'none') AS any_promo,
-           min(effective_price_pence) AS min_effective_pence,
-           count(*) FILTER (WHERE in_stock) AS in_stock_observations,
-           min(observed_at) AS first_at,
-           max(observed_at) AS last_at
-    FROM ins
-    GROUP BY 1, 2
-), merged AS (
-    INSERT INTO price_daily AS d (listing_id, day, open_pence, close_pence, min_pence,
-        max_pence, mean_pence, sum_pence, observations, promo_observations, any_promo,
-        min_effective_pence, in_stock_observations, first_at, last_at)
-    SELECT listing_id, day, open_pence, close_pence, min_pence, max_pence,
-           sum_pence::float8 / observations, sum_pence, observations, promo_observations,
-           any_promo, min_effective_pence, in_stock_observations, first_at, last_at
-    FROM days
-    ORDER BY listing_id, day
-    ON CONFLICT (listing_id, day) DO UPDATE SET
-        open_pence = CASE WHEN EXCLUDED.first_at < d.first_at
-                          THEN EXCLUDED.open_pence ELSE d.open_pence END,
-        close_pence = CASE WHEN EXCLUDED.last_at > d.last_at
-                           THEN EXCLUDED.close_pence ELSE d.close_pence END,
-        min_pence = LEAST(d.min_pence, EXCLUDED.min_pence),
-        max_pence = GREATEST(d.max_pence, EXCLUDED.max_pence),
-        sum_pence = d.sum_pence + EXCLUDED.sum_pence,
-        observations = d.observations + EXCLUDED.observations,
-        mean_pence = (d.sum_pence + EXCLUDED.sum_pence)::float8
-                     / (d.observations + EXCLUDED.observations),
-        promo_observations = d.promo_observations + EXCLUDED.promo_observations,
-        any_promo = d.any_promo OR EXCLUDED.any_promo,
-        min_effective_pence = LEAST(d.min_effective_pence, EXCLUDED.min_effective_pence),
-        in_stock_observations = d.in_stock_observations + EXCLUDED.in_stock_observations,
-        first_at = LEAST(d.first_at, EXCLUDED.first_at),
-        last_at = GREATEST(d.last_at, EXCLUDED.last_at)
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM ins) AS inserted,
-       (SELECT count(*) FROM merged) AS days,
-       (SELECT min(observed_at) FROM ins) AS first_at,
-       (SELECT max(observed_at) FROM ins) AS last_at";
+    RETURNING listing_id, observed_at";
 
-/// TimescaleDB flavour: insert only; the continuous aggregate is refreshed
-/// after commit over the days the new rows fall in.
-const INSERT_ONLY: &str = "
-WITH ins AS (
-    INSERT INTO price_observations (listing_id, observed_at, price_pence, was_price_pence,
-        unit_price_pence, unit_price_per, promo_kind, promo_text, effective_price_pence,
-        in_stock, scrape_run_id)
-    SELECT listing_id, observed_at, price_pence, was_price_pence, unit_price_pence,
-        unit_price_per, promo_kind, promo_text, effective_price_pence, in_stock, scrape_run_id
-    FROM ingest_stage
-    ORDER BY listing_id, observed_at
-    ON CONFLICT (listing_id, observed_at) DO NOTHING
-    RETURNING observed_at
-)
-SELECT count(*) AS inserted, 0::bigint AS days, min(observed_at) AS first_at,
-       max(observed_at) AS last_at
-FROM ins";
+/// One observation ready to write: its listing id resolved.
+struct Pending<'a> {
+    listing_id: i64,
+    obs: &'a Observation,
+}
 
 impl Ingestor {
     pub async fn new(pool: PgPool) -> anyhow::Result<Self> {
@@ -298,7 +255,9 @@ impl Ingestor {
             pool,
             flavour,
             retailers: HashMap::new(),
+            listings: HashMap::new(),
             months: HashSet::new(),
+            last_day: HashMap::new(),
         })
     }
 
@@ -308,6 +267,13 @@ impl Ingestor {
 
     /// Stores one batch. Every observation must pass [`Observation::check`];
     /// callers reject bad input before it gets here.
+    ///
+    /// The common case, observations not stored before, is one binary COPY
+    /// straight into `price_observations` (inside a savepoint). If any of
+    /// them is already stored, the savepoint is rolled back and the batch
+    /// goes through a staging table and `ON CONFLICT DO NOTHING` instead.
+    /// Either way only the rows actually inserted are folded into
+    /// `price_daily`, in the same transaction (native flavour).
     #[tracing::instrument(skip_all, fields(rows = batch.len()))]
     pub async fn ingest(&mut self, batch: &[Observation]) -> anyhow::Result<BatchReport> {
         if batch.is_empty() {
@@ -322,70 +288,79 @@ impl Ingestor {
                 );
             }
         }
+        let result = self.write(batch).await;
+        if result.is_err() {
+            // What was cached during a failed batch may not exist: listing
+            // ids from a rolled-back transaction, months whose partition
+            // creation is unconfirmed.
+            self.listings.clear();
+            self.months.clear();
+            self.last_day.clear();
+        }
+        result
+    }
+
+    async fn write(&mut self, batch: &[Observation]) -> anyhow::Result<BatchReport> {
         self.ensure_retailers(batch).await?;
         self.ensure_partitions(batch).await?;
 
+        let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await.context("starting ingest batch")?;
         let listing_ids = self.upsert_listings(&mut tx, batch).await?;
+        let listings_done = started.elapsed();
+        // Key order: faster index inserts, and concurrent ingests of
+        // overlapping data lock rows in the same order (no deadlocks).
+        let mut rows: Vec<Pending<'_>> = batch
+            .iter()
+            .zip(listing_ids)
+            .map(|(obs, listing_id)| Pending { listing_id, obs })
+            .collect();
+        rows.sort_by_key(|r| (r.listing_id, r.obs.observed_at));
+        rows.dedup_by_key(|r| (r.listing_id, r.obs.observed_at));
+        let encoded = encode_rows(&rows);
 
-        sqlx::query(STAGE_DDL)
-            .execute(&mut *tx)
-            .await
-            .context("creating the staging table")?;
-        let mut enc = BinaryCopy::with_capacity(batch.len() * 120);
-        for (o, listing_id) in batch.iter().zip(&listing_ids) {
-            let unit = o.unit_price_or_derived();
-            enc.row(STAGE_FIELDS)
-                .int8(*listing_id)
-                .timestamptz(o.observed_at)
-                .int8(o.price_pence)
-                .opt_int8(
-                    o.was_price_pence
-                        .or_else(|| o.promo.as_ref().and_then(Promo::was_pence))
-                        .filter(|w| *w > o.price_pence),
-                )
-                .opt_int8(unit.map(|u| u.pence))
-                .opt_text(unit.map(|u| unit_label(u.per)))
-                .text(o.promo_kind().as_str())
-                .opt_text(o.promo_text.as_deref())
-                .int8(o.effective_price_pence())
-                .bool(o.in_stock)
-                .opt_int8(o.scrape_run_id);
-        }
-        let bytes = enc.finish();
-        let mut copy = tx
-            .copy_in_raw(STAGE_COPY)
-            .await
-            .context("starting COPY into the staging table")?;
-        copy.send(bytes.as_slice())
-            .await
-            .context("sending observations")?;
-        copy.finish().await.context("finishing COPY")?;
-
-        let sql = match self.flavour {
-            Flavour::Native => INSERT_AND_MERGE_DAILY,
-            Flavour::Timescale => INSERT_ONLY,
+        let encoded_at = started.elapsed();
+        let inserted: Vec<&Pending<'_>> = if copy_direct(&mut tx, &encoded).await? {
+            rows.iter().collect()
+        } else {
+            let stored = copy_via_stage(&mut tx, &encoded).await?;
+            rows.iter()
+                .filter(|r| stored.contains(&(r.listing_id, r.obs.observed_at)))
+                .collect()
         };
-        let row = sqlx::query(sql)
-            .fetch_one(&mut *tx)
-            .await
-            .context("storing observations")?;
-        let inserted: i64 = row.try_get("inserted")?;
-        let mut days: i64 = row.try_get("days")?;
-        let first: Option<DateTime<Utc>> = row.try_get("first_at")?;
-        let last: Option<DateTime<Utc>> = row.try_get("last_at")?;
-        tx.commit().await.context("committing ingest batch")?;
 
-        if let (Flavour::Timescale, Some(first), Some(last)) = (self.flavour, first, last) {
-            days = refresh_daily(&self.pool, first, last).await?;
+        let copied_at = started.elapsed();
+        let mut days = 0;
+        if self.flavour == Flavour::Native && !inserted.is_empty() {
+            let deltas = daily::aggregate(inserted.iter().map(|r| (r.listing_id, r.obs)));
+            days = daily::merge(&mut tx, &deltas, &mut self.last_day).await?;
+        }
+        let merged_at = started.elapsed();
+        tx.commit().await.context("committing ingest batch")?;
+        tracing::debug!(
+            listings_ms = listings_done.as_millis() as u64,
+            encode_ms = (encoded_at - listings_done).as_millis() as u64,
+            copy_ms = (copied_at - encoded_at).as_millis() as u64,
+            daily_ms = (merged_at - copied_at).as_millis() as u64,
+            commit_ms = (started.elapsed() - merged_at).as_millis() as u64,
+            "ingest batch phases"
+        );
+
+        if self.flavour == Flavour::Timescale
+            && let (Some(first), Some(last)) = (
+                inserted.iter().map(|r| r.obs.observed_at).min(),
+                inserted.iter().map(|r| r.obs.observed_at).max(),
+            )
+        {
+            days = u64::try_from(refresh_daily(&self.pool, first, last).await?).unwrap_or(0);
         }
         let received = batch.len() as u64;
-        let inserted = u64::try_from(inserted).unwrap_or(0);
+        let inserted = inserted.len() as u64;
         Ok(BatchReport {
             received,
             inserted,
             duplicates: received.saturating_sub(inserted),
-            days_refreshed: u64::try_from(days).unwrap_or(0),
+            days_refreshed: days,
         })
     }
 
@@ -447,9 +422,11 @@ impl Ingestor {
         Ok(())
     }
 
-    /// Upserts the batch's listings and returns each observation's listing id.
+    /// Upserts the batch's listings that are new or whose details it
+    /// changes (a newer title, an earlier first or later last sighting),
+    /// and returns each observation's listing id.
     async fn upsert_listings(
-        &self,
+        &mut self,
         tx: &mut sqlx::PgConnection,
         batch: &[Observation],
     ) -> anyhow::Result<Vec<i64>> {
@@ -463,7 +440,7 @@ impl Ingestor {
         // Sorted by key so concurrent ingests lock listings in one order.
         let mut distinct: BTreeMap<(i64, &str), Seen<'_>> = BTreeMap::new();
         for o in batch {
-            let retailer_id = self.retailers[&o.retailer];
+            let retailer_id = self.retailer_id(&o.retailer)?;
             distinct
                 .entry((retailer_id, o.sku.as_str()))
                 .and_modify(|s| {
@@ -488,80 +465,242 @@ impl Ingestor {
                     last: o.observed_at,
                 });
         }
-        let n = distinct.len();
-        let (mut rid, mut sku, mut title, mut url) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
+        // Known listings whose only change is a later or earlier sighting
+        // get a plain UPDATE by id; new or changed ones the full upsert.
+        let mut sightings: Vec<Sighting> = Vec::new();
+        distinct.retain(
+            |(r, sku), seen| match self.listings.get(&(*r, (*sku).to_owned())) {
+                None => true,
+                Some(c) => {
+                    let details_change = (seen.last > c.last_seen && seen.title != c.title)
+                        || (seen.url.is_some() && !c.has_url)
+                        || (seen.pack.is_some() && !c.has_pack);
+                    if details_change {
+                        return true;
+                    }
+                    if seen.first < c.first_seen || seen.last > c.last_seen {
+                        sightings.push(Sighting {
+                            id: c.id,
+                            first: seen.first,
+                            last: seen.last,
+                            key: (*r, (*sku).to_owned()),
+                        });
+                    }
+                    false
+                }
+            },
         );
-        let (mut pcount, mut peach, mut punit, mut first, mut last) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for ((r, s), seen) in &distinct {
-            rid.push(*r);
-            sku.push(*s);
-            title.push(seen.title);
-            url.push(seen.url);
-            pcount.push(
-                seen.pack
-                    .map(|p| i32::try_from(p.count).unwrap_or(i32::MAX)),
-            );
-            peach.push(seen.pack.map(|p| i64::try_from(p.each).unwrap_or(i64::MAX)));
-            punit.push(seen.pack.map(|p| p.unit.as_str()));
-            first.push(seen.first);
-            last.push(seen.last);
+        if !sightings.is_empty() {
+            sightings.sort_by_key(|s| s.id);
+            let ids: Vec<i64> = sightings.iter().map(|s| s.id).collect();
+            let firsts: Vec<DateTime<Utc>> = sightings.iter().map(|s| s.first).collect();
+            let lasts: Vec<DateTime<Utc>> = sightings.iter().map(|s| s.last).collect();
+            sqlx::query(
+                "UPDATE listings AS l
+                 SET first_seen = LEAST(l.first_seen, v.first_seen),
+                     last_seen = GREATEST(l.last_seen, v.last_seen)
+                 FROM UNNEST($1::bigint[], $2::timestamptz[], $3::timestamptz[])
+                      AS v (id, first_seen, last_seen)
+                 WHERE l.id = v.id
+                   AND (v.first_seen < l.first_seen OR v.last_seen > l.last_seen)",
+            )
+            .bind(&ids)
+            .bind(&firsts)
+            .bind(&lasts)
+            .execute(&mut *tx)
+            .await
+            .context("recording listing sightings")?;
+            for s in &sightings {
+                if let Some(c) = self.listings.get_mut(&s.key) {
+                    c.first_seen = c.first_seen.min(s.first);
+                    c.last_seen = c.last_seen.max(s.last);
+                }
+            }
         }
-        let rows = sqlx::query(
-            "INSERT INTO listings AS l (retailer_id, retailer_sku, title, url, pack_count,
-                 pack_each, base_unit, first_seen, last_seen)
-             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[],
-                 $5::int[], $6::bigint[], $7::text[], $8::timestamptz[], $9::timestamptz[])
-             ON CONFLICT (retailer_id, retailer_sku) DO UPDATE SET
-                 title = CASE WHEN EXCLUDED.last_seen >= l.last_seen
-                              THEN EXCLUDED.title ELSE l.title END,
-                 url = COALESCE(CASE WHEN EXCLUDED.last_seen >= l.last_seen
-                                     THEN EXCLUDED.url END, l.url),
-                 pack_count = COALESCE(EXCLUDED.pack_count, l.pack_count),
-                 pack_each = COALESCE(EXCLUDED.pack_each, l.pack_each),
-                 base_unit = COALESCE(EXCLUDED.base_unit, l.base_unit),
-                 first_seen = LEAST(l.first_seen, EXCLUDED.first_seen),
-                 last_seen = GREATEST(l.last_seen, EXCLUDED.last_seen)
-             RETURNING id, retailer_id, retailer_sku",
-        )
-        .bind(&rid)
-        .bind(&sku)
-        .bind(&title)
-        .bind(&url)
-        .bind(&pcount)
-        .bind(&peach)
-        .bind(&punit)
-        .bind(&first)
-        .bind(&last)
-        .fetch_all(&mut *tx)
-        .await
-        .context("upserting listings")?;
-        let mut ids: HashMap<(i64, String), i64> = HashMap::with_capacity(rows.len());
-        for row in rows {
-            ids.insert(
-                (row.try_get("retailer_id")?, row.try_get("retailer_sku")?),
-                row.try_get("id")?,
+        if !distinct.is_empty() {
+            let n = distinct.len();
+            let (mut rid, mut sku, mut title, mut url) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
             );
+            let (mut pcount, mut peach, mut punit, mut first, mut last) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for ((r, s), seen) in &distinct {
+                rid.push(*r);
+                sku.push(*s);
+                title.push(seen.title);
+                url.push(seen.url);
+                pcount.push(
+                    seen.pack
+                        .map(|p| i32::try_from(p.count).unwrap_or(i32::MAX)),
+                );
+                peach.push(seen.pack.map(|p| i64::try_from(p.each).unwrap_or(i64::MAX)));
+                punit.push(seen.pack.map(|p| p.unit.as_str()));
+                first.push(seen.first);
+                last.push(seen.last);
+            }
+            let rows = sqlx::query(
+                "INSERT INTO listings AS l (retailer_id, retailer_sku, title, url, pack_count,
+                     pack_each, base_unit, first_seen, last_seen)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[],
+                     $5::int[], $6::bigint[], $7::text[], $8::timestamptz[], $9::timestamptz[])
+                 ON CONFLICT (retailer_id, retailer_sku) DO UPDATE SET
+                     title = CASE WHEN EXCLUDED.last_seen >= l.last_seen
+                                  THEN EXCLUDED.title ELSE l.title END,
+                     url = COALESCE(CASE WHEN EXCLUDED.last_seen >= l.last_seen
+                                         THEN EXCLUDED.url END, l.url, EXCLUDED.url),
+                     pack_count = COALESCE(EXCLUDED.pack_count, l.pack_count),
+                     pack_each = COALESCE(EXCLUDED.pack_each, l.pack_each),
+                     base_unit = COALESCE(EXCLUDED.base_unit, l.base_unit),
+                     first_seen = LEAST(l.first_seen, EXCLUDED.first_seen),
+                     last_seen = GREATEST(l.last_seen, EXCLUDED.last_seen)
+                 RETURNING id, retailer_id, retailer_sku, title, first_seen, last_seen,
+                     url IS NOT NULL AS has_url, pack_each IS NOT NULL AS has_pack",
+            )
+            .bind(&rid)
+            .bind(&sku)
+            .bind(&title)
+            .bind(&url)
+            .bind(&pcount)
+            .bind(&peach)
+            .bind(&punit)
+            .bind(&first)
+            .bind(&last)
+            .fetch_all(&mut *tx)
+            .await
+            .context("upserting listings")?;
+            for row in rows {
+                self.listings.insert(
+                    (row.try_get("retailer_id")?, row.try_get("retailer_sku")?),
+                    CachedListing {
+                        id: row.try_get("id")?,
+                        title: row.try_get("title")?,
+                        first_seen: row.try_get("first_seen")?,
+                        last_seen: row.try_get("last_seen")?,
+                        has_url: row.try_get("has_url")?,
+                        has_pack: row.try_get("has_pack")?,
+                    },
+                );
+            }
         }
+        let mut key = (0i64, String::new());
         batch
             .iter()
             .map(|o| {
-                let key = (self.retailers[&o.retailer], o.sku.clone());
-                ids.get(&key)
-                    .copied()
+                key.0 = self.retailer_id(&o.retailer)?;
+                key.1.clear();
+                key.1.push_str(&o.sku);
+                self.listings
+                    .get(&key)
+                    .map(|c| c.id)
                     .with_context(|| format!("listing {} {} was not stored", o.retailer, o.sku))
             })
             .collect()
     }
+
+    fn retailer_id(&self, slug: &RetailerSlug) -> anyhow::Result<i64> {
+        self.retailers
+            .get(slug)
+            .copied()
+            .with_context(|| format!("retailer {slug} was not registered"))
+    }
+}
+
+/// The batch as one binary COPY stream of `price_observations` rows.
+fn encode_rows(rows: &[Pending<'_>]) -> Vec<u8> {
+    let mut enc = BinaryCopy::with_capacity(rows.len() * 120);
+    for Pending { listing_id, obs: o } in rows {
+        let unit = o.unit_price_or_derived();
+        enc.row(OBS_FIELDS)
+            .int8(*listing_id)
+            .timestamptz(o.observed_at)
+            .int8(o.price_pence)
+            .opt_int8(
+                o.was_price_pence
+                    .or_else(|| o.promo.as_ref().and_then(Promo::was_pence))
+                    .filter(|w| *w > o.price_pence),
+            )
+            .opt_int8(unit.map(|u| u.pence))
+            .opt_text(unit.map(|u| unit_label(u.per)))
+            .text(o.promo_kind().as_str())
+            .opt_text(o.promo_text.as_deref())
+            .int8(o.effective_price_pence())
+            .bool(o.in_stock)
+            .opt_int8(o.scrape_run_id);
+    }
+    enc.finish()
+}
+
+/// COPYs the rows straight into `price_observations` inside a savepoint.
+/// Returns false (savepoint rolled back) when some row is already stored.
+async fn copy_direct(tx: &mut sqlx::PgConnection, encoded: &[u8]) -> anyhow::Result<bool> {
+    sqlx::query("SAVEPOINT ingest_direct")
+        .execute(&mut *tx)
+        .await
+        .context("setting a savepoint")?;
+    let sql = format!("COPY price_observations ({OBS_COLUMNS}) FROM STDIN (FORMAT binary)");
+    let result = async {
+        let mut copy = tx.copy_in_raw(&sql).await?;
+        copy.send(encoded).await?;
+        copy.finish().await
+    }
+    .await;
+    match result {
+        Ok(_) => {
+            sqlx::query("RELEASE SAVEPOINT ingest_direct")
+                .execute(&mut *tx)
+                .await
+                .context("releasing the savepoint")?;
+            Ok(true)
+        }
+        Err(e) if is_unique_violation(&e) => {
+            sqlx::query("ROLLBACK TO SAVEPOINT ingest_direct")
+                .execute(&mut *tx)
+                .await
+                .context("rolling back to the savepoint")?;
+            Ok(false)
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("copying observations")),
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "23505")
+}
+
+/// The slow path for batches that repeat stored observations: stage, then
+/// insert what is new. Returns the keys actually inserted.
+async fn copy_via_stage(
+    tx: &mut sqlx::PgConnection,
+    encoded: &[u8],
+) -> anyhow::Result<HashSet<(i64, DateTime<Utc>)>> {
+    sqlx::query(STAGE_DDL)
+        .execute(&mut *tx)
+        .await
+        .context("creating the staging table")?;
+    let sql = format!("COPY ingest_stage ({OBS_COLUMNS}) FROM STDIN (FORMAT binary)");
+    let mut copy = tx
+        .copy_in_raw(&sql)
+        .await
+        .context("starting COPY into the staging table")?;
+    copy.send(encoded).await.context("sending observations")?;
+    copy.finish().await.context("finishing COPY")?;
+    let rows = sqlx::query(STAGE_INSERT)
+        .fetch_all(&mut *tx)
+        .await
+        .context("storing new observations")?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("listing_id")?, r.try_get("observed_at")?)))
+        .collect()
 }
 
 /// Brings `price_daily` up to date for the days that [first, last] spans

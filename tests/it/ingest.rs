@@ -261,3 +261,45 @@ async fn concurrent_ingests_of_overlapping_data_agree() {
     );
     assert_eq!(daily_mismatches(&db.pool).await, 0);
 }
+
+#[tokio::test]
+async fn a_failed_batch_leaves_no_stale_listing_ids_behind() {
+    let db = TestDb::new().await;
+    let mut ing = Ingestor::new(db.pool.clone()).await.unwrap();
+    // Make the observation insert fail after the listing upsert succeeded:
+    // a month with no partition and no way to create one.
+    sqlx::query("ALTER FUNCTION shelfwatch_ensure_partitions(timestamptz, timestamptz) RENAME TO ensure_off")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE FUNCTION shelfwatch_ensure_partitions(timestamptz, timestamptz)
+         RETURNS integer LANGUAGE sql AS 'SELECT 0'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let old = Utc.with_ymd_and_hms(2019, 5, 1, 0, 0, 0).unwrap();
+    let err = ing
+        .ingest(&[obs("tesco", "new", old, 100)])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("partition"), "{err:#}");
+    assert_eq!(
+        count(&db.pool, "SELECT count(*) FROM listings").await,
+        0,
+        "rolled back"
+    );
+    // The same ingestor, sent the same observation again once partitions
+    // can be made, stores it: nothing cached from the failed batch is used.
+    sqlx::query("DROP FUNCTION shelfwatch_ensure_partitions(timestamptz, timestamptz)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("ALTER FUNCTION ensure_off(timestamptz, timestamptz) RENAME TO shelfwatch_ensure_partitions")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let r = ing.ingest(&[obs("tesco", "new", old, 100)]).await.unwrap();
+    assert_eq!(r.inserted, 1);
+}
