@@ -348,3 +348,22 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_server_programs_name_the_package() {
+        let empty = tempfile::tempdir().unwrap();
+        let err = PgBinaries::locate(Some(empty.path())).unwrap_err().to_string();
+        assert!(err.contains("initdb"), "{err}");
+        assert!(err.contains("apt-get install postgresql"), "{err}");
+    }
+
+    #[test]
+    fn free_ports_are_bindable() {
+        let port = free_port().unwrap();
+        assert!(TcpListener::bind(("127.0.0.1", port)).is_ok());
+    }
+}
