@@ -1,19 +1,30 @@
 #!/usr/bin/env python3
 """Writes samples/prices.csv: 90 days of twice-daily shelf prices for a dozen
-products at three retailers, with promotion cycles, multi-buys, loyalty
-prices, was/now prices, a permanent price rise and out-of-stock days.
+products at three retailers, with irregular promotion cycles of varying
+length and depth (was/now cuts, multi-buys, loyalty prices), occasional
+permanent price rises and out-of-stock days.
 Deterministic (seeded), so the committed file can be regenerated exactly:
 
     python3 samples/generate.py > samples/prices.csv
+
+Longer and wider histories for backtests (not committed):
+
+    python3 samples/generate.py --days 365 --copies 20 > /tmp/history.csv
 """
+import argparse
 import csv
 import random
 import sys
 from datetime import datetime, timedelta, timezone
 
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--days", type=int, default=90, help="days of history ending 2026-11-20")
+parser.add_argument("--copies", type=int, default=1, help="repeat the product range this many times")
+args = parser.parse_args()
+
 rng = random.Random(20261120)
 END = datetime(2026, 11, 20, tzinfo=timezone.utc)
-DAYS = 90
+DAYS = args.days
 
 PRODUCTS = [
     # (key, base pence, pack, titles per retailer)
@@ -40,31 +51,50 @@ def money(p):
 writer = csv.writer(sys.stdout, lineterminator="\n")
 writer.writerow(["retailer", "sku", "title", "observed_at", "price_pence",
                  "was_price_pence", "promo_text", "in_stock", "pack_text"])
-for r_index, (retailer, loyalty) in enumerate(RETAILERS):
-    for p_index, (key, base, pack, titles) in enumerate(PRODUCTS):
-        regular = max(10, base + rng.randint(-15, 15) - (20 if retailer == "aldi" else 0))
-        cycle = rng.choice([14, 21, 28])
-        phase = rng.randrange(cycle)
-        rise_day = rng.randrange(30, 80) if rng.random() < 0.3 else None
-        sku = f"{retailer[:2].upper()}{1000 + p_index}"
-        for day in range(DAYS):
-            date = END - timedelta(days=DAYS - 1 - day)
-            if rise_day is not None and day == rise_day:
-                regular += max(5, regular // 10)
-            in_promo = (day + phase) % cycle < 5
-            out_of_stock = rng.random() < 0.01
-            for hour in (7, 19):
-                price, was, promo = regular, "", ""
-                if in_promo:
-                    kind = (p_index + r_index) % 3
-                    if kind == 0:
-                        price = regular * 3 // 4
-                        was, promo = str(regular), f"Was {money(regular)} Now {money(price)}"
-                    elif kind == 1 and loyalty:
-                        promo = f"{loyalty} {money(regular * 4 // 5)}"
-                    else:
-                        promo = f"2 for {money(regular * 2 * 85 // 100)}"
-                observed = date.replace(hour=hour) + timedelta(minutes=rng.randrange(0, 20))
-                writer.writerow([retailer, sku, titles[r_index],
-                                 observed.strftime("%Y-%m-%dT%H:%M:%SZ"), price, was, promo,
-                                 "false" if out_of_stock else "true", pack])
+def promotions(cycle, phase):
+    """Promotion events as {day: depth}: a start roughly every `cycle` days
+    (give or take three), each lasting 3 to 7 days at 15% to 35% off, and
+    now and then a deeper last-chance cut on its final two days."""
+    days = {}
+    start = phase
+    while start < DAYS:
+        length = rng.randint(3, 7)
+        depth = rng.choice([0.15, 0.2, 0.25, 0.3, 0.35])
+        deeper = rng.random() < 0.15
+        for d in range(start, min(start + length, DAYS)):
+            last_two = d >= start + length - 2
+            days[d] = depth + (0.1 if deeper and last_two else 0.0)
+        start += max(length + 2, cycle + rng.randint(-3, 3))
+    return days
+
+
+for copy in range(args.copies):
+    for r_index, (retailer, loyalty) in enumerate(RETAILERS):
+        for p_index, (key, base, pack, titles) in enumerate(PRODUCTS):
+            regular = max(10, base + rng.randint(-15, 15) - (20 if retailer == "aldi" else 0))
+            cycle = rng.choice([14, 21, 28])
+            promo_days = promotions(cycle, rng.randrange(cycle))
+            # Permanent price rises, now and then (about once a year).
+            rises = {d for d in range(30, DAYS) if rng.random() < 1 / 365}
+            kind = (p_index + r_index + copy) % 3
+            sku = f"{retailer[:2].upper()}{1000 + p_index}" + (f"-{copy}" if copy else "")
+            for day in range(DAYS):
+                date = END - timedelta(days=DAYS - 1 - day)
+                if day in rises:
+                    regular += max(5, regular // 10)
+                depth = promo_days.get(day)
+                out_of_stock = rng.random() < 0.01
+                for hour in (7, 19):
+                    price, was, promo = regular, "", ""
+                    if depth is not None:
+                        if kind == 0:
+                            price = max(1, round(regular * (1 - depth)))
+                            was, promo = str(regular), f"Was {money(regular)} Now {money(price)}"
+                        elif kind == 1 and loyalty:
+                            promo = f"{loyalty} {money(round(regular * (1 - depth)))}"
+                        else:
+                            promo = f"2 for {money(round(regular * 2 * (1 - depth)))}"
+                    observed = date.replace(hour=hour) + timedelta(minutes=rng.randrange(0, 20))
+                    writer.writerow([retailer, sku, titles[r_index],
+                                     observed.strftime("%Y-%m-%dT%H:%M:%SZ"), price, was, promo,
+                                     "false" if out_of_stock else "true", pack])

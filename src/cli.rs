@@ -36,7 +36,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the whole demo on this machine: database, migrations, sample data.
+    /// Run the whole demo on this machine: database, migrations, sample data, forecast.
     Up(UpArgs),
     /// Manage the embedded PostgreSQL cluster under .shelfwatch/.
     #[command(subcommand)]
@@ -48,9 +48,9 @@ pub enum Command {
     /// Backfill prices from a CSV file through the ingest path.
     Import(ImportArgs),
     /// Run the forecast batch job over the daily aggregates.
-    Forecast(PendingArgs),
+    Forecast(ForecastArgs),
     /// Measure forecast accuracy and confidence calibration on stored history.
-    Backtest(PendingArgs),
+    Backtest(BacktestArgs),
     /// Serve the REST API (and /metrics on its own listener).
     Serve(PendingArgs),
     /// Run the local demo supermarket site.
@@ -97,6 +97,65 @@ pub struct UpArgs {
     /// Price history to load (default: samples/prices.csv).
     #[arg(long, value_name = "FILE", default_value = "samples/prices.csv")]
     pub sample: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ForecastArgs {
+    /// Run once and exit (the default).
+    #[arg(long, conflicts_with = "every")]
+    pub once: bool,
+    /// Run on a schedule, e.g. 30m, 1h, 1d, until SIGTERM or Ctrl-C.
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_interval)]
+    pub every: Option<std::time::Duration>,
+    /// Only listings whose id is i modulo n, e.g. 0/4 (for parallel workers).
+    #[arg(long, value_name = "i/n", value_parser = crate::forecast::load::Shard::parse)]
+    pub shard: Option<crate::forecast::load::Shard>,
+    /// Days in the weighted moving average.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u16).range(1..=365))]
+    pub window: u16,
+    /// Days ahead forecast, and over which claims are made.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u16).range(1..=60))]
+    pub horizon: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// Days ahead forecast, and over which claims are judged.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u16).range(1..=60))]
+    pub horizon: u16,
+    /// First day scored (YYYY-MM-DD); models learn only from outcomes known
+    /// before it. Default: two thirds of the way through the history.
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<chrono::NaiveDate>,
+    /// Days in the weighted moving average.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u16).range(1..=365))]
+    pub window: u16,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Reads `90s`, `30m`, `1h`, `1d`.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit: write e.g. 30m, 1h or 1d"))?;
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    if secs == 0 {
+        return Err("the interval must be more than zero".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// Arguments of roles that later work fills in; accepted so scripts can be
@@ -166,11 +225,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             crate::bench::ingest(args, &settings).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Scrape(_)
-        | Command::Forecast(_)
-        | Command::Backtest(_)
-        | Command::Serve(_)
-        | Command::DemoStore(_) => {
+        Command::Forecast(args) => forecast(args, &settings).await,
+        Command::Backtest(args) => backtest(args, &settings).await,
+        Command::Scrape(_) | Command::Serve(_) | Command::DemoStore(_) => {
             eprintln!(
                 "error: this command is not built yet; `shelfwatch --help` lists what works today"
             );
@@ -273,6 +330,83 @@ async fn import(args: ImportArgs, settings: &Settings) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+async fn forecast(args: ForecastArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    use crate::forecast::{self, RunOutcome, load::Shard};
+    let pool = connect(settings).await?;
+    let params = forecast::Params {
+        wma_window: usize::from(args.window),
+        horizon: usize::from(args.horizon),
+        ..forecast::Params::default()
+    };
+    let shard = args.shard.unwrap_or(Shard::ALL);
+    let report = |outcome: &RunOutcome| match outcome {
+        RunOutcome::Unchanged { run_id } => {
+            println!("inputs unchanged since forecast run {run_id}; nothing to do")
+        }
+        RunOutcome::Completed { run_id, series } => {
+            println!("forecast run {run_id}: {series} listings forecast and recommended")
+        }
+    };
+    let Some(every) = args.every else {
+        report(&forecast::run_once(&pool, &params, shard).await?);
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut stop = std::pin::pin!(shutdown_signal());
+    loop {
+        // A failed run is logged and retried at the next tick, not fatal.
+        match forecast::run_once(&pool, &params, shard).await {
+            Ok(outcome) => report(&outcome),
+            Err(e) => tracing::error!(error = format!("{e:#}"), "forecast run failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = &mut stop => {
+                tracing::info!("stopping the forecast schedule");
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+}
+
+async fn backtest(args: BacktestArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    use crate::forecast::{self, backtest};
+    let pool = connect(settings).await?;
+    let params = forecast::Params {
+        wma_window: usize::from(args.window),
+        horizon: usize::from(args.horizon),
+        ..forecast::Params::default()
+    };
+    let from = args
+        .from
+        .map(|d| forecast::load::epoch_day(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()));
+    let report = backtest::run(&pool, &params, from).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", backtest::render(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
 async fn up(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let url = match &settings.database.url {
         Some(url) => url.expose().to_owned(),
@@ -301,9 +435,23 @@ async fn up(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
         report.rows,
         report.stored.inserted
     );
+    match crate::forecast::run_once(
+        &pool,
+        &crate::forecast::Params::default(),
+        crate::forecast::load::Shard::ALL,
+    )
+    .await?
+    {
+        crate::forecast::RunOutcome::Completed { run_id, series } => {
+            println!("forecast run {run_id}: {series} listings forecast and recommended")
+        }
+        crate::forecast::RunOutcome::Unchanged { run_id } => {
+            println!("forecast run {run_id} is current")
+        }
+    }
     println!("\nDATABASE_URL={url}");
     println!(
-        "try: psql \"$DATABASE_URL\" -c 'SELECT * FROM price_daily ORDER BY day DESC LIMIT 5'"
+        "try: psql \"$(shelfwatch db url)\" -c 'SELECT action, confidence, message FROM recommendations ORDER BY confidence DESC LIMIT 5'"
     );
     println!("stop the database with: shelfwatch db stop");
     Ok(ExitCode::SUCCESS)

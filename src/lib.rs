@@ -9,6 +9,8 @@
 //!   shelf text;
 //! - [`ingest`] holds the one path by which observations are stored (CSV import
 //!   and, later, the scraper);
+//! - [`forecast`] holds the polars batch job, the calibrated confidence
+//!   model and the backtest;
 //! - [`bench`] holds benchmarks with in-run baselines;
 //! - [`cli`] holds the `shelfwatch` command line.
 
@@ -17,5 +19,6 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod forecast;
 pub mod ingest;
 pub mod telemetry;

@@ -356,7 +356,9 @@ mod tests {
     #[test]
     fn missing_server_programs_name_the_package() {
         let empty = tempfile::tempdir().unwrap();
-        let err = PgBinaries::locate(Some(empty.path())).unwrap_err().to_string();
+        let err = PgBinaries::locate(Some(empty.path()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("initdb"), "{err}");
         assert!(err.contains("apt-get install postgresql"), "{err}");
     }

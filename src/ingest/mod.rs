@@ -288,16 +288,28 @@ impl Ingestor {
                 );
             }
         }
-        let result = self.write(batch).await;
-        if result.is_err() {
-            // What was cached during a failed batch may not exist: listing
-            // ids from a rolled-back transaction, months whose partition
-            // creation is unconfirmed.
-            self.listings.clear();
-            self.months.clear();
-            self.last_day.clear();
+        let mut attempt = 1;
+        loop {
+            let result = self.write(batch).await;
+            if result.is_err() {
+                // What was cached during a failed batch may not exist:
+                // listing ids from a rolled-back transaction, months whose
+                // partition creation is unconfirmed.
+                self.listings.clear();
+                self.months.clear();
+                self.last_day.clear();
+            }
+            match result {
+                // A batch is idempotent, so one that lost a deadlock or a
+                // serialization conflict to a concurrent writer is retried.
+                Err(e) if attempt < 5 && is_retryable(&e) => {
+                    tracing::warn!(attempt, error = %e, "ingest batch conflicted; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
         }
-        result
     }
 
     async fn write(&mut self, batch: &[Observation]) -> anyhow::Result<BatchReport> {
@@ -495,6 +507,14 @@ impl Ingestor {
             let ids: Vec<i64> = sightings.iter().map(|s| s.id).collect();
             let firsts: Vec<DateTime<Utc>> = sightings.iter().map(|s| s.first).collect();
             let lasts: Vec<DateTime<Utc>> = sightings.iter().map(|s| s.last).collect();
+            // Lock in id order first: an UPDATE ... FROM joins in no
+            // particular order, and two batches locking the same listings
+            // in different orders would deadlock.
+            sqlx::query("SELECT 1 FROM listings WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await
+                .context("locking listings")?;
             sqlx::query(
                 "UPDATE listings AS l
                  SET first_seen = LEAST(l.first_seen, v.first_seen),
@@ -669,6 +689,17 @@ async fn copy_direct(tx: &mut sqlx::PgConnection, encoded: &[u8]) -> anyhow::Res
         }
         Err(e) => Err(anyhow::Error::new(e).context("copying observations")),
     }
+}
+
+/// Deadlock (40P01) or serialization failure (40001) anywhere in the chain.
+fn is_retryable(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+            .and_then(|d| d.code())
+            .is_some_and(|c| c == "40P01" || c == "40001")
+    })
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

@@ -1,0 +1,464 @@
+//! The forecast batch job: daily aggregates in, forecasts and
+//! recommendations out.
+//!
+//! 1. `load` streams `price_daily` out of PostgreSQL into dense columns.
+//! 2. `features` computes per (listing, day) features with polars.
+//! 3. Every past day with a known future is a labelled example: what would
+//!    have been claimed that day, and did it come true? A logistic model per
+//!    action learns, from those examples, the probability that its claim
+//!    holds: that probability is the confidence (`model`).
+//! 4. For each listing's latest day, `recommend` picks the action and the
+//!    forecast path; results are written in one transaction per run.
+
+pub mod backtest;
+pub mod features;
+pub mod load;
+pub mod model;
+pub mod recommend;
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::ingest::copy::BinaryCopy;
+use features::FeatureParams;
+use load::Shard;
+use model::Logistic;
+use recommend::{Action, Claim, Snapshot};
+
+/// Stored with every run; bump when the method changes.
+pub const MODEL_VERSION: &str = "wma-reversion-logit-1";
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Params {
+    pub wma_window: usize,
+    pub horizon: usize,
+    pub vol_window: usize,
+    pub promo_window: usize,
+    /// A listing unseen for longer than this many days gets no forecast.
+    pub max_gap_days: i32,
+    /// At most this many training examples per action (evenly spaced).
+    pub max_examples: usize,
+    pub ridge: f64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            wma_window: 7,
+            horizon: 7,
+            vol_window: 28,
+            promo_window: 56,
+            max_gap_days: 7,
+            max_examples: 300_000,
+            ridge: 1.0,
+        }
+    }
+}
+
+impl Params {
+    pub fn features(&self) -> FeatureParams {
+        FeatureParams {
+            wma_window: self.wma_window,
+            horizon: self.horizon,
+            vol_window: self.vol_window,
+            promo_window: self.promo_window,
+        }
+    }
+}
+
+/// The feature columns, taken out of the polars frame once.
+pub struct Frame {
+    pub listing_id: Vec<i64>,
+    pub day: Vec<i32>,
+    pub price: Vec<f64>,
+    pub promo: Vec<bool>,
+    pub observed: Vec<bool>,
+    pub history_days: Vec<f64>,
+    pub wma: Vec<f64>,
+    pub regular: Vec<f64>,
+    pub volatility: Vec<f64>,
+    pub promo_freq: Vec<f64>,
+    pub days_in_promo: Vec<f64>,
+    pub days_since_promo: Vec<f64>,
+    pub mean_promo_len: Vec<f64>,
+    pub mean_promo_gap: Vec<f64>,
+    pub future_min: Vec<f64>,
+    pub future_max: Vec<f64>,
+}
+
+fn f64_column(df: &polars::prelude::DataFrame, name: &str) -> anyhow::Result<Vec<f64>> {
+    let column = df
+        .column(name)
+        .with_context(|| format!("feature column {name}"))?;
+    let values = column
+        .f64()
+        .with_context(|| format!("feature column {name} as f64"))?;
+    Ok(values.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+}
+
+fn bool_column(df: &polars::prelude::DataFrame, name: &str) -> anyhow::Result<Vec<bool>> {
+    let column = df
+        .column(name)
+        .with_context(|| format!("feature column {name}"))?;
+    let values = column
+        .bool()
+        .with_context(|| format!("feature column {name} as bool"))?;
+    Ok(values.iter().map(|v| v.unwrap_or(false)).collect())
+}
+
+impl Frame {
+    /// Computes features for `series` (CPU-bound: call off the async runtime).
+    pub fn compute(series: features::DailySeries, params: &Params) -> anyhow::Result<Self> {
+        let listing_id = series.listing_id.clone();
+        let day = series.day.clone();
+        let df = features::compute(series, &params.features())?;
+        Ok(Self {
+            listing_id,
+            day,
+            price: f64_column(&df, "price")?,
+            promo: bool_column(&df, "promo")?,
+            observed: bool_column(&df, "observed")?,
+            history_days: f64_column(&df, "history_days")?,
+            wma: f64_column(&df, "wma")?,
+            regular: f64_column(&df, "regular")?,
+            volatility: f64_column(&df, "volatility")?,
+            promo_freq: f64_column(&df, "promo_freq")?,
+            days_in_promo: f64_column(&df, "days_in_promo")?,
+            days_since_promo: f64_column(&df, "days_since_promo")?,
+            mean_promo_len: f64_column(&df, "mean_promo_len")?,
+            mean_promo_gap: f64_column(&df, "mean_promo_gap")?,
+            future_min: f64_column(&df, "future_min")?,
+            future_max: f64_column(&df, "future_max")?,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.listing_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.listing_id.is_empty()
+    }
+
+    pub fn snapshot(&self, i: usize) -> Snapshot {
+        let finite = |v: f64| v.is_finite().then_some(v);
+        Snapshot {
+            price: self.price[i],
+            regular: finite(self.regular[i]).unwrap_or(self.price[i]),
+            wma: finite(self.wma[i]).unwrap_or(self.price[i]),
+            volatility: finite(self.volatility[i]).unwrap_or(0.0),
+            promo: self.promo[i],
+            promo_freq: finite(self.promo_freq[i]).unwrap_or(0.0),
+            days_in_promo: finite(self.days_in_promo[i]).unwrap_or(0.0),
+            days_since_promo: finite(self.days_since_promo[i]).unwrap_or(999.0),
+            mean_promo_len: finite(self.mean_promo_len[i]),
+            mean_promo_gap: finite(self.mean_promo_gap[i]),
+            history_days: finite(self.history_days[i]).unwrap_or(1.0),
+        }
+    }
+
+    /// Price `h` days after row `i` of the same listing, if the series has it.
+    pub fn ahead(&self, i: usize, h: usize) -> Option<f64> {
+        let j = i + h;
+        (j < self.len() && self.listing_id[j] == self.listing_id[i]).then(|| self.price[j])
+    }
+
+    /// The labelled example at row `i`: the claim that would have been made
+    /// and whether it came true. None where the day was not observed or the
+    /// future is not fully known.
+    pub fn example(&self, i: usize, horizon: usize) -> Option<(Claim, Vec<f64>, bool)> {
+        if !self.observed[i] || !self.future_min[i].is_finite() || !self.future_max[i].is_finite() {
+            return None;
+        }
+        let s = self.snapshot(i);
+        let claim = recommend::decide(&s, horizon);
+        let truth = claim.came_true(self.future_min[i], self.future_max[i]);
+        Some((claim, recommend::features(&s), truth))
+    }
+}
+
+/// One logistic model per action.
+#[derive(Debug, Clone, Serialize)]
+pub struct Models {
+    pub buy_now: Logistic,
+    pub wait: Logistic,
+    pub hold: Logistic,
+}
+
+impl Models {
+    pub fn get(&self, action: Action) -> &Logistic {
+        match action {
+            Action::BuyNow => &self.buy_now,
+            Action::Wait => &self.wait,
+            Action::Hold => &self.hold,
+        }
+    }
+
+    /// Trains on every labelled example at rows where `use_row` holds (at
+    /// most `max_examples` per action, evenly spaced, so large histories
+    /// stay cheap), with every claim's own features. Rows of the hold
+    /// claim are also examples for hold whatever action was chosen, so the
+    /// fallback from an unlikely wait has a model that knows those days.
+    pub fn train(frame: &Frame, params: &Params, use_row: impl Fn(usize) -> bool) -> Self {
+        let mut data: [(Vec<Vec<f64>>, Vec<bool>); 3] = Default::default();
+        for i in 0..frame.len() {
+            if !use_row(i) {
+                continue;
+            }
+            if let Some((claim, x, truth)) = frame.example(i, params.horizon) {
+                if claim.action == Action::Wait {
+                    let hold = Claim {
+                        action: Action::Hold,
+                        ..claim
+                    };
+                    let held = hold.came_true(frame.future_min[i], frame.future_max[i]);
+                    data[Action::Hold.index()].0.push(x.clone());
+                    data[Action::Hold.index()].1.push(held);
+                }
+                let slot = &mut data[claim.action.index()];
+                slot.0.push(x);
+                slot.1.push(truth);
+            }
+        }
+        let fit = |(rows, labels): &(Vec<Vec<f64>>, Vec<bool>)| {
+            let step = rows.len().div_ceil(params.max_examples.max(1)).max(1);
+            let rows: Vec<Vec<f64>> = rows.iter().step_by(step).cloned().collect();
+            let labels: Vec<bool> = labels.iter().step_by(step).copied().collect();
+            Logistic::fit(&rows, &labels, params.ridge)
+        };
+        Self {
+            buy_now: fit(&data[0]),
+            wait: fit(&data[1]),
+            hold: fit(&data[2]),
+        }
+    }
+
+    /// The claim for row `i` with its confidence. A wait that is less likely
+    /// than not becomes a hold: we do not tell people to wait on a coin flip.
+    pub fn recommend(&self, frame: &Frame, i: usize, horizon: usize) -> (Claim, f64) {
+        let s = frame.snapshot(i);
+        let x = recommend::features(&s);
+        let claim = recommend::decide(&s, horizon);
+        let p = self.get(claim.action).predict(&x);
+        if claim.action == Action::Wait && p < 0.5 {
+            let hold = Claim {
+                action: Action::Hold,
+                ..claim
+            };
+            return (hold, self.hold.predict(&x));
+        }
+        (claim, p)
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Nothing changed since run `run_id`, which already has the results.
+    Unchanged {
+        run_id: i64,
+    },
+    Completed {
+        run_id: i64,
+        series: usize,
+    },
+}
+
+/// Runs the job once over `shard`, as of the latest day with data.
+#[tracing::instrument(skip_all, fields(shard = %shard))]
+pub async fn run_once(pool: &PgPool, params: &Params, shard: Shard) -> anyhow::Result<RunOutcome> {
+    let fingerprint = fingerprint(pool, params, shard).await?;
+    let previous: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM forecast_runs WHERE status = 'succeeded' AND input_fingerprint = $1
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(&fingerprint)
+    .fetch_optional(pool)
+    .await
+    .context("looking for an identical earlier run")?;
+    if let Some(run_id) = previous {
+        tracing::info!(run_id, "inputs unchanged since that run; nothing to do");
+        return Ok(RunOutcome::Unchanged { run_id });
+    }
+    let Some(as_of_day) = load::latest_day(pool, shard).await? else {
+        anyhow::bail!(
+            "price_daily has no data{}: import or scrape prices first",
+            {
+                if shard == Shard::ALL {
+                    String::new()
+                } else {
+                    format!(" in shard {shard}")
+                }
+            }
+        );
+    };
+    let as_of = load::day_to_date(as_of_day)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .context("as-of day out of range")?;
+    let run_id: i64 = sqlx::query_scalar(
+        "INSERT INTO forecast_runs (model_version, params, as_of, shard, input_fingerprint)
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(MODEL_VERSION)
+    .bind(sqlx::types::Json(params))
+    .bind(as_of)
+    .bind(shard.to_string())
+    .bind(&fingerprint)
+    .fetch_one(pool)
+    .await
+    .context("recording the forecast run")?;
+    match compute_and_store(pool, params, shard, as_of_day, as_of, run_id).await {
+        Ok(series) => Ok(RunOutcome::Completed { run_id, series }),
+        Err(e) => {
+            let _ = sqlx::query(
+                "UPDATE forecast_runs SET status = 'failed', finished_at = now(), message = $2
+                 WHERE id = $1",
+            )
+            .bind(run_id)
+            .bind(format!("{e:#}"))
+            .execute(pool)
+            .await;
+            Err(e)
+        }
+    }
+}
+
+/// Identifies the inputs of a run: the shard's daily data, the method and
+/// its parameters. An equal fingerprint means an equal result.
+async fn fingerprint(pool: &PgPool, params: &Params, shard: Shard) -> anyhow::Result<String> {
+    let sql = format!(
+        "SELECT count(*), coalesce(sum(observations), 0)::bigint, coalesce(sum(sum_pence), 0)::bigint, \
+         max(last_at) FROM price_daily WHERE {}",
+        shard.sql_filter("listing_id")
+    );
+    let (rows, observations, pence, last): (i64, i64, i64, Option<DateTime<Utc>>) =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_one(pool)
+            .await
+            .context("summarising price_daily")?;
+    let mut h = DefaultHasher::new();
+    (
+        rows,
+        observations,
+        pence,
+        last.map(|t| t.timestamp_micros()),
+    )
+        .hash(&mut h);
+    MODEL_VERSION.hash(&mut h);
+    serde_json::to_string(params)?.hash(&mut h);
+    shard.to_string().hash(&mut h);
+    Ok(format!("{:016x}", h.finish()))
+}
+
+/// Per listing, what is stored.
+struct Output {
+    listing_id: i64,
+    claim: Claim,
+    confidence: f64,
+    path: Vec<recommend::ForecastPoint>,
+}
+
+async fn compute_and_store(
+    pool: &PgPool,
+    params: &Params,
+    shard: Shard,
+    as_of_day: i32,
+    as_of: DateTime<Utc>,
+    run_id: i64,
+) -> anyhow::Result<usize> {
+    let series = load::load(pool, shard, as_of_day, params.max_gap_days).await?;
+    let p = *params;
+    let (outputs, models) = tokio::task::spawn_blocking(move || compute(series, &p, as_of_day))
+        .await
+        .context("the forecast computation panicked")??;
+
+    let mut tx = pool.begin().await?;
+    let mut rec = BinaryCopy::with_capacity(outputs.len() * 200);
+    let mut fc = BinaryCopy::with_capacity(outputs.len() * params.horizon * 60);
+    for o in &outputs {
+        rec.row(10)
+            .int8(run_id)
+            .int8(o.listing_id)
+            .timestamptz(as_of)
+            .text(o.claim.action.as_str())
+            .text(&o.claim.statement())
+            .int8(o.claim.price)
+            .int8(o.claim.regular)
+            .int8(o.claim.expected_change())
+            .float8(o.confidence)
+            .text(&o.claim.message(o.confidence));
+        for (h, point) in o.path.iter().enumerate() {
+            fc.row(6)
+                .int8(run_id)
+                .int8(o.listing_id)
+                .timestamptz(as_of + chrono::Duration::days(h as i64 + 1))
+                .int8(point.predicted.round() as i64)
+                .int8(point.lower.round() as i64)
+                .int8(point.upper.round() as i64);
+        }
+    }
+    for (sql, bytes) in [
+        (
+            "COPY recommendations (run_id, listing_id, as_of, action, claim, current_pence, \
+             regular_pence, expected_change_pence, confidence, message) FROM STDIN (FORMAT binary)",
+            rec.finish(),
+        ),
+        (
+            "COPY forecasts (run_id, listing_id, day, predicted_pence, lower_pence, upper_pence) \
+             FROM STDIN (FORMAT binary)",
+            fc.finish(),
+        ),
+    ] {
+        let mut copy = tx.copy_in_raw(sql).await.context("storing results")?;
+        copy.send(bytes.as_slice())
+            .await
+            .context("storing results")?;
+        copy.finish().await.context("storing results")?;
+    }
+    sqlx::query(
+        "UPDATE forecast_runs SET status = 'succeeded', finished_at = now(), series = $2,
+             params = params || jsonb_build_object('confidence_models', $3::jsonb)
+         WHERE id = $1",
+    )
+    .bind(run_id)
+    .bind(i32::try_from(outputs.len()).unwrap_or(i32::MAX))
+    .bind(sqlx::types::Json(&models))
+    .execute(&mut *tx)
+    .await
+    .context("finishing the forecast run")?;
+    tx.commit().await.context("committing the forecast run")?;
+    Ok(outputs.len())
+}
+
+/// Features, training and recommendations for every listing that has a
+/// row on `as_of_day`.
+fn compute(
+    series: features::DailySeries,
+    params: &Params,
+    as_of_day: i32,
+) -> anyhow::Result<(Vec<Output>, Models)> {
+    let frame = Frame::compute(series, params)?;
+    let models = Models::train(&frame, params, |_| true);
+    let mut outputs = Vec::new();
+    for i in 0..frame.len() {
+        let last_of_listing =
+            i + 1 == frame.len() || frame.listing_id[i + 1] != frame.listing_id[i];
+        if !last_of_listing || frame.day[i] != as_of_day {
+            continue;
+        }
+        let (claim, confidence) = models.recommend(&frame, i, params.horizon);
+        outputs.push(Output {
+            listing_id: frame.listing_id[i],
+            claim,
+            confidence,
+            path: recommend::forecast_path(&frame.snapshot(i), params.horizon),
+        });
+    }
+    Ok((outputs, models))
+}

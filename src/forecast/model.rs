@@ -1,0 +1,291 @@
+//! The confidence model: logistic regression fitted by Newton's method
+//! (iteratively reweighted least squares) with a small ridge penalty, and
+//! the scores that say whether its probabilities mean what they say.
+
+// Index loops read like the matrix algebra they implement.
+#![allow(clippy::needless_range_loop)]
+
+use serde::{Deserialize, Serialize};
+
+/// A fitted logistic regression: `p = 1 / (1 + exp(-(w . x)))`, with the
+/// features standardised by the training means and scales first. The
+/// first feature is the intercept and is not standardised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Logistic {
+    pub weights: Vec<f64>,
+    pub means: Vec<f64>,
+    pub scales: Vec<f64>,
+    /// Training examples and the share whose claim came true.
+    pub examples: usize,
+    pub base_rate: f64,
+}
+
+impl Logistic {
+    /// Fits `labels` (claim came true) on `rows` of features (without the
+    /// intercept, which is added). With no examples, or only one outcome,
+    /// the model predicts the (smoothed) base rate everywhere.
+    pub fn fit(rows: &[Vec<f64>], labels: &[bool], ridge: f64) -> Self {
+        let n = rows.len().min(labels.len());
+        let k = rows.first().map_or(0, Vec::len);
+        let positives = labels.iter().take(n).filter(|y| **y).count();
+        // Laplace-smoothed, so a tiny sample never claims 0 or 1.
+        let base_rate = (positives as f64 + 1.0) / (n as f64 + 2.0);
+        let mut means = vec![0.0; k];
+        let mut scales = vec![1.0; k];
+        for j in 0..k {
+            let mean = rows.iter().take(n).map(|r| r[j]).sum::<f64>() / n.max(1) as f64;
+            let var = rows
+                .iter()
+                .take(n)
+                .map(|r| (r[j] - mean).powi(2))
+                .sum::<f64>()
+                / n.max(1) as f64;
+            means[j] = mean;
+            scales[j] = if var > 1e-12 { var.sqrt() } else { 1.0 };
+        }
+        let intercept = (base_rate / (1.0 - base_rate)).ln();
+        let mut weights = vec![0.0; k + 1];
+        weights[0] = intercept;
+        let mut model = Self {
+            weights,
+            means,
+            scales,
+            examples: n,
+            base_rate,
+        };
+        if n == 0 || positives == 0 || positives == n {
+            return model;
+        }
+        let dim = k + 1;
+        let x: Vec<Vec<f64>> = rows.iter().take(n).map(|r| model.design(r)).collect();
+        for _ in 0..25 {
+            // Gradient and Hessian of the penalised negative log-likelihood.
+            let mut grad = vec![0.0; dim];
+            let mut hess = vec![vec![0.0; dim]; dim];
+            for (xi, yi) in x.iter().zip(labels) {
+                let p = sigmoid(dot(&model.weights, xi));
+                let y = if *yi { 1.0 } else { 0.0 };
+                let w = (p * (1.0 - p)).max(1e-9);
+                for a in 0..dim {
+                    grad[a] += (p - y) * xi[a];
+                    for b in a..dim {
+                        hess[a][b] += w * xi[a] * xi[b];
+                    }
+                }
+            }
+            for a in 0..dim {
+                for b in 0..a {
+                    hess[a][b] = hess[b][a];
+                }
+                if a > 0 {
+                    grad[a] += ridge * model.weights[a];
+                    hess[a][a] += ridge;
+                }
+            }
+            let Some(step) = solve(hess, grad) else {
+                break;
+            };
+            let mut moved = 0.0f64;
+            for (w, s) in model.weights.iter_mut().zip(&step) {
+                *w -= s;
+                moved = moved.max(s.abs());
+            }
+            if moved < 1e-8 {
+                break;
+            }
+        }
+        model
+    }
+
+    fn design(&self, row: &[f64]) -> Vec<f64> {
+        let mut x = Vec::with_capacity(row.len() + 1);
+        x.push(1.0);
+        for (j, v) in row.iter().enumerate() {
+            let v = if v.is_finite() { *v } else { self.means[j] };
+            x.push((v - self.means[j]) / self.scales[j]);
+        }
+        x
+    }
+
+    /// The probability that the claim comes true, in (0, 1).
+    pub fn predict(&self, row: &[f64]) -> f64 {
+        if row.len() + 1 != self.weights.len() {
+            return self.base_rate;
+        }
+        sigmoid(dot(&self.weights, &self.design(row))).clamp(0.001, 0.999)
+    }
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Solves `a x = b` by Gaussian elimination with partial pivoting; None if
+/// `a` is singular.
+fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
+    let n = b.len();
+    for col in 0..n {
+        let pivot = (col..n).max_by(|i, j| a[*i][col].abs().total_cmp(&a[*j][col].abs()))?;
+        if a[pivot][col].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        for row in col + 1..n {
+            let f = a[row][col] / a[col][col];
+            for c in col..n {
+                a[row][c] -= f * a[col][c];
+            }
+            b[row] -= f * b[col];
+        }
+    }
+    let mut x = vec![0.0; n];
+    for row in (0..n).rev() {
+        let s: f64 = (row + 1..n).map(|c| a[row][c] * x[c]).sum();
+        x[row] = (b[row] - s) / a[row][row];
+    }
+    Some(x)
+}
+
+/// One row of a reliability table: claims stated with a confidence in
+/// [lower, upper), how many, their mean stated confidence and how often
+/// they came true.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReliabilityBin {
+    pub lower: f64,
+    pub upper: f64,
+    pub count: usize,
+    pub mean_stated: f64,
+    pub observed: f64,
+}
+
+/// How well stated probabilities matched outcomes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Calibration {
+    pub claims: usize,
+    pub brier: f64,
+    /// 1 - brier / brier of always stating `reference_rate`.
+    pub brier_skill: f64,
+    pub reference_rate: f64,
+    /// Expected calibration error over 10 equal-width bins.
+    pub ece: f64,
+    pub mean_stated: f64,
+    pub observed: f64,
+    pub reliability: Vec<ReliabilityBin>,
+}
+
+/// Scores `(stated, came_true)` pairs against always stating
+/// `reference_rate` (the base rate learned from training data).
+pub fn calibration(pairs: &[(f64, bool)], reference_rate: f64) -> Calibration {
+    let n = pairs.len();
+    let nf = n.max(1) as f64;
+    let y = |t: bool| if t { 1.0 } else { 0.0 };
+    let brier = pairs.iter().map(|(p, t)| (p - y(*t)).powi(2)).sum::<f64>() / nf;
+    let reference = pairs
+        .iter()
+        .map(|(_, t)| (reference_rate - y(*t)).powi(2))
+        .sum::<f64>()
+        / nf;
+    let mut bins: Vec<(usize, f64, f64)> = vec![(0, 0.0, 0.0); 10];
+    for (p, t) in pairs {
+        let b = ((p * 10.0).floor() as usize).min(9);
+        bins[b].0 += 1;
+        bins[b].1 += p;
+        bins[b].2 += y(*t);
+    }
+    let mut ece = 0.0;
+    let mut reliability = Vec::new();
+    for (i, (count, sum_p, sum_y)) in bins.into_iter().enumerate() {
+        if count == 0 {
+            continue;
+        }
+        let c = count as f64;
+        ece += c / nf * (sum_p / c - sum_y / c).abs();
+        reliability.push(ReliabilityBin {
+            lower: i as f64 / 10.0,
+            upper: (i + 1) as f64 / 10.0,
+            count,
+            mean_stated: sum_p / c,
+            observed: sum_y / c,
+        });
+    }
+    Calibration {
+        claims: n,
+        brier,
+        brier_skill: if reference > 0.0 {
+            1.0 - brier / reference
+        } else {
+            0.0
+        },
+        reference_rate,
+        ece,
+        mean_stated: pairs.iter().map(|(p, _)| p).sum::<f64>() / nf,
+        observed: pairs.iter().map(|(_, t)| y(*t)).sum::<f64>() / nf,
+        reliability,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic pseudo-random stream in [0, 1).
+    fn lcg(seed: &mut u64) -> f64 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*seed >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    #[test]
+    fn recovers_known_coefficients_and_is_calibrated() {
+        // y ~ Bernoulli(sigmoid(-1 + 2 x)), x uniform in [-2, 2].
+        let mut seed = 7;
+        let mut rows = Vec::new();
+        let mut labels = Vec::new();
+        for _ in 0..20_000 {
+            let x = lcg(&mut seed) * 4.0 - 2.0;
+            let p = sigmoid(-1.0 + 2.0 * x);
+            rows.push(vec![x]);
+            labels.push(lcg(&mut seed) < p);
+        }
+        let m = Logistic::fit(&rows, &labels, 1e-6);
+        let p0 = m.predict(&[0.0]);
+        let p1 = m.predict(&[1.0]);
+        assert!((p0 - sigmoid(-1.0)).abs() < 0.03, "{p0}");
+        assert!((p1 - sigmoid(1.0)).abs() < 0.03, "{p1}");
+        let pairs: Vec<(f64, bool)> = rows
+            .iter()
+            .zip(&labels)
+            .map(|(r, y)| (m.predict(r), *y))
+            .collect();
+        let c = calibration(&pairs, m.base_rate);
+        assert!(c.ece < 0.02, "{c:?}");
+        assert!(c.brier_skill > 0.2, "{c:?}");
+    }
+
+    #[test]
+    fn one_outcome_only_gives_the_smoothed_base_rate() {
+        let rows = vec![vec![1.0]; 8];
+        let m = Logistic::fit(&rows, &[true; 8], 1.0);
+        assert!((m.predict(&[1.0]) - 0.9).abs() < 1e-9);
+        let empty = Logistic::fit(&[], &[], 1.0);
+        assert!((empty.base_rate - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn calibration_scores_a_perfect_and_a_useless_forecaster() {
+        let perfect = [(0.999, true), (0.001, false), (0.999, true)];
+        let c = calibration(&perfect, 0.5);
+        assert!(c.brier < 1e-5 && c.brier_skill > 0.99 && c.ece < 0.01);
+        let constant = [(0.5, true), (0.5, false)];
+        let c = calibration(&constant, 0.5);
+        assert!(c.brier_skill.abs() < 1e-12);
+        assert_eq!(c.reliability.len(), 1);
+        assert_eq!(c.reliability[0].count, 2);
+    }
+}

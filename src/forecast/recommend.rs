@@ -1,0 +1,363 @@
+//! From one listing's features on one day to a forecast path and a
+//! recommendation: an action whose claim is a checkable event over the
+//! horizon, and a message in plain English.
+
+use serde::Serialize;
+
+use crate::domain::money::format_pence;
+
+/// What is known about a listing on one day (from `features::compute`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Snapshot {
+    pub price: f64,
+    pub regular: f64,
+    pub wma: f64,
+    pub volatility: f64,
+    pub promo: bool,
+    pub promo_freq: f64,
+    pub days_in_promo: f64,
+    pub days_since_promo: f64,
+    pub mean_promo_len: Option<f64>,
+    pub mean_promo_gap: Option<f64>,
+    pub history_days: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    BuyNow,
+    Wait,
+    Hold,
+}
+
+impl Action {
+    pub const ALL: [Action; 3] = [Action::BuyNow, Action::Wait, Action::Hold];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::BuyNow => "buy_now",
+            Action::Wait => "wait",
+            Action::Hold => "hold",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        match self {
+            Action::BuyNow => 0,
+            Action::Wait => 1,
+            Action::Hold => 2,
+        }
+    }
+}
+
+/// The claim an action makes, with the amounts it is about (pence).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Claim {
+    pub action: Action,
+    /// Today's price.
+    pub price: i64,
+    /// The regular (non-promotion) price.
+    pub regular: i64,
+    /// buy_now: the drop below regular; wait: the drop the claim expects at
+    /// least; hold: the band the price is claimed to stay within.
+    pub amount: i64,
+    pub horizon: usize,
+}
+
+impl Claim {
+    /// What the claim says, checkably.
+    pub fn statement(&self) -> String {
+        let h = self.horizon;
+        match self.action {
+            Action::BuyNow => format!(
+                "the price will not be lower than today's {} within {h} days",
+                format_pence(self.price)
+            ),
+            Action::Wait => format!(
+                "the price will drop by at least {} below today's {} within {h} days",
+                format_pence(self.amount),
+                format_pence(self.price)
+            ),
+            Action::Hold => format!(
+                "the price will stay within {} of today's {} for {h} days",
+                format_pence(self.amount),
+                format_pence(self.price)
+            ),
+        }
+    }
+
+    /// Whether the claim came true, given the lowest and highest price over
+    /// the next `horizon` days.
+    pub fn came_true(&self, future_min: f64, future_max: f64) -> bool {
+        let price = self.price as f64;
+        let amount = self.amount as f64;
+        match self.action {
+            Action::BuyNow => future_min >= price,
+            Action::Wait => future_min <= price - amount,
+            Action::Hold => future_min >= price - amount && future_max <= price + amount,
+        }
+    }
+
+    /// The expected change against today's price: buy_now reports the drop
+    /// already taken (negative), wait the drop expected (negative), hold 0.
+    pub fn expected_change(&self) -> i64 {
+        match self.action {
+            Action::BuyNow | Action::Wait => -self.amount,
+            Action::Hold => 0,
+        }
+    }
+
+    /// The sentence shoppers see.
+    pub fn message(&self, confidence: f64) -> String {
+        let pct = (confidence * 100.0).round() as i64;
+        match self.action {
+            Action::BuyNow => format!(
+                "Good time to buy: {} drop detected, {pct}% confidence",
+                format_pence(self.amount)
+            ),
+            Action::Wait => format!(
+                "Wait: a drop of at least {} is likely within {} days ({pct}% confidence)",
+                format_pence(self.amount),
+                self.horizon
+            ),
+            Action::Hold => format!("Price is stable ({pct}% confidence)"),
+        }
+    }
+}
+
+/// The smallest move that counts: 5% of the price, and at least 5p.
+pub fn meaningful_move(price: f64) -> i64 {
+    ((price * 0.05).round() as i64).max(5)
+}
+
+/// Days until the next promotion is expected to start, from the listing's
+/// own cycle; None without a cycle.
+pub fn days_to_next_promo(s: &Snapshot) -> Option<f64> {
+    let gap = s.mean_promo_gap?;
+    if s.promo {
+        return None;
+    }
+    let since_start = s.days_since_promo + s.mean_promo_len.unwrap_or(0.0);
+    Some(gap - since_start)
+}
+
+/// The action the rules choose before any confidence is attached.
+pub fn decide(s: &Snapshot, horizon: usize) -> Claim {
+    let price = s.price.round() as i64;
+    let regular = s.regular.round().max(s.price.round()) as i64;
+    let drop = regular - price;
+    let step = meaningful_move(s.price);
+    let claim = |action, amount| Claim {
+        action,
+        price,
+        regular,
+        amount,
+        horizon,
+    };
+    if drop >= meaningful_move(s.regular) {
+        return claim(Action::BuyNow, drop);
+    }
+    if let Some(days) = days_to_next_promo(s)
+        && days <= horizon as f64
+    {
+        return claim(Action::Wait, step);
+    }
+    claim(Action::Hold, step)
+}
+
+/// Features the confidence model sees (no intercept). Every value is known
+/// on the day itself: nothing from the future.
+pub fn features(s: &Snapshot) -> Vec<f64> {
+    let drop_ratio = if s.regular > 0.0 {
+        (s.regular - s.price) / s.regular
+    } else {
+        0.0
+    };
+    let promo_len = s.mean_promo_len.unwrap_or(7.0).max(1.0);
+    let (due_ratio, has_cycle) = match (s.mean_promo_gap, days_to_next_promo(s)) {
+        (Some(gap), Some(days)) if gap > 0.0 => (days / gap, 1.0),
+        (Some(_), _) => (0.0, 1.0),
+        _ => (0.0, 0.0),
+    };
+    vec![
+        drop_ratio,
+        if s.promo { 1.0 } else { 0.0 },
+        s.days_in_promo / promo_len,
+        s.promo_freq,
+        s.history_days.max(1.0).ln(),
+        s.volatility,
+        due_ratio,
+        has_cycle,
+        s.days_since_promo.min(60.0) / 30.0,
+    ]
+}
+
+/// One forecast day: point and band, pence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ForecastPoint {
+    pub predicted: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// How much longer than its typical length a promotion may run before the
+/// forecast assumes it has ended. Lengths vary; the point forecast should
+/// be the likelier outcome, and a promotion that has outlived its mean is
+/// still more likely than not to be running tomorrow.
+pub const PROMO_END_FACTOR: f64 = 1.4;
+
+/// The forecast the recommendations use, for days 1..=horizon: today's
+/// price, except that a promotion is expected to end once it has lasted
+/// `PROMO_END_FACTOR` times its typical length (the price returns to
+/// regular). Bands widen with volatility and reach down to a typical
+/// promotion when one is due.
+pub fn forecast_path(s: &Snapshot, horizon: usize) -> Vec<ForecastPoint> {
+    let promo_ends_after = if s.promo {
+        let typical = s.mean_promo_len.unwrap_or(7.0);
+        Some((typical * PROMO_END_FACTOR - s.days_in_promo).max(0.0))
+    } else {
+        None
+    };
+    let next_promo = days_to_next_promo(s);
+    (1..=horizon)
+        .map(|h| {
+            let hf = h as f64;
+            let predicted = match promo_ends_after {
+                Some(left) if hf > left => s.regular.max(s.price),
+                _ => s.price,
+            };
+            let spread = (1.64 * s.volatility * predicted * hf.sqrt()).max(1.0);
+            let mut lower = predicted - spread;
+            let mut upper = predicted + spread;
+            if s.promo {
+                upper = upper.max(s.regular);
+            }
+            if next_promo.is_some_and(|d| d <= hf) {
+                lower = lower.min(s.price * 0.75);
+            }
+            ForecastPoint {
+                predicted,
+                lower: lower.max(1.0),
+                upper,
+            }
+        })
+        .collect()
+}
+
+/// The plain weighted moving average forecast: the WMA, flat.
+pub fn wma_forecast(s: &Snapshot) -> f64 {
+    s.wma
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap() -> Snapshot {
+        Snapshot {
+            price: 100.0,
+            regular: 100.0,
+            wma: 100.0,
+            volatility: 0.0,
+            promo: false,
+            promo_freq: 0.0,
+            days_in_promo: 0.0,
+            days_since_promo: 999.0,
+            mean_promo_len: None,
+            mean_promo_gap: None,
+            history_days: 60.0,
+        }
+    }
+
+    #[test]
+    fn a_price_below_regular_is_a_buy() {
+        let s = Snapshot {
+            price: 80.0,
+            promo: true,
+            days_in_promo: 1.0,
+            ..snap()
+        };
+        let c = decide(&s, 7);
+        assert_eq!((c.action, c.amount), (Action::BuyNow, 20));
+        assert!(c.came_true(80.0, 100.0));
+        assert!(!c.came_true(79.0, 100.0));
+    }
+
+    #[test]
+    fn a_due_promotion_says_wait() {
+        let s = Snapshot {
+            mean_promo_gap: Some(21.0),
+            mean_promo_len: Some(5.0),
+            days_since_promo: 12.0,
+            ..snap()
+        };
+        // 17 days since the last start of a 21-day cycle: due in 4 days.
+        assert_eq!(days_to_next_promo(&s), Some(4.0));
+        let c = decide(&s, 7);
+        assert_eq!((c.action, c.amount), (Action::Wait, 5));
+        assert!(c.came_true(95.0, 100.0));
+        assert!(!c.came_true(96.0, 100.0));
+    }
+
+    #[test]
+    fn otherwise_hold() {
+        let c = decide(&snap(), 7);
+        assert_eq!(c.action, Action::Hold);
+        assert!(c.came_true(95.0, 105.0));
+        assert!(!c.came_true(94.0, 100.0));
+    }
+
+    #[test]
+    fn promotions_revert_in_the_forecast() {
+        let s = Snapshot {
+            price: 75.0,
+            promo: true,
+            days_in_promo: 3.0,
+            mean_promo_len: Some(5.0),
+            ..snap()
+        };
+        // Typically 5 days, assumed over after 7: days 4 to 7 stay on offer.
+        let path = forecast_path(&s, 7);
+        assert_eq!(path[3].predicted, 75.0);
+        assert_eq!(path[4].predicted, 100.0);
+        assert!(
+            path.iter()
+                .all(|p| p.lower <= p.predicted && p.predicted <= p.upper)
+        );
+    }
+
+    #[test]
+    fn messages_read_as_the_product_speaks() {
+        let buy = Claim {
+            action: Action::BuyNow,
+            price: 105,
+            regular: 125,
+            amount: 20,
+            horizon: 7,
+        };
+        assert_eq!(
+            buy.message(0.849),
+            "Good time to buy: £0.20 drop detected, 85% confidence"
+        );
+        assert_eq!(
+            buy.statement(),
+            "the price will not be lower than today's £1.05 within 7 days"
+        );
+        let wait = Claim {
+            action: Action::Wait,
+            amount: 30,
+            ..buy
+        };
+        assert_eq!(
+            wait.message(0.72),
+            "Wait: a drop of at least £0.30 is likely within 7 days (72% confidence)"
+        );
+        let hold = Claim {
+            action: Action::Hold,
+            ..buy
+        };
+        assert_eq!(hold.message(0.9), "Price is stable (90% confidence)");
+        assert_eq!(hold.expected_change(), 0);
+        assert_eq!(wait.expected_change(), -30);
+    }
+}

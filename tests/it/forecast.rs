@@ -1,0 +1,219 @@
+//! The forecast job against a real database filled through the real ingest
+//! path.
+
+use chrono::{Duration, TimeZone, Utc};
+use shelfwatch::forecast::load::Shard;
+use shelfwatch::forecast::{self, Params, RunOutcome, backtest};
+use shelfwatch::ingest::csv_import::{ImportOptions, import_file};
+use shelfwatch::ingest::{Ingestor, Observation};
+use sqlx::PgPool;
+
+use crate::ingest::obs;
+use crate::support::TestDb;
+
+async fn sample_db() -> TestDb {
+    let db = TestDb::new().await;
+    let mut ing = Ingestor::new(db.pool.clone()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ImportOptions {
+        batch_size: 5000,
+        rejects: Some(dir.path().join("r.csv")),
+        progress: false,
+    };
+    import_file(
+        &mut ing,
+        &crate::support::repo_path("samples/prices.csv"),
+        &opts,
+    )
+    .await
+    .unwrap();
+    db
+}
+
+async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn forecasts_and_recommends_every_listing_once_per_unchanged_input() {
+    let db = sample_db().await;
+    let params = Params::default();
+    let first = forecast::run_once(&db.pool, &params, Shard::ALL)
+        .await
+        .unwrap();
+    let RunOutcome::Completed { run_id, series } = first else {
+        panic!("{first:?}");
+    };
+    assert_eq!(series, 36, "every listing seen on the last day");
+    assert_eq!(
+        count(&db.pool, "SELECT count(*) FROM recommendations").await,
+        36
+    );
+    assert_eq!(
+        count(&db.pool, "SELECT count(*) FROM forecasts").await,
+        36 * 7
+    );
+    // Confidences are probabilities, and not all the same.
+    let (lo, hi, distinct): (f64, f64, i64) = sqlx::query_as(
+        "SELECT min(confidence), max(confidence), count(DISTINCT round(confidence::numeric, 3))
+         FROM recommendations",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(lo > 0.0 && hi < 1.0 && distinct > 3, "{lo} {hi} {distinct}");
+    // Messages match their action.
+    let bad: i64 = count(
+        &db.pool,
+        "SELECT count(*) FROM recommendations WHERE NOT (
+            (action = 'buy_now' AND message LIKE 'Good time to buy: £%drop detected, %confidence')
+         OR (action = 'wait' AND message LIKE 'Wait: a drop of at least £% is likely within 7 days (%confidence)')
+         OR (action = 'hold' AND message LIKE 'Price is stable (%confidence)'))",
+    )
+    .await;
+    assert_eq!(bad, 0);
+    // The run records its model version and the fitted models.
+    let (version, has_models): (String, bool) = sqlx::query_as(
+        "SELECT model_version, params ? 'confidence_models' FROM forecast_runs WHERE id = $1",
+    )
+    .bind(run_id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(version, forecast::MODEL_VERSION);
+    assert!(has_models);
+
+    // Same data: nothing changes.
+    let again = forecast::run_once(&db.pool, &params, Shard::ALL)
+        .await
+        .unwrap();
+    assert_eq!(again, RunOutcome::Unchanged { run_id });
+    assert_eq!(
+        count(&db.pool, "SELECT count(*) FROM forecast_runs").await,
+        1
+    );
+    assert_eq!(
+        count(&db.pool, "SELECT count(*) FROM recommendations").await,
+        36
+    );
+}
+
+#[tokio::test]
+async fn shards_split_the_listings_between_them() {
+    let db = sample_db().await;
+    let params = Params::default();
+    let mut total = 0;
+    for i in 0..3 {
+        let shard = Shard { index: i, count: 3 };
+        match forecast::run_once(&db.pool, &params, shard).await.unwrap() {
+            RunOutcome::Completed { series, .. } => total += series,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(total, 36);
+    assert_eq!(
+        count(
+            &db.pool,
+            "SELECT count(DISTINCT listing_id) FROM recommendations"
+        )
+        .await,
+        36
+    );
+}
+
+#[tokio::test]
+async fn awkward_histories_get_sane_forecasts() {
+    let db = TestDb::new().await;
+    let mut ing = Ingestor::new(db.pool.clone()).await.unwrap();
+    let day0 = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
+    let mut rows: Vec<Observation> = Vec::new();
+    for d in 0..40 {
+        let t = day0 + Duration::days(d);
+        // Constant price every day.
+        rows.push(obs("tesco", "constant", t, 100));
+        // Seen only every third day (gaps).
+        if d % 3 == 0 {
+            rows.push(obs("tesco", "gappy", t, 200 + d));
+        }
+        // Vanished after day 20.
+        if d <= 20 {
+            rows.push(obs("tesco", "vanished", t, 150));
+        }
+    }
+    // A single observation, on the last day.
+    rows.push(obs("tesco", "single", day0 + Duration::days(39), 300));
+    ing.ingest(&rows).await.unwrap();
+
+    let outcome = forecast::run_once(&db.pool, &Params::default(), Shard::ALL)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, RunOutcome::Completed { series: 3, .. }),
+        "{outcome:?}"
+    );
+    let recs: Vec<(String, String, i64, f64)> = sqlx::query_as(
+        "SELECT l.retailer_sku, r.action, r.current_pence, r.confidence
+         FROM recommendations r JOIN listings l ON l.id = r.listing_id ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let skus: Vec<&str> = recs.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        skus,
+        ["constant", "gappy", "single"],
+        "the vanished listing is left out"
+    );
+    for (sku, action, price, confidence) in &recs {
+        assert!((0.0..=1.0).contains(confidence), "{sku}");
+        match sku.as_str() {
+            "constant" => assert_eq!((action.as_str(), *price), ("hold", 100)),
+            // Last seen on day 39 at 200 + 39.
+            "gappy" => assert_eq!(*price, 239),
+            "single" => assert_eq!((action.as_str(), *price), ("hold", 300)),
+            _ => unreachable!(),
+        }
+    }
+    let constant_band: (i64, i64, i64) = sqlx::query_as(
+        "SELECT min(lower_pence), max(predicted_pence), max(upper_pence) FROM forecasts f
+         JOIN listings l ON l.id = f.listing_id WHERE l.retailer_sku = 'constant'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(constant_band.1, 100);
+    assert!(
+        constant_band.0 >= 98 && constant_band.2 <= 102,
+        "{constant_band:?}"
+    );
+}
+
+#[tokio::test]
+async fn backtest_reports_mase_and_calibration_on_stored_history() {
+    let db = sample_db().await;
+    let report = backtest::run(&db.pool, &Params::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.series, 36);
+    assert!(report.claims > 500, "{}", report.claims);
+    assert_eq!(report.mase.len(), 2);
+    assert!(report.mase.iter().all(|m| m.points > 0));
+    // The recommendation forecast never does worse than naive on this
+    // history, and the probabilities beat the base rate.
+    assert!(report.mase_model <= report.mase_naive + 1e-9, "{report:?}");
+    assert!(report.brier_skill > 0.0, "{report:?}");
+    let stated: usize = report.reliability.iter().map(|b| b.count).sum();
+    assert_eq!(stated, report.claims);
+    let json = serde_json::to_value(&report).unwrap();
+    for key in [
+        "series",
+        "mase_wma",
+        "mase_naive",
+        "brier",
+        "brier_skill",
+        "ece",
+        "reliability",
+    ] {
+        assert!(json.get(key).is_some(), "{key}");
+    }
+}
