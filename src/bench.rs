@@ -401,3 +401,218 @@ mod tests {
         assert_eq!(keys.len(), 1000);
     }
 }
+
+#[derive(Debug, Args)]
+pub struct ForecastBenchArgs {
+    /// Listings (series).
+    #[arg(long, default_value_t = 100_000)]
+    pub listings: usize,
+    /// Days of history per listing.
+    #[arg(long, default_value_t = 365)]
+    pub days: usize,
+    /// A Python with statsforecast installed: times its WindowAverage on
+    /// the same series (benches/forecast.sh makes a throwaway venv).
+    #[arg(long, value_name = "PYTHON")]
+    pub python: Option<std::path::PathBuf>,
+    /// Keep the benchmark database instead of dropping it.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Peak resident memory of this process so far (VmHWM), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+pub async fn forecast(args: ForecastBenchArgs, settings: &Settings) -> anyhow::Result<()> {
+    use crate::forecast::{self, Frame, Models, Params, load};
+
+    let url = db::database_url(&settings.database)?;
+    let pid = std::process::id();
+    let db = ScratchDb::create(&url, &format!("bench_forecast_{pid}")).await?;
+    eprintln!(
+        "filling price_daily: {} listings x {} days",
+        args.listings, args.days
+    );
+    // Synthetic daily prices written straight into price_daily (the
+    // forecast reads nothing else): a regular price per listing, promotions
+    // of 3-7 days at 25% off on 14-, 21- or 28-day cycles.
+    let fill = Instant::now();
+    sqlx::query("INSERT INTO retailers (slug, name) VALUES ('bench', 'bench')")
+        .execute(&db.pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO listings (retailer_id, retailer_sku, title, first_seen, last_seen)
+         SELECT 1, 'sku-' || g, 'Product ' || g, now(), now() FROM generate_series(1, $1) g",
+    )
+    .bind(i64::try_from(args.listings)?)
+    .execute(&db.pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO price_daily (listing_id, day, open_pence, close_pence, min_pence, max_pence,
+             mean_pence, sum_pence, observations, promo_observations, any_promo,
+             min_effective_pence, in_stock_observations, first_at, last_at)
+         SELECT l.id, x.day, y.p, y.p, y.p, y.p, y.p, y.p, 1, x.promo::int, x.promo, y.p, 1,
+                x.day + interval '8 hours', x.day + interval '8 hours'
+         FROM listings l
+         CROSS JOIN generate_series(0, $1 - 1) AS d
+         CROSS JOIN LATERAL (SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                                    - ($1 - 1 - d) * interval '1 day' AS day,
+                                    (d + l.id * 7) % (14 + (l.id % 3) * 7) < 3 + l.id % 5 AS promo) x
+         CROSS JOIN LATERAL (SELECT CASE WHEN x.promo THEN (100 + l.id % 400) * 3 / 4
+                                         ELSE 100 + l.id % 400 END AS p) y",
+    )
+    .bind(i32::try_from(args.days)?)
+    .execute(&db.pool)
+    .await?;
+    sqlx::query("VACUUM ANALYZE price_daily")
+        .execute(&db.pool)
+        .await?;
+    eprintln!("filled in {:.1} s", fill.elapsed().as_secs_f64());
+
+    let params = Params::default();
+    let as_of_day = load::latest_day(&db.pool, load::Shard::ALL)
+        .await?
+        .context("no data")?;
+    checkpoint(&db.pool).await;
+
+    // Database read: ours, then psql's COPY of the same query to /dev/null.
+    let started = Instant::now();
+    let series = load::load(&db.pool, load::Shard::ALL, as_of_day, params.max_gap_days).await?;
+    let read = started.elapsed();
+    let rows = series.price.len();
+    let psql_read = psql(
+        &db.url,
+        "\\copy (SELECT listing_id, (extract(epoch FROM day) / 86400)::int, close_pence, any_promo \
+         FROM price_daily ORDER BY listing_id, day) TO '/dev/null'",
+    )?;
+
+    // The memory-bandwidth floor: one pass over the price column.
+    let started = Instant::now();
+    let floor_sum: f64 = std::hint::black_box(&series.price).iter().sum();
+    let floor = started.elapsed();
+    std::hint::black_box(floor_sum);
+    let prices_file = std::env::temp_dir().join(format!("shelfwatch-bench-{pid}.f64"));
+    if args.python.is_some() {
+        let bytes: Vec<u8> = series.price.iter().flat_map(|p| p.to_le_bytes()).collect();
+        std::fs::write(&prices_file, bytes)?;
+    }
+
+    // Compute, off the async runtime as the job does it.
+    let p = params;
+    let (features_time, train_time, recommend_time, outputs, models) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let t = Instant::now();
+            let frame = Frame::compute(series, &p)?;
+            let features_time = t.elapsed();
+            let t = Instant::now();
+            let models = Models::train(&frame, &p, |_| true);
+            let train_time = t.elapsed();
+            let t = Instant::now();
+            let outputs = forecast::recommend_all(&frame, &models, &p, as_of_day);
+            Ok((features_time, train_time, t.elapsed(), outputs, models))
+        })
+        .await??;
+    let compute = features_time + train_time + recommend_time;
+
+    // Write: forecasts and recommendations for every listing.
+    let run_id: i64 = sqlx::query_scalar(
+        "INSERT INTO forecast_runs (model_version, params) VALUES ($1, '{}') RETURNING id",
+    )
+    .bind(forecast::MODEL_VERSION)
+    .fetch_one(&db.pool)
+    .await?;
+    let as_of = load::day_to_date(as_of_day)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .context("as-of day")?;
+    let started = Instant::now();
+    let written = forecast::store(&db.pool, &params, run_id, as_of, &outputs, &models).await?;
+    let write = started.elapsed();
+    let peak = peak_rss_mib();
+
+    let statsforecast = match &args.python {
+        Some(python) => {
+            let out = Command::new(python)
+                .arg(
+                    Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("benches/statsforecast_window_average.py"),
+                )
+                .arg(&prices_file)
+                .arg(args.listings.to_string())
+                .arg(args.days.to_string())
+                .output()
+                .context("running the statsforecast benchmark")?;
+            let _ = std::fs::remove_file(&prices_file);
+            if !out.status.success() {
+                bail!(
+                    "statsforecast benchmark failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            Some(
+                text.trim()
+                    .parse::<f64>()
+                    .with_context(|| format!("statsforecast printed {text:?}"))?,
+            )
+        }
+        None => None,
+    };
+    db.drop(args.keep).await?;
+
+    let series_per_s = |d: Duration| args.listings as f64 / d.as_secs_f64();
+    println!(
+        "{} listings x {} days = {rows} rows; {written} recommendations and {} forecast days written",
+        args.listings,
+        args.days,
+        written * params.horizon
+    );
+    println!();
+    println!("| phase | seconds | notes |");
+    println!("|---|---:|---|");
+    println!(
+        "| database read (COPY out, parsed to columns) | {:.2} | psql `\\copy (SELECT ...) TO /dev/null` of the same rows: {:.2} s, ratio {:.2}x |",
+        read.as_secs_f64(),
+        psql_read.as_secs_f64(),
+        psql_read.as_secs_f64() / read.as_secs_f64()
+    );
+    println!(
+        "| features (polars) | {:.2} | {:.0} series/s |",
+        features_time.as_secs_f64(),
+        series_per_s(features_time)
+    );
+    println!(
+        "| confidence models (training) | {:.2} | |",
+        train_time.as_secs_f64()
+    );
+    println!(
+        "| recommendations and paths | {:.2} | |",
+        recommend_time.as_secs_f64()
+    );
+    println!(
+        "| compute total | {:.2} | {:.0} series/s |",
+        compute.as_secs_f64(),
+        series_per_s(compute)
+    );
+    println!(
+        "| one plain pass over the price column | {:.4} | memory-bandwidth floor; features / floor = {:.0}x |",
+        floor.as_secs_f64(),
+        features_time.as_secs_f64() / floor.as_secs_f64().max(1e-9)
+    );
+    println!("| database write | {:.2} | |", write.as_secs_f64());
+    if let Some(peak) = peak {
+        println!("| peak memory (VmHWM) | {peak:.0} MiB | |");
+    }
+    if let Some(sf) = statsforecast {
+        println!(
+            "| statsforecast WindowAverage(7), fit + 7-day forecast | {sf:.2} | {:.0} series/s; shelfwatch features are {:.1}x its series/s |",
+            args.listings as f64 / sf,
+            sf / features_time.as_secs_f64()
+        );
+    }
+    Ok(())
+}

@@ -172,6 +172,10 @@ pub enum BenchCommand {
     /// COPY of the same rows into an identical table; plus the daily refresh
     /// cost with short and long history. Uses fresh databases it drops after.
     Ingest(crate::bench::IngestBenchArgs),
+    /// The forecast job on synthetic history (default 100,000 listings x
+    /// 365 days): read, compute and write times, peak memory, against a
+    /// plain pass, psql's COPY and (with --python) statsforecast.
+    Forecast(crate::bench::ForecastBenchArgs),
 }
 
 /// Entry point used by `main`.
@@ -223,6 +227,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Up(args) => up(args, &settings).await,
         Command::Bench(BenchCommand::Ingest(args)) => {
             crate::bench::ingest(args, &settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Forecast(args)) => {
+            crate::bench::forecast(args, &settings).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Forecast(args) => forecast(args, &settings).await,

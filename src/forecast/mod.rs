@@ -167,19 +167,6 @@ impl Frame {
         let j = i + h;
         (j < self.len() && self.listing_id[j] == self.listing_id[i]).then(|| self.price[j])
     }
-
-    /// The labelled example at row `i`: the claim that would have been made
-    /// and whether it came true. None where the day was not observed or the
-    /// future is not fully known.
-    pub fn example(&self, i: usize, horizon: usize) -> Option<(Claim, Vec<f64>, bool)> {
-        if !self.observed[i] || !self.future_min[i].is_finite() || !self.future_max[i].is_finite() {
-            return None;
-        }
-        let s = self.snapshot(i);
-        let claim = recommend::decide(&s, horizon);
-        let truth = claim.came_true(self.future_min[i], self.future_max[i]);
-        Some((claim, recommend::features(&s), truth))
-    }
 }
 
 /// One logistic model per action.
@@ -199,38 +186,75 @@ impl Models {
         }
     }
 
-    /// Trains on every labelled example at rows where `use_row` holds (at
+    /// Trains on the labelled examples at rows where `use_row` holds (at
     /// most `max_examples` per action, evenly spaced, so large histories
-    /// stay cheap), with every claim's own features. Rows of the hold
-    /// claim are also examples for hold whatever action was chosen, so the
-    /// fallback from an unlikely wait has a model that knows those days.
+    /// stay cheap). Days where the rules chose wait are also examples for
+    /// hold, so the fallback from an unlikely wait has a model that knows
+    /// those days.
     pub fn train(frame: &Frame, params: &Params, use_row: impl Fn(usize) -> bool) -> Self {
-        let mut data: [(Vec<Vec<f64>>, Vec<bool>); 3] = Default::default();
-        for i in 0..frame.len() {
-            if !use_row(i) {
-                continue;
+        // First pass: count each action's examples, so the second keeps
+        // every k-th one and never holds more than `max_examples` rows.
+        let mut counts = [0usize; 3];
+        let examples = |i: usize| -> Option<Claim> {
+            if !use_row(i)
+                || !frame.observed[i]
+                || !frame.future_min[i].is_finite()
+                || !frame.future_max[i].is_finite()
+            {
+                return None;
             }
-            if let Some((claim, x, truth)) = frame.example(i, params.horizon) {
+            Some(recommend::decide(&frame.snapshot(i), params.horizon))
+        };
+        for i in 0..frame.len() {
+            if let Some(claim) = examples(i) {
+                counts[claim.action.index()] += 1;
                 if claim.action == Action::Wait {
-                    let hold = Claim {
-                        action: Action::Hold,
-                        ..claim
-                    };
-                    let held = hold.came_true(frame.future_min[i], frame.future_max[i]);
-                    data[Action::Hold.index()].0.push(x.clone());
-                    data[Action::Hold.index()].1.push(held);
+                    counts[Action::Hold.index()] += 1;
                 }
-                let slot = &mut data[claim.action.index()];
-                slot.0.push(x);
-                slot.1.push(truth);
             }
         }
-        let fit = |(rows, labels): &(Vec<Vec<f64>>, Vec<bool>)| {
-            let step = rows.len().div_ceil(params.max_examples.max(1)).max(1);
-            let rows: Vec<Vec<f64>> = rows.iter().step_by(step).cloned().collect();
-            let labels: Vec<bool> = labels.iter().step_by(step).copied().collect();
-            Logistic::fit(&rows, &labels, params.ridge)
+        let cap = params.max_examples.max(1);
+        let steps = counts.map(|n| n.div_ceil(cap).max(1));
+        let mut seen = [0usize; 3];
+        let mut data: [(Vec<Vec<f64>>, Vec<bool>); 3] = Default::default();
+        let mut keep = |slot: usize,
+                        data: &mut [(Vec<Vec<f64>>, Vec<bool>); 3],
+                        x: &dyn Fn() -> Vec<f64>,
+                        truth: bool| {
+            if seen[slot] % steps[slot] == 0 {
+                data[slot].0.push(x());
+                data[slot].1.push(truth);
+            }
+            seen[slot] += 1;
         };
+        for i in 0..frame.len() {
+            let Some(claim) = examples(i) else {
+                continue;
+            };
+            let s = frame.snapshot(i);
+            let x = || recommend::features(&s);
+            let (fmin, fmax) = (frame.future_min[i], frame.future_max[i]);
+            if claim.action == Action::Wait {
+                let hold = Claim {
+                    action: Action::Hold,
+                    ..claim
+                };
+                keep(
+                    Action::Hold.index(),
+                    &mut data,
+                    &x,
+                    hold.came_true(fmin, fmax),
+                );
+            }
+            keep(
+                claim.action.index(),
+                &mut data,
+                &x,
+                claim.came_true(fmin, fmax),
+            );
+        }
+        let fit =
+            |(rows, labels): &(Vec<Vec<f64>>, Vec<bool>)| Logistic::fit(rows, labels, params.ridge);
         Self {
             buy_now: fit(&data[0]),
             wait: fit(&data[1]),
@@ -357,7 +381,7 @@ async fn fingerprint(pool: &PgPool, params: &Params, shard: Shard) -> anyhow::Re
 }
 
 /// Per listing, what is stored.
-struct Output {
+pub(crate) struct Output {
     listing_id: i64,
     claim: Claim,
     confidence: f64,
@@ -377,11 +401,22 @@ async fn compute_and_store(
     let (outputs, models) = tokio::task::spawn_blocking(move || compute(series, &p, as_of_day))
         .await
         .context("the forecast computation panicked")??;
+    store(pool, params, run_id, as_of, &outputs, &models).await
+}
 
+/// Writes a run's results and marks it succeeded, in one transaction.
+pub(crate) async fn store(
+    pool: &PgPool,
+    params: &Params,
+    run_id: i64,
+    as_of: DateTime<Utc>,
+    outputs: &[Output],
+    models: &Models,
+) -> anyhow::Result<usize> {
     let mut tx = pool.begin().await?;
     let mut rec = BinaryCopy::with_capacity(outputs.len() * 200);
     let mut fc = BinaryCopy::with_capacity(outputs.len() * params.horizon * 60);
-    for o in &outputs {
+    for o in outputs {
         rec.row(10)
             .int8(run_id)
             .int8(o.listing_id)
@@ -428,7 +463,7 @@ async fn compute_and_store(
     )
     .bind(run_id)
     .bind(i32::try_from(outputs.len()).unwrap_or(i32::MAX))
-    .bind(sqlx::types::Json(&models))
+    .bind(sqlx::types::Json(models))
     .execute(&mut *tx)
     .await
     .context("finishing the forecast run")?;
@@ -438,13 +473,25 @@ async fn compute_and_store(
 
 /// Features, training and recommendations for every listing that has a
 /// row on `as_of_day`.
-fn compute(
+pub(crate) fn compute(
     series: features::DailySeries,
     params: &Params,
     as_of_day: i32,
 ) -> anyhow::Result<(Vec<Output>, Models)> {
     let frame = Frame::compute(series, params)?;
     let models = Models::train(&frame, params, |_| true);
+    let outputs = recommend_all(&frame, &models, params, as_of_day);
+    Ok((outputs, models))
+}
+
+/// The recommendation and forecast path of every listing whose last row is
+/// on `as_of_day`.
+pub(crate) fn recommend_all(
+    frame: &Frame,
+    models: &Models,
+    params: &Params,
+    as_of_day: i32,
+) -> Vec<Output> {
     let mut outputs = Vec::new();
     for i in 0..frame.len() {
         let last_of_listing =
@@ -452,7 +499,7 @@ fn compute(
         if !last_of_listing || frame.day[i] != as_of_day {
             continue;
         }
-        let (claim, confidence) = models.recommend(&frame, i, params.horizon);
+        let (claim, confidence) = models.recommend(frame, i, params.horizon);
         outputs.push(Output {
             listing_id: frame.listing_id[i],
             claim,
@@ -460,5 +507,5 @@ fn compute(
             path: recommend::forecast_path(&frame.snapshot(i), params.horizon),
         });
     }
-    Ok((outputs, models))
+    outputs
 }
