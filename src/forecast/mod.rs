@@ -15,6 +15,8 @@ pub mod features;
 pub mod load;
 pub mod model;
 pub mod recommend;
+#[cfg(test)]
+mod reference;
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
