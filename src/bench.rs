@@ -82,6 +82,23 @@ impl ScratchDb {
         })
     }
 
+    /// An existing database (kept by an earlier run), migrated if needed.
+    async fn open(base_url: &Secret, name: &str) -> anyhow::Result<Self> {
+        let base = PgConnectOptions::from_str(base_url.expose())?;
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(base.clone().database(name))
+            .await
+            .with_context(|| format!("opening database {name}"))?;
+        db::migrate(&pool).await?;
+        Ok(Self {
+            admin: base.clone().database("postgres"),
+            name: name.to_owned(),
+            url: replace_database(base_url.expose(), name)?,
+            pool,
+        })
+    }
+
     async fn drop(self, keep: bool) -> anyhow::Result<()> {
         self.pool.close().await;
         if keep {
@@ -417,6 +434,10 @@ pub struct ForecastBenchArgs {
     /// Keep the benchmark database instead of dropping it.
     #[arg(long)]
     pub keep: bool,
+    /// Use this database, filled by an earlier `--keep` run, instead of
+    /// creating and filling a new one.
+    #[arg(long, value_name = "DATABASE")]
+    pub reuse: Option<String>,
 }
 
 /// Peak resident memory of this process so far (VmHWM), in MiB.
@@ -432,47 +453,14 @@ pub async fn forecast(args: ForecastBenchArgs, settings: &Settings) -> anyhow::R
 
     let url = db::database_url(&settings.database)?;
     let pid = std::process::id();
-    let db = ScratchDb::create(&url, &format!("bench_forecast_{pid}")).await?;
-    eprintln!(
-        "filling price_daily: {} listings x {} days",
-        args.listings, args.days
-    );
-    // Synthetic daily prices written straight into price_daily (the
-    // forecast reads nothing else): a regular price per listing, promotions
-    // of 3-7 days at 25% off on 14-, 21- or 28-day cycles.
-    let fill = Instant::now();
-    sqlx::query("INSERT INTO retailers (slug, name) VALUES ('bench', 'bench')")
-        .execute(&db.pool)
-        .await?;
-    sqlx::query(
-        "INSERT INTO listings (retailer_id, retailer_sku, title, first_seen, last_seen)
-         SELECT 1, 'sku-' || g, 'Product ' || g, now(), now() FROM generate_series(1, $1) g",
-    )
-    .bind(i64::try_from(args.listings)?)
-    .execute(&db.pool)
-    .await?;
-    sqlx::query(
-        "INSERT INTO price_daily (listing_id, day, open_pence, close_pence, min_pence, max_pence,
-             mean_pence, sum_pence, observations, promo_observations, any_promo,
-             min_effective_pence, in_stock_observations, first_at, last_at)
-         SELECT l.id, x.day, y.p, y.p, y.p, y.p, y.p, y.p, 1, x.promo::int, x.promo, y.p, 1,
-                x.day + interval '8 hours', x.day + interval '8 hours'
-         FROM listings l
-         CROSS JOIN generate_series(0, $1 - 1) AS d
-         CROSS JOIN LATERAL (SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
-                                    - ($1 - 1 - d) * interval '1 day' AS day,
-                                    (d + l.id * 7) % (14 + (l.id % 3) * 7) < 3 + l.id % 5 AS promo) x
-         CROSS JOIN LATERAL (SELECT CASE WHEN x.promo THEN (100 + l.id % 400) * 3 / 4
-                                         ELSE 100 + l.id % 400 END AS p) y",
-    )
-    .bind(i32::try_from(args.days)?)
-    .execute(&db.pool)
-    .await?;
-    sqlx::query("VACUUM ANALYZE price_daily")
-        .execute(&db.pool)
-        .await?;
-    eprintln!("filled in {:.1} s", fill.elapsed().as_secs_f64());
-
+    let db = match &args.reuse {
+        Some(name) => ScratchDb::open(&url, name).await?,
+        None => {
+            let db = ScratchDb::create(&url, &format!("bench_forecast_{pid}")).await?;
+            fill_forecast_history(&db.pool, args.listings, args.days).await?;
+            db
+        }
+    };
     let params = Params::default();
     let as_of_day = load::latest_day(&db.pool, load::Shard::ALL)
         .await?
@@ -500,6 +488,16 @@ pub async fn forecast(args: ForecastBenchArgs, settings: &Settings) -> anyhow::R
         let bytes: Vec<u8> = series.price.iter().flat_map(|p| p.to_le_bytes()).collect();
         std::fs::write(&prices_file, bytes)?;
     }
+
+    // The WMA forecast alone (what a window-average model computes).
+    let started = Instant::now();
+    let wma_only = forecast::features::wma_forecast(
+        series.listing_id.clone(),
+        series.price.clone(),
+        params.wma_window,
+    )?;
+    let wma_time = started.elapsed();
+    std::hint::black_box(wma_only.height());
 
     // Compute, off the async runtime as the job does it.
     let p = params;
@@ -586,6 +584,12 @@ pub async fn forecast(args: ForecastBenchArgs, settings: &Settings) -> anyhow::R
         series_per_s(features_time)
     );
     println!(
+        "| WMA forecast alone (polars group-by, last 7 days per listing) | {:.3} | {:.0} series/s; / floor = {:.1}x |",
+        wma_time.as_secs_f64(),
+        series_per_s(wma_time),
+        wma_time.as_secs_f64() / floor.as_secs_f64().max(1e-9)
+    );
+    println!(
         "| confidence models (training) | {:.2} | |",
         train_time.as_secs_f64()
     );
@@ -609,10 +613,55 @@ pub async fn forecast(args: ForecastBenchArgs, settings: &Settings) -> anyhow::R
     }
     if let Some(sf) = statsforecast {
         println!(
-            "| statsforecast WindowAverage(7), fit + 7-day forecast | {sf:.2} | {:.0} series/s; shelfwatch features are {:.1}x its series/s |",
+            "| statsforecast WindowAverage(7), fit + 7-day forecast | {sf:.2} | {:.0} series/s; shelfwatch's WMA forecast is {:.1}x its series/s, the whole feature pipeline {:.2}x |",
             args.listings as f64 / sf,
+            sf / wma_time.as_secs_f64(),
             sf / features_time.as_secs_f64()
         );
     }
+    Ok(())
+}
+
+/// Synthetic daily prices written straight into price_daily (the forecast
+/// reads nothing else): a regular price per listing, promotions of 3-7
+/// days at 25% off on 14-, 21- or 28-day cycles.
+async fn fill_forecast_history(pool: &PgPool, listings: usize, days: usize) -> anyhow::Result<()> {
+    eprintln!("filling price_daily: {} listings x {} days", listings, days);
+    // Synthetic daily prices written straight into price_daily (the
+    // forecast reads nothing else): a regular price per listing, promotions
+    // of 3-7 days at 25% off on 14-, 21- or 28-day cycles.
+    let fill = Instant::now();
+    sqlx::query("INSERT INTO retailers (slug, name) VALUES ('bench', 'bench')")
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO listings (retailer_id, retailer_sku, title, first_seen, last_seen)
+         SELECT 1, 'sku-' || g, 'Product ' || g, now(), now() FROM generate_series(1, $1) g",
+    )
+    .bind(i64::try_from(listings)?)
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO price_daily (listing_id, day, open_pence, close_pence, min_pence, max_pence,
+             mean_pence, sum_pence, observations, promo_observations, any_promo,
+             min_effective_pence, in_stock_observations, first_at, last_at)
+         SELECT l.id, x.day, y.p, y.p, y.p, y.p, y.p, y.p, 1, x.promo::int, x.promo, y.p, 1,
+                x.day + interval '8 hours', x.day + interval '8 hours'
+         FROM listings l
+         CROSS JOIN generate_series(0, $1 - 1) AS d
+         CROSS JOIN LATERAL (SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                                    - ($1 - 1 - d) * interval '1 day' AS day,
+                                    (d + l.id * 7) % (14 + (l.id % 3) * 7) < 3 + l.id % 5 AS promo) x
+         CROSS JOIN LATERAL (SELECT CASE WHEN x.promo THEN (100 + l.id % 400) * 3 / 4
+                                         ELSE 100 + l.id % 400 END AS p) y",
+    )
+    .bind(i32::try_from(days)?)
+    .execute(pool)
+    .await?;
+    sqlx::query("VACUUM ANALYZE price_daily")
+        .execute(pool)
+        .await?;
+    eprintln!("filled in {:.1} s", fill.elapsed().as_secs_f64());
+
     Ok(())
 }

@@ -149,6 +149,39 @@ pub fn compute(series: DailySeries, p: &FeatureParams) -> anyhow::Result<DataFra
     Ok(out)
 }
 
+/// The plain WMA forecast alone, one value per listing: the weighted mean
+/// of each listing's last `window` prices (the same weights as the `wma`
+/// feature), computed with one polars group-by. This is what a
+/// forecasting library's window average computes, and what `bench
+/// forecast` compares with one.
+pub fn wma_forecast(
+    listing_id: Vec<i64>,
+    price: Vec<f64>,
+    window: usize,
+) -> anyhow::Result<DataFrame> {
+    if window == 0 {
+        anyhow::bail!("the WMA window must be at least 1 day");
+    }
+    let weights: Vec<f64> = (1..=window).map(|w| w as f64).collect();
+    let opts = RollingOptionsFixedWindow {
+        weights: Some(weights),
+        ..fixed_window(window, 1)
+    };
+    let df = DataFrame::new_infer_height(vec![
+        Column::new("listing_id".into(), listing_id),
+        Column::new("price".into(), price),
+    ])?;
+    Ok(df
+        .lazy()
+        .group_by_stable([col("listing_id")])
+        .agg([col("price")
+            .tail(Some(window))
+            .rolling_mean(opts)
+            .last()
+            .alias("wma")])
+        .collect()?)
+}
+
 fn check_params(p: &FeatureParams) -> anyhow::Result<()> {
     for (name, value) in [
         ("wma_window", p.wma_window),

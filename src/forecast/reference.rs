@@ -216,4 +216,30 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn wma_forecast_is_the_last_wma_of_each_listing() {
+        let series = random_series(9);
+        let p = FeatureParams::default();
+        let slow = compute(series.clone(), &p).unwrap();
+        let wma = column(&slow, "wma");
+        let ids = &series.listing_id;
+        let last: Vec<f64> = wma
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i + 1 == ids.len() || ids[i + 1] != ids[*i])
+            .map(|(_, w)| w.unwrap())
+            .collect();
+        let fast = super::super::features::wma_forecast(
+            series.listing_id.clone(),
+            series.price.clone(),
+            p.wma_window,
+        )
+        .unwrap();
+        let got = column(&fast, "wma");
+        assert_eq!(got.len(), last.len());
+        for (g, w) in got.iter().zip(&last) {
+            assert!((g.unwrap() - w).abs() < 1e-9, "{g:?} {w}");
+        }
+    }
 }
