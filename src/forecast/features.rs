@@ -150,35 +150,47 @@ pub fn compute(series: DailySeries, p: &FeatureParams) -> anyhow::Result<DataFra
 }
 
 /// The plain WMA forecast alone, one value per listing: the weighted mean
-/// of each listing's last `window` prices (the same weights as the `wma`
-/// feature), computed with one polars group-by. This is what a
-/// forecasting library's window average computes, and what `bench
-/// forecast` compares with one.
-pub fn wma_forecast(
-    listing_id: Vec<i64>,
-    price: Vec<f64>,
-    window: usize,
-) -> anyhow::Result<DataFrame> {
+/// of each listing's last `window` prices, with the `wma` feature's weights
+/// (today `window`, the day before one less, ...). `listing_id` must be
+/// sorted so each listing's rows are contiguous and in day order. Only the
+/// last `window` rows of each listing are gathered (one pass over the ids
+/// finds them), then polars aggregates those: the work is proportional to
+/// listings x window, not to the history. This is what a forecasting
+/// library's window average computes, and what `bench forecast` compares
+/// with one.
+pub fn wma_forecast(listing_id: &[i64], price: &[f64], window: usize) -> anyhow::Result<DataFrame> {
     if window == 0 {
         anyhow::bail!("the WMA window must be at least 1 day");
     }
-    let weights: Vec<f64> = (1..=window).map(|w| w as f64).collect();
-    let opts = RollingOptionsFixedWindow {
-        weights: Some(weights),
-        ..fixed_window(window, 1)
-    };
+    if listing_id.len() != price.len() {
+        anyhow::bail!("listing_id and price differ in length");
+    }
+    let n = listing_id.len();
+    let mut ids = Vec::new();
+    let mut prices = Vec::new();
+    let mut weights = Vec::new();
+    let mut start = 0;
+    for i in 0..n {
+        if i + 1 < n && listing_id[i + 1] == listing_id[i] {
+            continue;
+        }
+        let lo = start.max((i + 1).saturating_sub(window));
+        for j in lo..=i {
+            ids.push(listing_id[j]);
+            prices.push(price[j]);
+            weights.push((window - (i - j)) as f64);
+        }
+        start = i + 1;
+    }
     let df = DataFrame::new_infer_height(vec![
-        Column::new("listing_id".into(), listing_id),
-        Column::new("price".into(), price),
+        Column::new("listing_id".into(), ids),
+        Column::new("price".into(), prices),
+        Column::new("weight".into(), weights),
     ])?;
     Ok(df
         .lazy()
         .group_by_stable([col("listing_id")])
-        .agg([col("price")
-            .tail(Some(window))
-            .rolling_mean(opts)
-            .last()
-            .alias("wma")])
+        .agg([((col("price") * col("weight")).sum() / col("weight").sum()).alias("wma")])
         .collect()?)
 }
 

@@ -107,9 +107,10 @@ impl Claim {
         }
     }
 
-    /// The sentence shoppers see.
+    /// The sentence shoppers see. The percentage stays within 1..=99: the
+    /// model never knows for certain, and the message should not say so.
     pub fn message(&self, confidence: f64) -> String {
-        let pct = (confidence * 100.0).round() as i64;
+        let pct = ((confidence * 100.0).round() as i64).clamp(1, 99);
         match self.action {
             Action::BuyNow => format!(
                 "Good time to buy: {} drop detected, {pct}% confidence",
@@ -357,6 +358,8 @@ mod tests {
             ..buy
         };
         assert_eq!(hold.message(0.9), "Price is stable (90% confidence)");
+        assert_eq!(hold.message(0.999), "Price is stable (99% confidence)");
+        assert_eq!(hold.message(0.001), "Price is stable (1% confidence)");
         assert_eq!(hold.expected_change(), 0);
         assert_eq!(wait.expected_change(), -30);
     }

@@ -230,12 +230,9 @@ mod tests {
             .filter(|(i, _)| i + 1 == ids.len() || ids[i + 1] != ids[*i])
             .map(|(_, w)| w.unwrap())
             .collect();
-        let fast = super::super::features::wma_forecast(
-            series.listing_id.clone(),
-            series.price.clone(),
-            p.wma_window,
-        )
-        .unwrap();
+        let fast =
+            super::super::features::wma_forecast(&series.listing_id, &series.price, p.wma_window)
+                .unwrap();
         let got = column(&fast, "wma");
         assert_eq!(got.len(), last.len());
         for (g, w) in got.iter().zip(&last) {
