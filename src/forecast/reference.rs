@@ -4,7 +4,7 @@
 
 use polars::prelude::*;
 
-use super::features::{DailySeries, FeatureParams};
+use super::features::{DailySeries, FeatureParams, OUTPUT_COLUMNS};
 
 pub fn compute(series: DailySeries, p: &FeatureParams) -> anyhow::Result<DataFrame> {
     let n = series.price.len();
@@ -90,20 +90,8 @@ pub fn compute(series: DailySeries, p: &FeatureParams) -> anyhow::Result<DataFra
         }
         start = end;
     }
-    let names = [
-        "history_days",
-        "wma",
-        "regular",
-        "volatility",
-        "promo_freq",
-        "days_in_promo",
-        "days_since_promo",
-        "mean_promo_len",
-        "mean_promo_gap",
-        "future_min",
-        "future_last",
-        "future_max",
-    ];
+    // The feature columns, after the five input columns.
+    let names = &OUTPUT_COLUMNS[5..];
     let mut columns = vec![
         Column::new("listing_id".into(), series.listing_id),
         Column::new("day".into(), series.day),
@@ -186,20 +174,7 @@ mod tests {
             let p = FeatureParams::default();
             let fast = super::super::features::compute(series.clone(), &p).unwrap();
             let slow = compute(series, &p).unwrap();
-            for name in [
-                "history_days",
-                "wma",
-                "regular",
-                "volatility",
-                "promo_freq",
-                "days_in_promo",
-                "days_since_promo",
-                "mean_promo_len",
-                "mean_promo_gap",
-                "future_min",
-                "future_last",
-                "future_max",
-            ] {
+            for name in &OUTPUT_COLUMNS[5..] {
                 let (a, b) = (column(&fast, name), column(&slow, name));
                 assert_eq!(a.len(), b.len(), "{name}");
                 for (i, (x, y)) in a.iter().zip(&b).enumerate() {

@@ -169,34 +169,9 @@ async fn append(tx: &mut sqlx::PgConnection, rows: &[&DayDelta]) -> anyhow::Resu
             .timestamptz(d.first_at)
             .timestamptz(d.last_at);
     }
-    let bytes = enc.finish();
-    sqlx::query("SAVEPOINT daily_append")
-        .execute(&mut *tx)
+    super::copy_unless_duplicate(tx, APPEND_COPY, &enc.finish())
         .await
-        .context("setting a savepoint")?;
-    let result = async {
-        let mut copy = tx.copy_in_raw(APPEND_COPY).await?;
-        copy.send(bytes.as_slice()).await?;
-        copy.finish().await
-    }
-    .await;
-    match result {
-        Ok(_) => {
-            sqlx::query("RELEASE SAVEPOINT daily_append")
-                .execute(&mut *tx)
-                .await
-                .context("releasing the savepoint")?;
-            Ok(true)
-        }
-        Err(e) if super::is_unique_violation(&e) => {
-            sqlx::query("ROLLBACK TO SAVEPOINT daily_append")
-                .execute(&mut *tx)
-                .await
-                .context("rolling back to the savepoint")?;
-            Ok(false)
-        }
-        Err(e) => Err(anyhow::Error::new(e).context("appending daily rows")),
-    }
+        .context("appending daily rows")
 }
 
 const APPEND_COPY: &str = "COPY price_daily (listing_id, day, open_pence, close_pence, \

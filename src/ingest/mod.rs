@@ -661,33 +661,46 @@ fn encode_rows(rows: &[Pending<'_>]) -> Vec<u8> {
 /// COPYs the rows straight into `price_observations` inside a savepoint.
 /// Returns false (savepoint rolled back) when some row is already stored.
 async fn copy_direct(tx: &mut sqlx::PgConnection, encoded: &[u8]) -> anyhow::Result<bool> {
-    sqlx::query("SAVEPOINT ingest_direct")
+    let sql = format!("COPY price_observations ({OBS_COLUMNS}) FROM STDIN (FORMAT binary)");
+    copy_unless_duplicate(tx, &sql, encoded)
+        .await
+        .context("copying observations")
+}
+
+/// Runs one binary `COPY ... FROM STDIN` inside a savepoint. If it fails
+/// because a row's key is already stored, the savepoint is rolled back (the
+/// transaction goes on) and the answer is false; other errors are errors.
+pub(crate) async fn copy_unless_duplicate(
+    tx: &mut sqlx::PgConnection,
+    copy_sql: &str,
+    encoded: &[u8],
+) -> anyhow::Result<bool> {
+    sqlx::query("SAVEPOINT copy_unless_duplicate")
         .execute(&mut *tx)
         .await
         .context("setting a savepoint")?;
-    let sql = format!("COPY price_observations ({OBS_COLUMNS}) FROM STDIN (FORMAT binary)");
     let result = async {
-        let mut copy = tx.copy_in_raw(&sql).await?;
+        let mut copy = tx.copy_in_raw(copy_sql).await?;
         copy.send(encoded).await?;
         copy.finish().await
     }
     .await;
     match result {
         Ok(_) => {
-            sqlx::query("RELEASE SAVEPOINT ingest_direct")
+            sqlx::query("RELEASE SAVEPOINT copy_unless_duplicate")
                 .execute(&mut *tx)
                 .await
                 .context("releasing the savepoint")?;
             Ok(true)
         }
         Err(e) if is_unique_violation(&e) => {
-            sqlx::query("ROLLBACK TO SAVEPOINT ingest_direct")
+            sqlx::query("ROLLBACK TO SAVEPOINT copy_unless_duplicate")
                 .execute(&mut *tx)
                 .await
                 .context("rolling back to the savepoint")?;
             Ok(false)
         }
-        Err(e) => Err(anyhow::Error::new(e).context("copying observations")),
+        Err(e) => Err(e.into()),
     }
 }
 
