@@ -217,3 +217,66 @@ async fn backtest_reports_mase_and_calibration_on_stored_history() {
         assert!(json.get(key).is_some(), "{key}");
     }
 }
+
+#[tokio::test]
+async fn product_offers_compare_retailers_for_matched_products() {
+    let db = TestDb::new().await;
+    let mut ing = Ingestor::new(db.pool.clone()).await.unwrap();
+    let day0 = Utc.with_ymd_and_hms(2026, 5, 1, 8, 0, 0).unwrap();
+    let mut rows = Vec::new();
+    for d in 0..30 {
+        let t = day0 + Duration::days(d);
+        let mut a = obs("tesco", "beans-t", t, 135);
+        a.pack = Some(shelfwatch::domain::quantity::parse_pack("415g").unwrap());
+        let mut b = obs("aldi", "beans-a", t, 99);
+        b.pack = Some(shelfwatch::domain::quantity::parse_pack("4 x 415g").unwrap());
+        // On the last day Tesco's multi-buy makes it cheapest per tin.
+        if d == 29 {
+            a.promo = Some(shelfwatch::domain::promo::parse_promo("2 for £1.50").unwrap());
+        }
+        let unmatched = obs("tesco", "other", t, 50);
+        rows.extend([a, b, unmatched]);
+    }
+    ing.ingest(&rows).await.unwrap();
+    let product: i64 =
+        sqlx::query_scalar("INSERT INTO products (name) VALUES ('Baked beans') RETURNING id")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    sqlx::query("UPDATE listings SET product_id = $1 WHERE retailer_sku IN ('beans-t', 'beans-a')")
+        .bind(product)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    forecast::run_once(&db.pool, &Params::default(), Shard::ALL)
+        .await
+        .unwrap();
+
+    // retailer, effective price, unit price, cheapest now, cheapest per unit, action
+    type Offer = (String, i64, Option<i64>, bool, bool, Option<String>);
+    let offers: Vec<Offer> = sqlx::query_as(
+        "SELECT retailer, effective_price_pence, unit_price_pence, cheapest_now,
+                cheapest_per_unit, action
+         FROM product_offers ORDER BY retailer",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        offers.len(),
+        2,
+        "the unmatched listing is left out: {offers:?}"
+    );
+    let (aldi, tesco) = (&offers[0], &offers[1]);
+    assert_eq!(aldi.0, "aldi");
+    // Tesco: 75p a tin on the multi-buy, cheapest now; Aldi: 99p for four
+    // tins (1660 g), 60p per kg against Tesco's 325p per kg.
+    assert_eq!((tesco.1, tesco.3), (75, true));
+    assert_eq!((aldi.1, aldi.3), (99, false));
+    assert_eq!(aldi.2, Some(60));
+    assert!(aldi.4 && !tesco.4, "{offers:?}");
+    assert!(
+        tesco.5.is_some() && aldi.5.is_some(),
+        "each offer carries its recommendation"
+    );
+}
