@@ -123,3 +123,78 @@ fn readme_flow_db_start_migrate_import_stop() {
     assert_eq!(status.status.code(), Some(3), "{}", text(&status));
     assert!(String::from_utf8_lossy(&status.stdout).starts_with("stopped"));
 }
+
+/// The binary against a test database of its own.
+fn shelfwatch_on(db_url: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shelfwatch"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SHELFWATCH_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.args(args)
+        .env("DATABASE_URL", db_url)
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+#[tokio::test]
+async fn backtest_json_is_one_object_with_the_documented_fields() {
+    let db = crate::forecast::sample_db().await;
+    let out = shelfwatch_on(&db.url, &["backtest", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "series",
+        "mase_wma",
+        "mase_naive",
+        "brier",
+        "brier_skill",
+        "ece",
+        "reliability",
+    ] {
+        assert!(report.get(key).is_some(), "{key} missing: {report}");
+    }
+    assert_eq!(report["series"], 36);
+    let bad = shelfwatch_on(&db.url, &["backtest", "--from", "yesterday"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--from"));
+}
+
+#[tokio::test]
+async fn scheduled_forecast_stops_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let db = crate::forecast::sample_db().await;
+    let mut child = shelfwatch_on(&db.url, &["forecast", "--every", "1h"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let first = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    assert!(
+        first.contains("listings forecast and recommended"),
+        "{first}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

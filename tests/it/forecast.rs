@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use crate::ingest::obs;
 use crate::support::TestDb;
 
-async fn sample_db() -> TestDb {
+pub async fn sample_db() -> TestDb {
     let db = TestDb::new().await;
     let mut ing = Ingestor::new(db.pool.clone()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
