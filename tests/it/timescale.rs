@@ -85,4 +85,21 @@ async fn timescaledb_flavour_matches_native() {
     let from_native: Vec<DailyRow> = sqlx::query_as(DAILY).fetch_all(&native.pool).await.unwrap();
     assert!(!from_ts.is_empty());
     assert_eq!(from_ts, from_native);
+
+    // The forecast job reads the continuous aggregate like the table.
+    let params = shelfwatch::forecast::Params::default();
+    let shard = shelfwatch::forecast::load::Shard::ALL;
+    let run = shelfwatch::forecast::run_once(&ts, &params, shard)
+        .await
+        .unwrap();
+    let shelfwatch::forecast::RunOutcome::Completed { run_id, series } = run else {
+        panic!("{run:?}");
+    };
+    assert_eq!(series, 2);
+    assert_eq!(
+        shelfwatch::forecast::run_once(&ts, &params, shard)
+            .await
+            .unwrap(),
+        shelfwatch::forecast::RunOutcome::Unchanged { run_id }
+    );
 }
