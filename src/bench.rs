@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -50,7 +49,7 @@ struct ScratchDb {
 
 impl ScratchDb {
     async fn create(base_url: &Secret, name: &str) -> anyhow::Result<Self> {
-        let base = PgConnectOptions::from_str(base_url.expose())?;
+        let base = db::connect_options(base_url.expose())?;
         let admin = base.clone().database("postgres");
         let admin_pool = PgPoolOptions::new()
             .max_connections(1)
@@ -84,7 +83,7 @@ impl ScratchDb {
 
     /// An existing database (kept by an earlier run), migrated if needed.
     async fn open(base_url: &Secret, name: &str) -> anyhow::Result<Self> {
-        let base = PgConnectOptions::from_str(base_url.expose())?;
+        let base = db::connect_options(base_url.expose())?;
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .connect_with(base.clone().database(name))

@@ -65,11 +65,20 @@ pub fn database_url(settings: &DatabaseSettings) -> anyhow::Result<Secret> {
     Ok(Secret::new(url))
 }
 
+/// Connection options for `url`. Batch statements (COPY of a whole batch,
+/// the daily merge) routinely take seconds, so sqlx's slow-statement log,
+/// which prints the whole statement, is kept at debug level.
+pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
+    use sqlx::ConnectOptions;
+    Ok(PgConnectOptions::from_str(url)
+        .context("DATABASE_URL is not a valid postgres:// URL")?
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1)))
+}
+
 /// A pool for `url`, checked with one round trip so a wrong URL fails here
 /// with a clear message rather than at first use.
 pub async fn connect(url: &Secret, settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(url.expose())
-        .context("DATABASE_URL is not a valid postgres:// URL")?;
+    let options = connect_options(url.expose())?;
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs))
