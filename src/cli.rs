@@ -359,7 +359,7 @@ async fn forecast(args: ForecastArgs, settings: &Settings) -> anyhow::Result<Exi
         report(&forecast::run_once(&pool, &params, shard).await?);
         return Ok(ExitCode::SUCCESS);
     };
-    let mut stop = std::pin::pin!(shutdown_signal());
+    let mut stop = std::pin::pin!(shutdown_signal()?);
     loop {
         // A failed run is logged and retried at the next tick, not fatal.
         match forecast::run_once(&pool, &params, shard).await {
@@ -396,23 +396,20 @@ async fn backtest(args: BacktestArgs, settings: &Settings) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// A future that resolves on SIGTERM or Ctrl-C (SIGINT). The handlers are
+/// installed when this is called, not when the future is first polled, so a
+/// signal that arrives while the first run is still working is not lost
+/// (nor does it kill the process).
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+    })
 }
 
 async fn up(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> {

@@ -111,7 +111,7 @@ pub fn evaluate(
     let reference = {
         // The base rate of claims coming true in training, over all actions.
         let (n, t) = Action::ALL.iter().fold((0.0, 0.0), |(n, t), a| {
-            let m = models.get(*a);
+            let m = &models.get(*a).logistic;
             (n + m.examples as f64, t + m.base_rate * m.examples as f64)
         });
         if n > 0.0 { t / n } else { 0.5 }
@@ -121,7 +121,7 @@ pub fn evaluate(
         .iter()
         .map(|a| ActionScore {
             action: *a,
-            calibration: calibration(&by_action[a.index()], models.get(*a).base_rate),
+            calibration: calibration(&by_action[a.index()], models.get(*a).logistic.base_rate),
         })
         .collect();
 

@@ -29,11 +29,11 @@ use sqlx::PgPool;
 use crate::ingest::copy::BinaryCopy;
 use features::FeatureParams;
 use load::Shard;
-use model::Logistic;
+use model::Calibrated;
 use recommend::{Action, Claim, Snapshot};
 
 /// Stored with every run; bump when the method changes.
-pub const MODEL_VERSION: &str = "wma-reversion-logit-1";
+pub const MODEL_VERSION: &str = "wma-reversion-logit-isotonic-2";
 
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Params {
@@ -174,13 +174,13 @@ impl Frame {
 /// One logistic model per action.
 #[derive(Debug, Clone, Serialize)]
 pub struct Models {
-    pub buy_now: Logistic,
-    pub wait: Logistic,
-    pub hold: Logistic,
+    pub buy_now: Calibrated,
+    pub wait: Calibrated,
+    pub hold: Calibrated,
 }
 
 impl Models {
-    pub fn get(&self, action: Action) -> &Logistic {
+    pub fn get(&self, action: Action) -> &Calibrated {
         match action {
             Action::BuyNow => &self.buy_now,
             Action::Wait => &self.wait,
@@ -255,8 +255,9 @@ impl Models {
                 claim.came_true(fmin, fmax),
             );
         }
-        let fit =
-            |(rows, labels): &(Vec<Vec<f64>>, Vec<bool>)| Logistic::fit(rows, labels, params.ridge);
+        let fit = |(rows, labels): &(Vec<Vec<f64>>, Vec<bool>)| {
+            Calibrated::fit(rows, labels, params.ridge)
+        };
         Self {
             buy_now: fit(&data[0]),
             wait: fit(&data[1]),
