@@ -341,20 +341,9 @@ async fn import(args: ImportArgs, settings: &Settings) -> anyhow::Result<ExitCod
 async fn forecast(args: ForecastArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     use crate::forecast::{self, RunOutcome, load::Shard};
     let pool = connect(settings).await?;
-    let params = forecast::Params {
-        wma_window: usize::from(args.window),
-        horizon: usize::from(args.horizon),
-        ..forecast::Params::default()
-    };
+    let params = forecast_params(args.window, args.horizon);
     let shard = args.shard.unwrap_or(Shard::ALL);
-    let report = |outcome: &RunOutcome| match outcome {
-        RunOutcome::Unchanged { run_id } => {
-            println!("inputs unchanged since forecast run {run_id}; nothing to do")
-        }
-        RunOutcome::Completed { run_id, series } => {
-            println!("forecast run {run_id}: {series} listings forecast and recommended")
-        }
-    };
+    let report = |outcome: &RunOutcome| println!("{}", outcome_line(outcome));
     let Some(every) = args.every else {
         report(&forecast::run_once(&pool, &params, shard).await?);
         return Ok(ExitCode::SUCCESS);
@@ -379,11 +368,7 @@ async fn forecast(args: ForecastArgs, settings: &Settings) -> anyhow::Result<Exi
 async fn backtest(args: BacktestArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     use crate::forecast::{self, backtest};
     let pool = connect(settings).await?;
-    let params = forecast::Params {
-        wma_window: usize::from(args.window),
-        horizon: usize::from(args.horizon),
-        ..forecast::Params::default()
-    };
+    let params = forecast_params(args.window, args.horizon);
     let from = args
         .from
         .map(|d| forecast::load::epoch_day(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()));
@@ -394,6 +379,25 @@ async fn backtest(args: BacktestArgs, settings: &Settings) -> anyhow::Result<Exi
         print!("{}", backtest::render(&report));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn forecast_params(window: u16, horizon: u16) -> crate::forecast::Params {
+    crate::forecast::Params {
+        wma_window: usize::from(window),
+        horizon: usize::from(horizon),
+        ..crate::forecast::Params::default()
+    }
+}
+
+fn outcome_line(outcome: &crate::forecast::RunOutcome) -> String {
+    match outcome {
+        crate::forecast::RunOutcome::Unchanged { run_id } => {
+            format!("inputs unchanged since forecast run {run_id}; nothing to do")
+        }
+        crate::forecast::RunOutcome::Completed { run_id, series } => {
+            format!("forecast run {run_id}: {series} listings forecast and recommended")
+        }
+    }
 }
 
 /// A future that resolves on SIGTERM or Ctrl-C (SIGINT). The handlers are
@@ -440,20 +444,13 @@ async fn up(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
         report.rows,
         report.stored.inserted
     );
-    match crate::forecast::run_once(
+    let outcome = crate::forecast::run_once(
         &pool,
         &crate::forecast::Params::default(),
         crate::forecast::load::Shard::ALL,
     )
-    .await?
-    {
-        crate::forecast::RunOutcome::Completed { run_id, series } => {
-            println!("forecast run {run_id}: {series} listings forecast and recommended")
-        }
-        crate::forecast::RunOutcome::Unchanged { run_id } => {
-            println!("forecast run {run_id} is current")
-        }
-    }
+    .await?;
+    println!("{}", outcome_line(&outcome));
     println!("\nDATABASE_URL={url}");
     println!(
         "try: psql \"$(shelfwatch db url)\" -c 'SELECT action, confidence, message FROM recommendations ORDER BY confidence DESC LIMIT 5'"

@@ -93,6 +93,18 @@ pub struct Frame {
     pub future_max: Vec<f64>,
 }
 
+/// The input columns come back from polars as they went in (never null).
+fn typed_column<T>(
+    df: &polars::prelude::DataFrame,
+    name: &str,
+    read: impl Fn(&polars::prelude::Column) -> polars::prelude::PolarsResult<Vec<T>>,
+) -> anyhow::Result<Vec<T>> {
+    let column = df
+        .column(name)
+        .with_context(|| format!("feature column {name}"))?;
+    read(column).with_context(|| format!("feature column {name}"))
+}
+
 fn f64_column(df: &polars::prelude::DataFrame, name: &str) -> anyhow::Result<Vec<f64>> {
     let column = df
         .column(name)
@@ -116,12 +128,14 @@ fn bool_column(df: &polars::prelude::DataFrame, name: &str) -> anyhow::Result<Ve
 impl Frame {
     /// Computes features for `series` (CPU-bound: call off the async runtime).
     pub fn compute(series: features::DailySeries, params: &Params) -> anyhow::Result<Self> {
-        let listing_id = series.listing_id.clone();
-        let day = series.day.clone();
         let df = features::compute(series, &params.features())?;
         Ok(Self {
-            listing_id,
-            day,
+            listing_id: typed_column(&df, "listing_id", |c| {
+                Ok(c.i64()?.iter().map(|v| v.unwrap_or(-1)).collect())
+            })?,
+            day: typed_column(&df, "day", |c| {
+                Ok(c.i32()?.iter().map(|v| v.unwrap_or(i32::MIN)).collect())
+            })?,
             price: f64_column(&df, "price")?,
             promo: bool_column(&df, "promo")?,
             observed: bool_column(&df, "observed")?,

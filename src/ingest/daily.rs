@@ -78,23 +78,21 @@ pub fn aggregate<'a>(rows: impl Iterator<Item = (i64, &'a Observation)>) -> Vec<
     out
 }
 
-const STAGE_DDL: &str = "CREATE TEMP TABLE IF NOT EXISTS daily_stage (
-    listing_id bigint, day timestamptz, open_pence bigint, close_pence bigint,
-    min_pence bigint, max_pence bigint, sum_pence bigint, observations bigint,
-    promo_observations bigint, min_effective_pence bigint, in_stock_observations bigint,
-    first_at timestamptz, last_at timestamptz) ON COMMIT DELETE ROWS";
+/// `price_daily`'s columns, in the order `encode` writes them.
+const COLUMNS: &str = "listing_id, day, open_pence, close_pence, min_pence, max_pence, \
+    mean_pence, sum_pence, observations, promo_observations, any_promo, min_effective_pence, \
+    in_stock_observations, first_at, last_at";
 
-const STAGE_COPY: &str = "COPY daily_stage (listing_id, day, open_pence, close_pence, \
-    min_pence, max_pence, sum_pence, observations, promo_observations, min_effective_pence, \
-    in_stock_observations, first_at, last_at) FROM STDIN (FORMAT binary)";
+const STAGE_DDL: &str =
+    "CREATE TEMP TABLE IF NOT EXISTS daily_stage (LIKE price_daily) ON COMMIT DELETE ROWS";
 
 const MERGE: &str = "
 INSERT INTO price_daily AS d (listing_id, day, open_pence, close_pence, min_pence,
     max_pence, mean_pence, sum_pence, observations, promo_observations, any_promo,
     min_effective_pence, in_stock_observations, first_at, last_at)
-SELECT listing_id, day, open_pence, close_pence, min_pence, max_pence,
-       sum_pence::float8 / observations, sum_pence, observations, promo_observations,
-       promo_observations > 0, min_effective_pence, in_stock_observations, first_at, last_at
+SELECT listing_id, day, open_pence, close_pence, min_pence, max_pence, mean_pence,
+       sum_pence, observations, promo_observations, any_promo, min_effective_pence,
+       in_stock_observations, first_at, last_at
 FROM daily_stage
 ORDER BY listing_id, day
 ON CONFLICT (listing_id, day) DO UPDATE SET
@@ -149,7 +147,8 @@ pub async fn merge(
     Ok(written)
 }
 
-async fn append(tx: &mut sqlx::PgConnection, rows: &[&DayDelta]) -> anyhow::Result<bool> {
+/// The deltas as one binary COPY stream of `price_daily` rows.
+fn encode(rows: &[&DayDelta]) -> Vec<u8> {
     let mut enc = BinaryCopy::with_capacity(rows.len() * 160);
     for d in rows {
         enc.row(15)
@@ -169,43 +168,27 @@ async fn append(tx: &mut sqlx::PgConnection, rows: &[&DayDelta]) -> anyhow::Resu
             .timestamptz(d.first_at)
             .timestamptz(d.last_at);
     }
-    super::copy_unless_duplicate(tx, APPEND_COPY, &enc.finish())
+    enc.finish()
+}
+
+async fn append(tx: &mut sqlx::PgConnection, rows: &[&DayDelta]) -> anyhow::Result<bool> {
+    let sql = format!("COPY price_daily ({COLUMNS}) FROM STDIN (FORMAT binary)");
+    super::copy_unless_duplicate(tx, &sql, &encode(rows))
         .await
         .context("appending daily rows")
 }
-
-const APPEND_COPY: &str = "COPY price_daily (listing_id, day, open_pence, close_pence, \
-    min_pence, max_pence, mean_pence, sum_pence, observations, promo_observations, any_promo, \
-    min_effective_pence, in_stock_observations, first_at, last_at) FROM STDIN (FORMAT binary)";
 
 async fn merge_staged(tx: &mut sqlx::PgConnection, deltas: &[&DayDelta]) -> anyhow::Result<u64> {
     sqlx::query(STAGE_DDL)
         .execute(&mut *tx)
         .await
         .context("creating the daily staging table")?;
-    let mut enc = BinaryCopy::with_capacity(deltas.len() * 140);
-    for d in deltas {
-        enc.row(13)
-            .int8(d.listing_id)
-            .timestamptz(d.day)
-            .int8(d.open_pence)
-            .int8(d.close_pence)
-            .int8(d.min_pence)
-            .int8(d.max_pence)
-            .int8(d.sum_pence)
-            .int8(d.observations)
-            .int8(d.promo_observations)
-            .int8(d.min_effective_pence)
-            .int8(d.in_stock_observations)
-            .timestamptz(d.first_at)
-            .timestamptz(d.last_at);
-    }
-    let bytes = enc.finish();
+    let sql = format!("COPY daily_stage ({COLUMNS}) FROM STDIN (FORMAT binary)");
     let mut copy = tx
-        .copy_in_raw(STAGE_COPY)
+        .copy_in_raw(&sql)
         .await
         .context("starting COPY of daily deltas")?;
-    copy.send(bytes.as_slice())
+    copy.send(encode(deltas).as_slice())
         .await
         .context("sending daily deltas")?;
     copy.finish()

@@ -4,18 +4,25 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn shelfwatch(dir: &Path, args: &[&str]) -> Output {
+/// The binary with only this test's settings: none from the environment
+/// the tests run in.
+fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shelfwatch"));
-    // Only this test's settings: none from the environment it runs in.
     for (name, _) in std::env::vars() {
         if name.starts_with("SHELFWATCH_") {
             cmd.env_remove(name);
         }
     }
     cmd.args(args)
-        .current_dir(dir)
         .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+/// The binary in `dir`, with no database configured.
+fn shelfwatch(dir: &Path, args: &[&str]) -> Output {
+    command(args)
+        .current_dir(dir)
         .output()
         .expect("run shelfwatch")
 }
@@ -126,15 +133,8 @@ fn readme_flow_db_start_migrate_import_stop() {
 
 /// The binary against a test database of its own.
 fn shelfwatch_on(db_url: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shelfwatch"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SHELFWATCH_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.args(args)
-        .env("DATABASE_URL", db_url)
-        .env("RUST_LOG", "warn");
+    let mut cmd = command(args);
+    cmd.env("DATABASE_URL", db_url);
     cmd
 }
 
@@ -146,15 +146,7 @@ async fn backtest_json_is_one_object_with_the_documented_fields() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for key in [
-        "series",
-        "mase_wma",
-        "mase_naive",
-        "brier",
-        "brier_skill",
-        "ece",
-        "reliability",
-    ] {
+    for key in crate::forecast::BACKTEST_JSON_FIELDS {
         assert!(report.get(key).is_some(), "{key} missing: {report}");
     }
     assert_eq!(report["series"], 36);

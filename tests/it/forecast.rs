@@ -30,6 +30,17 @@ pub async fn sample_db() -> TestDb {
     db
 }
 
+/// The fields the forecast issue promises other tools in `backtest --json`.
+pub const BACKTEST_JSON_FIELDS: [&str; 7] = [
+    "series",
+    "mase_wma",
+    "mase_naive",
+    "brier",
+    "brier_skill",
+    "ece",
+    "reliability",
+];
+
 async fn count(pool: &PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
@@ -205,15 +216,7 @@ async fn backtest_reports_mase_and_calibration_on_stored_history() {
     let stated: usize = report.reliability.iter().map(|b| b.count).sum();
     assert_eq!(stated, report.claims);
     let json = serde_json::to_value(&report).unwrap();
-    for key in [
-        "series",
-        "mase_wma",
-        "mase_naive",
-        "brier",
-        "brier_skill",
-        "ece",
-        "reliability",
-    ] {
+    for key in BACKTEST_JSON_FIELDS {
         assert!(json.get(key).is_some(), "{key}");
     }
 }
