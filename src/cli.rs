@@ -44,7 +44,7 @@ pub enum Command {
     /// Apply the embedded database migrations (safe to run concurrently).
     Migrate,
     /// Scrape retailers through headless Chromium (retailers/*.toml).
-    Scrape(PendingArgs),
+    Scrape(crate::scrape::ScrapeArgs),
     /// Backfill prices from a CSV file through the ingest path.
     Import(ImportArgs),
     /// Run the forecast batch job over the daily aggregates.
@@ -52,9 +52,9 @@ pub enum Command {
     /// Measure forecast accuracy and confidence calibration on stored history.
     Backtest(BacktestArgs),
     /// Serve the REST API (and /metrics on its own listener).
-    Serve(PendingArgs),
+    Serve(crate::api::ServeArgs),
     /// Run the local demo supermarket site.
-    DemoStore(PendingArgs),
+    DemoStore(crate::demo_store::DemoStoreArgs),
     /// Benchmarks that write their figures as Markdown for BENCHMARKS.md.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -158,14 +158,6 @@ fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(secs))
 }
 
-/// Arguments of roles that later work fills in; accepted so scripts can be
-/// written against the final interface.
-#[derive(Debug, Args)]
-pub struct PendingArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Ingest N observations through the project's path and, beside it, psql
@@ -235,12 +227,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::Forecast(args) => forecast(args, &settings).await,
         Command::Backtest(args) => backtest(args, &settings).await,
-        Command::Scrape(_) | Command::Serve(_) | Command::DemoStore(_) => {
-            eprintln!(
-                "error: this command is not built yet; `shelfwatch --help` lists what works today"
-            );
-            Ok(ExitCode::from(2))
-        }
+        Command::Scrape(args) => crate::scrape::run(args, &settings).await,
+        Command::Serve(args) => crate::api::run(args, &settings).await,
+        Command::DemoStore(args) => crate::demo_store::run(args, &settings).await,
     }
 }
 

@@ -19,6 +19,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub log: LogSettings,
     pub ingest: IngestSettings,
+    pub scrape: crate::scrape::ScrapeSettings,
+    pub api: crate::api::ApiSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -11,14 +11,22 @@
 //!   and, later, the scraper);
 //! - [`forecast`] holds the polars batch job, the calibrated confidence
 //!   model and the backtest;
+//! - [`scrape`] holds the headless-browser scraper and retailer configs;
+//! - [`demo_store`] holds the local supermarket site the demo and tests scrape;
+//! - [`api`] holds the versioned REST API;
+//! - [`metrics`] holds the process's Prometheus registry;
 //! - [`bench`] holds benchmarks with in-run baselines;
 //! - [`cli`] holds the `shelfwatch` command line.
 
+pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod demo_store;
 pub mod domain;
 pub mod forecast;
 pub mod ingest;
+pub mod metrics;
+pub mod scrape;
 pub mod telemetry;
