@@ -136,7 +136,7 @@ pub struct BacktestArgs {
 }
 
 /// Reads `90s`, `30m`, `1h`, `1d`.
-fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+pub fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())

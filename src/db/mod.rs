@@ -95,6 +95,16 @@ pub async fn connect(url: &Secret, settings: &DatabaseSettings) -> anyhow::Resul
     Ok(pool)
 }
 
+/// A pool that connects on first use, for roles that must keep working
+/// while the database is away (the scraper spools meanwhile).
+pub fn connect_lazy(url: &Secret, settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    let options = connect_options(url.expose())?;
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs))
+        .connect_lazy_with(options))
+}
+
 /// Creates `name` on the server behind `admin_url` unless it exists.
 pub async fn create_database_if_missing(admin_url: &str, name: &str) -> anyhow::Result<bool> {
     let options = PgConnectOptions::from_str(admin_url).context("parsing the admin URL")?;

@@ -1,23 +1,332 @@
-//! The scraper: thirtyfour drives headless Chromium through chromedriver over
-//! the retailers configured in `retailers/*.toml`.
+//! The scraper: thirtyfour drives headless Chromium through a chromedriver
+//! the scraper starts itself, over the retailers configured in
+//! `retailers/*.toml`.
+//!
+//! - [`config`] reads and validates retailer configs;
+//! - [`browser`] starts and supervises chromedriver and Chromium;
+//! - [`robots`] and [`politeness`] keep the scraper a good guest;
+//! - [`extract`] reads tiles in the page and parses them in Rust;
+//! - [`run`] is one retailer's run, recorded in `scrape_runs`;
+//! - [`spool`] keeps observations while the database is away;
+//! - [`matching`] links listings across retailers to canonical products.
 
+pub mod browser;
+pub mod config;
+pub mod extract;
+pub mod matching;
+pub mod metrics;
+pub mod politeness;
+pub mod robots;
+pub mod run;
+pub mod spool;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
+use tokio::sync::Mutex;
 
 use crate::config::Settings;
+use browser::{Browser, BrowserSettings};
+use config::RetailerConfig;
+use run::{RobotsCache, RunOptions, RunSummary, Sink};
+use spool::Spool;
 
 /// `[scrape]` settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ScrapeSettings {}
+pub struct ScrapeSettings {
+    /// Directory of retailer configs.
+    pub retailers_dir: PathBuf,
+    /// Replaces scheme, host and port of every configured URL, e.g.
+    /// `http://127.0.0.1:8700` for a demo store on another port.
+    pub origin_override: Option<String>,
+    /// Where observations wait while the database is away.
+    pub spool_dir: PathBuf,
+    /// A run seeing this share fewer products than the previous run is
+    /// flagged suspect (0-1).
+    pub suspect_drop_share: f64,
+    /// Browser sessions scraping retailers in parallel.
+    pub sessions: usize,
+    /// Seconds to wait for a database connection before spooling.
+    pub db_timeout_secs: u64,
+    /// `/metrics` listener for `scrape --every` (e.g. 127.0.0.1:9466).
+    pub metrics_bind: Option<String>,
+    pub browser: BrowserSettings,
+}
+
+impl Default for ScrapeSettings {
+    fn default() -> Self {
+        Self {
+            retailers_dir: PathBuf::from("retailers"),
+            origin_override: None,
+            spool_dir: PathBuf::from(".shelfwatch/spool"),
+            suspect_drop_share: 0.3,
+            sessions: 1,
+            db_timeout_secs: 3,
+            metrics_bind: None,
+            browser: BrowserSettings::default(),
+        }
+    }
+}
 
 /// `shelfwatch scrape`.
 #[derive(Debug, Args)]
-pub struct ScrapeArgs {}
+pub struct ScrapeArgs {
+    /// Only this retailer (its slug); repeat for several. Default: all.
+    #[arg(long = "retailer", value_name = "SLUG")]
+    pub retailers: Vec<String>,
+    /// Scrape once and exit (the default).
+    #[arg(long, conflicts_with = "every")]
+    pub once: bool,
+    /// Scrape on a schedule, e.g. 6h, until SIGTERM or Ctrl-C.
+    #[arg(long, value_name = "INTERVAL", value_parser = crate::cli::parse_interval)]
+    pub every: Option<Duration>,
+    /// Browser sessions in parallel (default: scrape.sessions).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub sessions: Option<u16>,
+    /// Replace the origin of every configured URL (default:
+    /// scrape.origin_override), e.g. http://127.0.0.1:8700.
+    #[arg(long, value_name = "URL")]
+    pub origin: Option<String>,
+    /// Only replay the spool into the database, then exit.
+    #[arg(long, conflicts_with_all = ["every", "once"])]
+    pub replay: bool,
+    /// Skip product matching after the run.
+    #[arg(long)]
+    pub no_match: bool,
+}
 
-pub async fn run(_args: ScrapeArgs, _settings: &Settings) -> anyhow::Result<ExitCode> {
-    eprintln!("error: `scrape` is not built yet");
-    Ok(ExitCode::from(2))
+/// Everything one scrape pass needs.
+pub struct Scraper {
+    pub configs: Vec<RetailerConfig>,
+    pub pool: sqlx::PgPool,
+    pub spool_dir: PathBuf,
+    pub options: RunOptions,
+    pub sessions: usize,
+    pub browser: BrowserSettings,
+    pub match_products: bool,
+}
+
+/// One pass's results.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    pub runs: Vec<RunSummary>,
+    pub matching: Option<matching::MatchReport>,
+}
+
+impl Scraper {
+    /// Loads the configs and opens a lazy pool: a database that is away at
+    /// start does not stop the scrape (pages go to the spool).
+    pub fn new(
+        settings: &Settings,
+        retailers: &[String],
+        origin: Option<String>,
+        sessions: Option<usize>,
+    ) -> anyhow::Result<Self> {
+        let sc = &settings.scrape;
+        let mut configs = config::load_dir(&sc.retailers_dir)?;
+        if !retailers.is_empty() {
+            for wanted in retailers {
+                if !configs.iter().any(|c| c.slug.as_str() == wanted) {
+                    anyhow::bail!(
+                        "no retailer {wanted:?} in {} (there are: {})",
+                        sc.retailers_dir.display(),
+                        configs
+                            .iter()
+                            .map(|c| c.slug.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+            }
+            configs.retain(|c| retailers.iter().any(|r| r == c.slug.as_str()));
+        }
+        let origin = origin.or_else(|| sc.origin_override.clone());
+        if let Some(o) = &origin {
+            config::url_parts(o).with_context(|| format!("origin override {o:?}"))?;
+        }
+        if !(0.0..=1.0).contains(&sc.suspect_drop_share) {
+            anyhow::bail!("scrape.suspect_drop_share must be between 0 and 1");
+        }
+        let url = crate::db::database_url(&settings.database)?;
+        let mut db = settings.database.clone();
+        db.acquire_timeout_secs = sc.db_timeout_secs.max(1);
+        let pool = crate::db::connect_lazy(&url, &db)?;
+        Ok(Self {
+            configs,
+            pool,
+            spool_dir: sc.spool_dir.clone(),
+            options: RunOptions {
+                origin_override: origin,
+                suspect_drop_share: sc.suspect_drop_share,
+            },
+            sessions: sessions.unwrap_or(sc.sessions).max(1),
+            browser: sc.browser.clone(),
+            match_products: true,
+        })
+    }
+
+    fn spool_for(&self, retailer: &str) -> Spool {
+        Spool::new(self.spool_dir.join(retailer))
+    }
+
+    /// Replays every retailer's spool; None when the database is away.
+    pub async fn replay_all(&self) -> Option<u64> {
+        let mut total = 0;
+        for c in &self.configs {
+            let mut sink = Sink::new(self.pool.clone(), self.spool_for(c.slug.as_str()));
+            total += sink.replay().await?;
+        }
+        Some(total)
+    }
+
+    /// Scrapes every configured retailer once, `sessions` at a time, then
+    /// matches products.
+    pub async fn pass(&self) -> anyhow::Result<PassReport> {
+        self.replay_all().await;
+        let queue = Arc::new(Mutex::new(
+            self.configs
+                .iter()
+                .cloned()
+                .collect::<std::collections::VecDeque<_>>(),
+        ));
+        let workers = self.sessions.min(self.configs.len()).max(1);
+        let mut handles = Vec::new();
+        for _ in 0..workers {
+            let queue = queue.clone();
+            let pool = self.pool.clone();
+            let options = self.options.clone();
+            let browser_settings = self.browser.clone();
+            let spool_dir = self.spool_dir.clone();
+            handles.push(tokio::spawn(async move {
+                let mut browser = Browser::new(browser_settings)?;
+                let mut robots = RobotsCache::default();
+                let mut out = Vec::new();
+                loop {
+                    let Some(config) = queue.lock().await.pop_front() else {
+                        break;
+                    };
+                    let mut sink = Sink::new(
+                        pool.clone(),
+                        Spool::new(spool_dir.join(config.slug.as_str())),
+                    );
+                    out.push(
+                        run::scrape_retailer(
+                            &config,
+                            &mut browser,
+                            &mut sink,
+                            &mut robots,
+                            &options,
+                        )
+                        .await,
+                    );
+                }
+                browser.shutdown().await;
+                anyhow::Ok(out)
+            }));
+        }
+        let mut report = PassReport::default();
+        for h in handles {
+            report
+                .runs
+                .extend(h.await.context("a scrape worker panicked")??);
+        }
+        report.runs.sort_by(|a, b| a.retailer.cmp(&b.retailer));
+        if self.match_products {
+            match matching::run(&self.pool).await {
+                Ok(m) => report.matching = Some(m),
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "product matching skipped")
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn print_pass(report: &PassReport) {
+    for r in &report.runs {
+        println!(
+            "{}: {} - {} pages, {} products, {} stored, {} spooled, {} unreadable tiles, {} retries{}",
+            r.retailer,
+            r.status,
+            r.pages,
+            r.products,
+            r.stored,
+            r.spooled,
+            r.parse_errors,
+            r.retries,
+            r.message
+                .as_ref()
+                .map_or(String::new(), |m| format!(" ({m})"))
+        );
+    }
+    if let Some(m) = &report.matching {
+        println!(
+            "products: {} listings matched across retailers into {} products; {} on their own, {} by override",
+            m.matched_listings, m.matched_products, m.single, m.overridden
+        );
+    }
+}
+
+pub async fn run(args: ScrapeArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let mut scraper = Scraper::new(
+        settings,
+        &args.retailers,
+        args.origin.clone(),
+        args.sessions.map(usize::from),
+    )?;
+    scraper.match_products = !args.no_match;
+    if args.replay {
+        return match scraper.replay_all().await {
+            Some(n) => {
+                println!("spool replayed: {n} observations stored");
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!("error: the database is unavailable; the spool is kept");
+                Ok(ExitCode::FAILURE)
+            }
+        };
+    }
+    let Some(every) = args.every else {
+        let report = scraper.pass().await?;
+        print_pass(&report);
+        let all_failed = report.runs.iter().all(|r| r.status == "failed");
+        return Ok(if all_failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    };
+    let shutdown = crate::cli::shutdown_signal()?;
+    tokio::pin!(shutdown);
+    if let Some(bind) = &settings.scrape.metrics_bind {
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("binding the metrics listener {bind}"))?;
+        tracing::info!(addr = %bind, "metrics at /metrics");
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(listener, std::future::pending()).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
+    loop {
+        match scraper.pass().await {
+            Ok(report) => print_pass(&report),
+            Err(e) => tracing::error!(error = format!("{e:#}"), "scrape pass failed"),
+        }
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+    tracing::info!("scraper stopped");
+    Ok(ExitCode::SUCCESS)
 }

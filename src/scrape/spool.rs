@@ -1,0 +1,146 @@
+//! The spool: when the database cannot be reached, what a page showed is
+//! appended to a local file (one JSON line per tile, flushed to disk per
+//! page) and replayed when the database returns. Replays are idempotent
+//! because the ingest path is (an observation is keyed by listing and time),
+//! so a replay cut short is simply replayed again.
+//!
+//! The spool keeps the raw tile text, not parsed observations: replay
+//! parses it with the same code as a live scrape.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::extract::{RawTile, parse_tile};
+use crate::domain::retailer::RetailerSlug;
+use crate::ingest::{Ingestor, Observation};
+
+/// One spooled tile.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpoolRecord {
+    pub retailer: RetailerSlug,
+    pub observed_at: DateTime<Utc>,
+    pub page: String,
+    pub tile: RawTile,
+}
+
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+/// What a replay stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replayed {
+    pub records: u64,
+    pub inserted: u64,
+    pub duplicates: u64,
+    /// Lines that could not be read back (a torn last line after a crash).
+    pub unreadable: u64,
+}
+
+const ACTIVE: &str = "spool.jsonl";
+const REPLAYING: &str = "replaying.jsonl";
+
+impl Spool {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends `records` and syncs them to disk before returning.
+    pub fn append(&self, records: &[SpoolRecord]) -> anyhow::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating the spool directory {}", self.dir.display()))?;
+        let path = self.dir.join(ACTIVE);
+        let mut buf = Vec::new();
+        for r in records {
+            serde_json::to_writer(&mut buf, r)?;
+            buf.push(b'\n');
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening the spool {}", path.display()))?;
+        file.write_all(&buf)
+            .and_then(|()| file.sync_data())
+            .with_context(|| format!("writing the spool {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Spooled records not yet replayed.
+    pub fn pending(&self) -> anyhow::Result<u64> {
+        let mut n = 0;
+        for name in [REPLAYING, ACTIVE] {
+            let path = self.dir.join(name);
+            if path.exists() {
+                let file = std::fs::File::open(&path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                n += std::io::BufReader::new(file).lines().count() as u64;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Stores everything spooled through `ingestor`, then removes it. The
+    /// active file is renamed first so new appends go to a fresh file while
+    /// the old one replays; a replay that fails leaves the renamed file for
+    /// the next attempt.
+    pub async fn replay(&self, ingestor: &mut Ingestor) -> anyhow::Result<Replayed> {
+        let active = self.dir.join(ACTIVE);
+        let replaying = self.dir.join(REPLAYING);
+        if !replaying.exists() {
+            if !active.exists() {
+                return Ok(Replayed::default());
+            }
+            std::fs::rename(&active, &replaying)
+                .with_context(|| format!("moving {} aside to replay it", active.display()))?;
+        }
+        let text = tokio::fs::read_to_string(&replaying)
+            .await
+            .with_context(|| format!("reading {}", replaying.display()))?;
+        let mut report = Replayed::default();
+        let mut batch: Vec<Observation> = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            report.records += 1;
+            let record: SpoolRecord = match serde_json::from_str(line) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(line = i + 1, error = %e, file = %replaying.display(), "unreadable spool line skipped");
+                    report.unreadable += 1;
+                    continue;
+                }
+            };
+            // Tiles were parsed before they were spooled; one that no longer
+            // parses would have been rejected live too.
+            match parse_tile(&record.retailer, &record.tile, record.observed_at) {
+                Ok(obs) => batch.push(obs),
+                Err(e) => {
+                    tracing::warn!(line = i + 1, reason = %e.reason, "spooled tile rejected");
+                    report.unreadable += 1;
+                }
+            }
+        }
+        for chunk in batch.chunks(10_000) {
+            let stored = ingestor.ingest(chunk).await?;
+            report.inserted += stored.inserted;
+            report.duplicates += stored.duplicates;
+        }
+        std::fs::remove_file(&replaying)
+            .with_context(|| format!("removing {}", replaying.display()))?;
+        Ok(report)
+    }
+}
