@@ -40,15 +40,15 @@ pub struct IngestBenchArgs {
 }
 
 /// A throwaway database on the configured server.
-struct ScratchDb {
+pub(crate) struct ScratchDb {
     admin: PgConnectOptions,
     name: String,
-    pool: PgPool,
-    url: String,
+    pub(crate) pool: PgPool,
+    pub(crate) url: String,
 }
 
 impl ScratchDb {
-    async fn create(base_url: &Secret, name: &str) -> anyhow::Result<Self> {
+    pub(crate) async fn create(base_url: &Secret, name: &str) -> anyhow::Result<Self> {
         let base = db::connect_options(base_url.expose())?;
         let admin = base.clone().database("postgres");
         let admin_pool = PgPoolOptions::new()
@@ -98,7 +98,7 @@ impl ScratchDb {
         })
     }
 
-    async fn drop(self, keep: bool) -> anyhow::Result<()> {
+    pub(crate) async fn drop(self, keep: bool) -> anyhow::Result<()> {
         self.pool.close().await;
         if keep {
             eprintln!("kept database {}", self.name);

@@ -168,6 +168,9 @@ pub enum BenchCommand {
     /// 365 days): read, compute and write times, peak memory, against a
     /// plain pass, psql's COPY and (with --python) statsforecast.
     Forecast(crate::bench::ForecastBenchArgs),
+    /// Pages per minute scraping the demo store through Chromium, beside a
+    /// bare thirtyfour loop over the same pages, with 1, 2 and 4 sessions.
+    Scrape(crate::scrape::bench::ScrapeBenchArgs),
 }
 
 /// Entry point used by `main`.
@@ -223,6 +226,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Forecast(args)) => {
             crate::bench::forecast(args, &settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Scrape(args)) => {
+            crate::scrape::bench::run(args, &settings).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Forecast(args) => forecast(args, &settings).await,

@@ -41,6 +41,9 @@ pub struct BrowserSettings {
     pub extra_flags: Vec<String>,
     /// Seconds to wait for chromedriver to answer after it starts.
     pub start_timeout_secs: u64,
+    /// The User-Agent header. It names shelfwatch, so shops can tell the
+    /// scraper apart and address it in robots.txt.
+    pub user_agent: String,
 }
 
 impl Default for BrowserSettings {
@@ -50,6 +53,10 @@ impl Default for BrowserSettings {
             chromedriver: PathBuf::from("/usr/bin/chromedriver"),
             extra_flags: Vec::new(),
             start_timeout_secs: 30,
+            user_agent: format!(
+                "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome shelfwatch/{} (grocery price comparison)",
+                env!("CARGO_PKG_VERSION")
+            ),
         }
     }
 }
@@ -182,6 +189,7 @@ impl Browser {
             caps.add_arg(flag)?;
         }
         caps.add_arg(&format!("--user-data-dir={}", profile.display()))?;
+        caps.add_arg(&format!("--user-agent={}", self.settings.user_agent))?;
         for flag in &self.settings.extra_flags {
             caps.add_arg(flag)?;
         }

@@ -207,6 +207,10 @@ pub fn parse_tile(
         obs.promo = Some(parse_promo(text).map_err(|e| fail(e.to_string()))?);
         obs.promo_text = Some(text.to_owned());
     }
+    // "Was £1.50 Now £1.20" in the promotion, with no was element.
+    if obs.was_price_pence.is_none() {
+        obs.was_price_pence = obs.promo.as_ref().and_then(|p| p.was_pence());
+    }
     obs.pack = match optional(&tile.pack) {
         Some(text) => Some(parse_pack(text).map_err(|e| fail(e.to_string()))?),
         None => pack_from_title(&obs.title),

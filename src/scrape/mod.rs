@@ -10,6 +10,7 @@
 //! - [`spool`] keeps observations while the database is away;
 //! - [`matching`] links listings across retailers to canonical products.
 
+pub mod bench;
 pub mod browser;
 pub mod config;
 pub mod extract;

@@ -435,7 +435,11 @@ async fn register_retailer(
     Ok(id)
 }
 
-async fn start_run(pool: &PgPool, retailer_id: i64) -> anyhow::Result<(i64, Option<u32>)> {
+async fn start_run(
+    pool: &PgPool,
+    retailer_id: i64,
+    started_at: chrono::DateTime<Utc>,
+) -> anyhow::Result<(i64, Option<u32>)> {
     let previous: Option<i32> = sqlx::query_scalar(
         "SELECT products FROM scrape_runs WHERE retailer_id = $1 AND finished_at IS NOT NULL \
          AND status IN ('succeeded', 'partial', 'suspect') AND products > 0 \
@@ -445,10 +449,12 @@ async fn start_run(pool: &PgPool, retailer_id: i64) -> anyhow::Result<(i64, Opti
     .fetch_optional(pool)
     .await?;
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO scrape_runs (retailer_id, previous_products) VALUES ($1, $2) RETURNING id",
+        "INSERT INTO scrape_runs (retailer_id, previous_products, started_at) \
+         VALUES ($1, $2, $3) RETURNING id",
     )
     .bind(retailer_id)
     .bind(previous)
+    .bind(started_at)
     .fetch_one(pool)
     .await?;
     Ok((id, previous.and_then(|p| u32::try_from(p).ok())))
@@ -487,6 +493,7 @@ pub async fn scrape_retailer(
     options: &RunOptions,
 ) -> RunSummary {
     let slug = config.slug.as_str().to_owned();
+    let started_at = Utc::now();
     let mut s = RunSummary {
         retailer: slug.clone(),
         ..RunSummary::default()
@@ -495,7 +502,7 @@ pub async fn scrape_retailer(
         .base_url_with(options.origin_override.as_deref())
         .unwrap_or_else(|_| config.base_url.clone());
     match register_retailer(sink.pool(), config, &base_url).await {
-        Ok(id) => match start_run(sink.pool(), id).await {
+        Ok(id) => match start_run(sink.pool(), id, started_at).await {
             Ok((run_id, previous)) => {
                 s.run_id = Some(run_id);
                 s.previous_products = previous;
@@ -549,6 +556,14 @@ pub async fn scrape_retailer(
             .last_success
             .with_label_values(&[&slug])
             .set(Utc::now().timestamp());
+    }
+    if s.run_id.is_none() {
+        // The database was away at the start: record the run now if it is back.
+        if let Ok(id) = register_retailer(sink.pool(), config, &base_url).await
+            && let Ok((run_id, _)) = start_run(sink.pool(), id, started_at).await
+        {
+            s.run_id = Some(run_id);
+        }
     }
     if let Err(e) = finish_run(sink.pool(), &s).await {
         tracing::warn!(retailer = %slug, error = format!("{e:#}"), "could not record the run's end");

@@ -8,5 +8,6 @@ mod forecast;
 mod import;
 mod ingest;
 mod migrate;
+mod scrape;
 mod support;
 mod timescale;

@@ -1,0 +1,571 @@
+//! The scraper against the demo store, through real Chromium and
+//! chromedriver, into a real database.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use shelfwatch::config::Settings;
+use shelfwatch::demo_store::{DemoStore, Fault, Retailer, Robots, TruthListing};
+use shelfwatch::scrape::{PassReport, Scraper};
+use sqlx::Row;
+
+use crate::support::{TestDb, repo_path};
+
+pub struct Shop {
+    pub store: DemoStore,
+    pub origin: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub fn day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()
+}
+
+/// The demo store on a free port, until the returned value is dropped.
+pub async fn shop() -> Shop {
+    let store = DemoStore::new(42, day());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let s = store.clone();
+    tokio::spawn(async move {
+        shelfwatch::demo_store::serve(listener, s, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Shop {
+        store,
+        origin,
+        _stop: tx,
+    }
+}
+
+/// Settings pointing the shipped retailer configs at `shop`, with a spool
+/// of the test's own.
+pub fn settings(db_url: &str, shop: &Shop, spool: &Path) -> Settings {
+    let mut s = Settings::default();
+    s.database.url = Some(shelfwatch::config::Secret::new(db_url));
+    s.database.max_connections = 3;
+    s.scrape.retailers_dir = repo_path("retailers");
+    s.scrape.origin_override = Some(shop.origin.clone());
+    s.scrape.spool_dir = spool.to_path_buf();
+    s.scrape.db_timeout_secs = 1;
+    s
+}
+
+pub async fn scraper(settings: &Settings, retailers: &[&str]) -> Scraper {
+    let names: Vec<String> = retailers.iter().map(|s| (*s).to_owned()).collect();
+    let mut sc = Scraper::new(settings, &names, None, None).unwrap();
+    // Tests that want a quick failure get it from fewer, shorter backoffs.
+    for c in &mut sc.configs {
+        c.politeness.backoff_ms = 100;
+        c.politeness.max_backoff_ms = 400;
+        c.politeness.requests_per_minute = 1200;
+    }
+    sc
+}
+
+/// The latest stored observation of every listing: (retailer, sku) ->
+/// (price, was price, in stock, promo text).
+pub async fn stored(pool: &sqlx::PgPool) -> BTreeMap<(String, String), Stored> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT ON (l.id) r.slug, l.retailer_sku, o.price_pence, o.was_price_pence, \
+         o.in_stock, o.promo_text \
+         FROM price_observations o JOIN listings l ON l.id = o.listing_id \
+         JOIN retailers r ON r.id = l.retailer_id ORDER BY l.id, o.observed_at DESC",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.iter()
+        .map(|r| {
+            (
+                (r.get("slug"), r.get("retailer_sku")),
+                Stored {
+                    price_pence: r.get("price_pence"),
+                    was_price_pence: r.get("was_price_pence"),
+                    in_stock: r.get("in_stock"),
+                    promo_text: r.get("promo_text"),
+                },
+            )
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub price_pence: i64,
+    pub was_price_pence: Option<i64>,
+    pub in_stock: bool,
+    pub promo_text: Option<String>,
+}
+
+fn expected(t: &TruthListing) -> Stored {
+    Stored {
+        price_pence: t.price_pence,
+        was_price_pence: t.was_price_pence,
+        in_stock: t.in_stock,
+        promo_text: t.promo_text.clone(),
+    }
+}
+
+fn slug(r: Retailer) -> String {
+    r.slug().to_owned()
+}
+
+/// Asserts every visible, unbroken listing of `retailers` was stored as the
+/// truth says, and nothing else was stored for them.
+pub fn assert_matches_truth(
+    truth: &[TruthListing],
+    stored: &BTreeMap<(String, String), Stored>,
+    retailers: &[Retailer],
+) {
+    let mut want = BTreeMap::new();
+    for t in truth {
+        if retailers.contains(&t.retailer) && !t.hidden && !t.broken {
+            want.insert((slug(t.retailer), t.sku.clone()), expected(t));
+        }
+    }
+    assert!(!want.is_empty());
+    let got: BTreeMap<_, _> = stored
+        .iter()
+        .filter(|((r, _), _)| retailers.iter().any(|x| slug(*x) == *r))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    assert!(missing.is_empty(), "not stored: {missing:?}");
+    let mut wrong = Vec::new();
+    for (k, v) in &want {
+        if got[k] != *v {
+            wrong.push(format!("{k:?}: stored {:?}, shop showed {v:?}", got[k]));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "stored more listings than the shop shows"
+    );
+}
+
+fn run<'a>(report: &'a PassReport, retailer: &str) -> &'a shelfwatch::scrape::run::RunSummary {
+    report
+        .runs
+        .iter()
+        .find(|r| r.retailer == retailer)
+        .unwrap_or_else(|| panic!("no run for {retailer}: {report:?}"))
+}
+
+fn spool_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool");
+    (dir, path)
+}
+
+#[tokio::test]
+async fn every_retailer_is_scraped_to_the_truth_and_matched() {
+    let db = TestDb::new().await;
+    let shop = shop().await;
+    let (_d, spool) = spool_dir();
+    let s = settings(&db.url, &shop, &spool);
+    let report = scraper(&s, &[]).await.pass().await.unwrap();
+    let truth = shop.store.truth(day());
+    for r in &report.runs {
+        assert_eq!(r.status, "succeeded", "{r:?}");
+        assert_eq!(r.parse_errors, 0, "{r:?}");
+    }
+    // Pagination and lazy loading reached every tile.
+    assert!(run(&report, "sainsway").pages > 1);
+    assert_matches_truth(&truth, &stored(&db.pool).await, &Retailer::ALL);
+
+    // scrape_runs says the same.
+    let rows: Vec<(String, String, i32)> = sqlx::query_as(
+        "SELECT r.slug, s.status, s.products FROM scrape_runs s \
+         JOIN retailers r ON r.id = s.retailer_id ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 4);
+    for (slug, status, products) in rows {
+        let want = truth
+            .iter()
+            .filter(|t| t.retailer.slug() == slug && !t.hidden)
+            .count();
+        assert_eq!(status, "succeeded");
+        assert_eq!(products as usize, want, "{slug}");
+    }
+
+    // Product matching against the store's ground truth, pairwise.
+    let key_of: HashMap<(String, String), String> = truth
+        .iter()
+        .map(|t| ((slug(t.retailer), t.sku.clone()), t.product_key.clone()))
+        .collect();
+    let rows = sqlx::query(
+        "SELECT r.slug, l.retailer_sku, l.product_id FROM listings l \
+         JOIN retailers r ON r.id = l.retailer_id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let listings: Vec<(String, Option<i64>)> = rows
+        .iter()
+        .map(|r| {
+            let k = (
+                r.get::<String, _>("slug"),
+                r.get::<String, _>("retailer_sku"),
+            );
+            (key_of[&k].clone(), r.get("product_id"))
+        })
+        .collect();
+    let (mut tp, mut fp, mut fn_) = (0u32, 0u32, 0u32);
+    for i in 0..listings.len() {
+        for j in i + 1..listings.len() {
+            let same_truth = listings[i].0 == listings[j].0;
+            let same_matched = listings[i].1.is_some() && listings[i].1 == listings[j].1;
+            match (same_truth, same_matched) {
+                (true, true) => tp += 1,
+                (false, true) => fp += 1,
+                (true, false) => fn_ += 1,
+                _ => {}
+            }
+        }
+    }
+    let precision = f64::from(tp) / f64::from(tp + fp).max(1.0);
+    let recall = f64::from(tp) / f64::from(tp + fn_).max(1.0);
+    eprintln!(
+        "matching: {tp} true pairs, {fp} false, {fn_} missed: precision {precision:.3}, recall {recall:.3}"
+    );
+    assert!(tp > 20, "too few cross-retailer products to judge: {tp}");
+    assert!(precision >= 0.98, "precision {precision:.3}");
+    assert!(recall >= 0.9, "recall {recall:.3}");
+
+    // A second pass changes no product assignment.
+    let again = shelfwatch::scrape::matching::run(&db.pool).await.unwrap();
+    assert_eq!(again.changed, 0);
+}
+
+#[tokio::test]
+async fn rate_limits_and_outages_are_waited_out() {
+    let db = TestDb::new().await;
+    let shop = shop().await;
+    let (_d, spool) = spool_dir();
+    let s = settings(&db.url, &shop, &spool);
+    let limited_until = chrono::Utc::now() + chrono::Duration::seconds(2);
+    shop.store
+        .set_fault(Retailer::Aldwick, Fault::RateLimit { seconds: 2 })
+        .unwrap();
+    shop.store
+        .set_fault(Retailer::Morrow, Fault::Unavailable { requests: 2 })
+        .unwrap();
+    let started = std::time::Instant::now();
+    let report = scraper(&s, &["aldwick", "morrow"])
+        .await
+        .pass()
+        .await
+        .unwrap();
+    let aldwick = run(&report, "aldwick");
+    let morrow = run(&report, "morrow");
+    assert!(aldwick.retries >= 1, "{aldwick:?}");
+    assert!(morrow.retries >= 1, "{morrow:?}");
+    assert_eq!(aldwick.failed_pages + morrow.failed_pages, 0);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After was not waited for"
+    );
+    // While the shop said 429, the scraper asked again only as often as
+    // Retry-After allowed: no page succeeded early, and it did not hammer.
+    let log = shop.store.request_log();
+    let aldwick_pages: Vec<_> = log
+        .iter()
+        .filter(|r| r.path.starts_with("/aldwick/products") && r.method == "GET")
+        .collect();
+    let refused = aldwick_pages.iter().filter(|r| r.status == 429).count();
+    assert!(
+        (1..=3).contains(&refused),
+        "{refused} page loads refused with 429"
+    );
+    let first_ok = aldwick_pages.iter().find(|r| r.status == 200).unwrap();
+    assert!(
+        first_ok.at >= limited_until - chrono::Duration::milliseconds(100),
+        "the page was loaded {} ms before the rate limit ended",
+        (limited_until - first_ok.at).num_milliseconds()
+    );
+    let truth = shop.store.truth(day());
+    assert_matches_truth(
+        &truth,
+        &stored(&db.pool).await,
+        &[Retailer::Aldwick, Retailer::Morrow],
+    );
+}
+
+#[tokio::test]
+async fn slow_pages_within_the_timeout_are_read() {
+    let db = TestDb::new().await;
+    let shop = shop().await;
+    let (_d, spool) = spool_dir();
+    let s = settings(&db.url, &shop, &spool);
+    shop.store
+        .set_fault(Retailer::Aldwick, Fault::Slow { ms: 700 })
+        .unwrap();
+    let report = scraper(&s, &["aldwick"]).await.pass().await.unwrap();
+    assert_eq!(run(&report, "aldwick").status, "succeeded");
+    assert_matches_truth(
+        &shop.store.truth(day()),
+        &stored(&db.pool).await,
+        &[Retailer::Aldwick],
+    );
+
+    // Slower than the page timeout: retried, then given up, nothing stored.
+    let db2 = TestDb::new().await;
+    let s2 = settings(&db2.url, &shop, &spool);
+    shop.store
+        .set_fault(Retailer::Aldwick, Fault::Slow { ms: 3000 })
+        .unwrap();
+    let mut sc = scraper(&s2, &["aldwick"]).await;
+    sc.configs[0].politeness.page_timeout_ms = 1000;
+    sc.configs[0].politeness.max_retries = 1;
+    let report = sc.pass().await.unwrap();
+    let r = run(&report, "aldwick");
+    assert_eq!(r.status, "failed", "{r:?}");
+    assert_eq!(r.retries, 1);
+    assert!(stored(&db2.pool).await.is_empty());
+}
+
+#[tokio::test]
+async fn broken_tiles_are_counted_and_the_rest_of_the_page_kept() {
+    let db = TestDb::new().await;
+    let shop = shop().await;
+    let (_d, spool) = spool_dir();
+    let s = settings(&db.url, &shop, &spool);
+    shop.store
+        .set_fault(Retailer::Morrow, Fault::Broken { share: 0.3 })
+        .unwrap();
+    let report = scraper(&s, &["morrow"]).await.pass().await.unwrap();
+    let truth = shop.store.truth(day());
+    let broken = truth
+        .iter()
+        .filter(|t| t.retailer == Retailer::Morrow && t.broken)
+        .count();
+    assert!(broken > 0);
+    let r = run(&report, "morrow");
+    assert_eq!(r.parse_errors as usize, broken, "{r:?}");
+    assert_eq!(r.status, "partial");
+    assert_matches_truth(&truth, &stored(&db.pool).await, &[Retailer::Morrow]);
+    let metrics = shelfwatch::metrics::encode();
+    assert!(metrics.contains("shelfwatch_scrape_parse_errors_total{retailer=\"morrow\"}"));
+}
+
+#[tokio::test]
+async fn robots_txt_is_obeyed() {
+    let db = TestDb::new().await;
+    let shop = shop().await;
+    let (_d, spool) = spool_dir();
+    let s = settings(&db.url, &shop, &spool);
+    shop.store
+        .set_robots(Robots::Text("User-agent: *\nDisallow: /icebox/\n".into()));
+    let report = scraper(&s, &["icebox", "aldwick"])
+        .await
+        .pass()
+        .await
+        .unwrap();
+    assert_eq!(run(&report, "icebox").status, "failed");
+    assert_eq!(run(&report, "icebox").pages, 0);
+    assert_eq!(run(&report, "aldwick").status, "succeeded");
+    let log = shop.store.request_log();
+    assert!(
+        !log.iter().any(|r| r.path.starts_with("/icebox")),
+        "fetched a disallowed page"
+    );
+    // The scraper says who it is.
+    assert!(
+        log.iter().all(|r| r
+            .user_agent
+            .as_deref()
+            .is_some_and(|ua| ua.contains("shelfwatch/"))),
+        "{log:?}"
+    );
+
+    // robots.txt answering 503 means nothing may be fetched.
+    shop.store.clear_request_log();
+    shop.store.set_robots(Robots::Status(503));
+    let report = scraper(&s, &["aldwick"]).await.pass().await.unwrap();
+    assert_eq!(run(&report, "aldwick").pages, 0);
+    let log = shop.store.request_log();
+    // (Chromium asks for /favicon.ico on its own.)
+    assert!(
+        log.iter()
+            .all(|r| r.path == "/robots.txt" || r.path == "/favicon.ico"),
+        "{log:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_drop_in_products_flags_the_run_suspect() {
+    let db = TestDb::new().await;
+    let shop = shop().await;
+    let (_d, spool) = spool_dir();
+    let s = settings(&db.url, &shop, &spool);
+    let first = scraper(&s, &["aldwick"]).await.pass().await.unwrap();
+    assert_eq!(run(&first, "aldwick").status, "succeeded");
+    shop.store
+        .set_fault(Retailer::Aldwick, Fault::Hide { share: 0.6 })
+        .unwrap();
+    let second = scraper(&s, &["aldwick"]).await.pass().await.unwrap();
+    let r = run(&second, "aldwick");
+    assert_eq!(r.status, "suspect", "{r:?}");
+    assert_eq!(r.previous_products, Some(run(&first, "aldwick").products));
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM scrape_runs ORDER BY id DESC LIMIT 1")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "suspect");
+    assert!(
+        shelfwatch::metrics::encode()
+            .contains("shelfwatch_scrape_suspect_runs_total{retailer=\"aldwick\"}")
+    );
+}
+
+/// Pids of processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmd).contains(marker)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_killed_browser_is_restarted_and_the_run_completes() {
+    let db = TestDb::new().await;
+    let shop = shop().await;
+    let (_d, spool) = spool_dir();
+    let mut s = settings(&db.url, &shop, &spool);
+    let marker = format!("--shelfwatch-test-{}", std::process::id());
+    s.scrape.browser.extra_flags.push(format!("{marker}=kill"));
+    let mut sc = scraper(&s, &["sainsway"]).await;
+    // Slow enough to kill it between pages.
+    sc.configs[0].politeness.requests_per_minute = 120;
+    let store = shop.store.clone();
+    let killer = tokio::spawn(async move {
+        // Once the second page has been asked for, kill every Chromium.
+        for _ in 0..600 {
+            let pages = store
+                .request_log()
+                .iter()
+                .filter(|r| r.path.starts_with("/sainsway/groceries"))
+                .count();
+            if pages >= 2 {
+                let pids = processes_with(&marker);
+                for pid in &pids {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(*pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                return pids.len();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        0
+    });
+    let report = sc.pass().await.unwrap();
+    let killed = killer.await.unwrap();
+    assert!(killed > 0, "no browser process was found to kill");
+    let r = run(&report, "sainsway");
+    assert!(r.browser_restarts >= 1, "{r:?}");
+    assert_eq!(r.failed_pages, 0, "{r:?}");
+    assert_matches_truth(
+        &shop.store.truth(day()),
+        &stored(&db.pool).await,
+        &[Retailer::Sainsway],
+    );
+}
+
+#[tokio::test]
+async fn a_database_stopped_mid_scrape_loses_nothing() {
+    use shelfwatch::db::embedded::{Cluster, PgBinaries};
+    use std::os::unix::fs::PermissionsExt;
+    // A cluster of this test's own, since it is stopped on purpose.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cluster = Cluster::new(dir.path().join("pg"), PgBinaries::locate(None).unwrap()).unwrap();
+    let port = cluster.start(0, &[("fsync", "off")]).unwrap();
+    shelfwatch::db::create_database_if_missing(&cluster.url("postgres").unwrap(), "shelfwatch")
+        .await
+        .unwrap();
+    let url = cluster.url("shelfwatch").unwrap();
+    let pool = crate::support::pool(&url, 2).await;
+    shelfwatch::db::migrate(&pool).await.unwrap();
+    pool.close().await;
+
+    let shop = shop().await;
+    let (_d, spool) = spool_dir();
+    let s = settings(&url, &shop, &spool);
+    let mut sc = scraper(&s, &["sainsway", "aldwick"]).await;
+    for c in &mut sc.configs {
+        c.politeness.requests_per_minute = 120;
+    }
+    let store = shop.store.clone();
+    let stopper = {
+        let cluster =
+            Cluster::new(dir.path().join("pg"), PgBinaries::locate(None).unwrap()).unwrap();
+        tokio::spawn(async move {
+            for _ in 0..600 {
+                let pages = store
+                    .request_log()
+                    .iter()
+                    .filter(|r| r.path.starts_with("/sainsway/groceries"))
+                    .count();
+                if pages >= 2 {
+                    return tokio::task::spawn_blocking(move || cluster.stop().unwrap())
+                        .await
+                        .unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            false
+        })
+    };
+    let report = sc.pass().await.unwrap();
+    assert!(stopper.await.unwrap(), "the database was never stopped");
+    let spooled: u64 = report.runs.iter().map(|r| r.spooled).sum();
+    assert!(spooled > 0, "nothing was spooled: {report:?}");
+
+    cluster.start(port, &[("fsync", "off")]).unwrap();
+    let replayed = sc.replay_all().await.expect("the database is back");
+    assert!(replayed > 0);
+    let pool = crate::support::pool(&url, 2).await;
+    assert_matches_truth(
+        &shop.store.truth(day()),
+        &stored(&pool).await,
+        &[Retailer::Sainsway, Retailer::Aldwick],
+    );
+    // Replaying again stores nothing twice.
+    assert_eq!(sc.replay_all().await, Some(0));
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM price_observations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let distinct: BTreeSet<(String, String)> = stored(&pool).await.into_keys().collect();
+    assert_eq!(count as usize, distinct.len(), "a listing was stored twice");
+    pool.close().await;
+    cluster.stop().unwrap();
+}
