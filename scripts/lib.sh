@@ -17,10 +17,11 @@ ensure_packages() {
     fi
 }
 
-# The base toolchain: PostgreSQL 15 server and client, and Node.js for the
-# TimescaleDB (WebAssembly) test server.
+# The base toolchain: PostgreSQL 15 server and client, Chromium and
+# chromedriver for the scraper, and Node.js for the TimescaleDB (WebAssembly)
+# test server.
 ensure_base() {
-    ensure_packages postgresql postgresql-client util-linux
+    ensure_packages postgresql postgresql-client util-linux chromium chromium-driver
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
         ensure_packages nodejs npm
     fi
