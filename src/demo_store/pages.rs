@@ -31,7 +31,7 @@ fn scroll_lock(r: Retailer) -> &'static str {
     match r {
         Retailer::Sainsway => "consent-open",
         Retailer::Aldwick => "no-scroll",
-        Retailer::Icebox => "style=\"overflow:hidden\"",
+        Retailer::Icebox => "style=\"overflow:hidden;position:fixed;width:100%\"",
         Retailer::Morrow => "modal-open",
     }
 }

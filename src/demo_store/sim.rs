@@ -5,8 +5,10 @@
 //! eight weeks between promotions that last five to fourteen days) and now
 //! and then a day or three out of stock. Everything follows from the seed:
 //! the same seed gives the same history on every machine and at every
-//! start, and any day can be computed, because each listing's events are
-//! drawn in order from [`EPOCH`] by a generator of its own.
+//! start (with the locked `rand`, whose `StdRng` is ChaCha12), and any day
+//! can be computed, because each listing's events are drawn in order from
+//! [`EPOCH`] by generators of its own (one for price changes, one for
+//! promotions) and stock-outs are a hash of the listing and the day.
 
 use chrono::NaiveDate;
 use rand::rngs::StdRng;

@@ -318,3 +318,133 @@ fn history_csv_has_the_import_columns_and_every_row_imports() {
     assert_eq!(read, rows);
     assert!(with_promo > 0);
 }
+
+/// The keys the scraper's loader accepts, section by section.
+const SCHEMA: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "slug",
+            "name",
+            "currency",
+            "base_url",
+            "start_urls",
+            "consent",
+            "navigation",
+            "wait",
+            "selectors",
+            "politeness",
+        ],
+    ),
+    ("consent", &["accept"]),
+    (
+        "navigation",
+        &["mode", "next", "max_pages", "max_scrolls", "settle_ms"],
+    ),
+    ("wait", &["ready", "empty", "timeout_ms"]),
+    (
+        "selectors",
+        &[
+            "tile",
+            "sku",
+            "title",
+            "price",
+            "was_price",
+            "unit_price",
+            "pack",
+            "promo",
+            "out_of_stock",
+            "url",
+        ],
+    ),
+    ("politeness", &["requests_per_minute", "jitter"]),
+];
+
+fn retailer_config(r: Retailer) -> &'static str {
+    match r {
+        Retailer::Sainsway => include_str!("../../retailers/sainsway.toml"),
+        Retailer::Aldwick => include_str!("../../retailers/aldwick.toml"),
+        Retailer::Icebox => include_str!("../../retailers/icebox.toml"),
+        Retailer::Morrow => include_str!("../../retailers/morrow.toml"),
+    }
+}
+
+/// Class names, ids and attribute names a CSS selector refers to.
+fn selector_names(css: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut chars = css.chars().peekable();
+    while let Some(c) = chars.next() {
+        if matches!(c, '.' | '#' | '[') {
+            let name: String = std::iter::from_fn(|| {
+                chars.next_if(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+            })
+            .collect();
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// `retailers/*.toml` follow the loader's schema, and every class, id and
+/// attribute their selectors name is in that retailer's markup.
+#[test]
+fn selector_contracts_match_the_markup() {
+    use super::pages::listing_page;
+    for r in Retailer::ALL {
+        let config: toml::Table = toml::from_str(retailer_config(r)).expect("valid TOML");
+        for (section, keys) in SCHEMA {
+            let table = if section.is_empty() {
+                &config
+            } else {
+                config[*section].as_table().expect("a section")
+            };
+            for key in table.keys() {
+                assert!(
+                    keys.contains(&key.as_str()),
+                    "{r}: unknown key {section}.{key}"
+                );
+            }
+        }
+        assert_eq!(config["slug"].as_str(), Some(r.slug()));
+        let start = config["start_urls"].as_array().expect("start_urls");
+        assert_eq!(start[0].as_str(), Some(r.listing_path()));
+        let mode = config["navigation"]["mode"].as_str();
+        let want = match r {
+            Retailer::Sainsway | Retailer::Morrow => "paginate",
+            Retailer::Aldwick => "single",
+            Retailer::Icebox => "scroll",
+        };
+        assert_eq!(mode, Some(want), "{r}");
+
+        let markup = listing_page(r, false);
+        let mut css: Vec<String> =
+            vec![config["consent"]["accept"].as_str().expect("accept").into()];
+        if let Some(next) = config["navigation"].get("next") {
+            css.push(next.as_str().expect("next").into());
+        }
+        for key in ["ready", "empty"] {
+            css.push(config["wait"][key].as_str().expect("wait").into());
+        }
+        for (key, value) in config["selectors"].as_table().expect("selectors") {
+            match value {
+                toml::Value::String(s) => css.push(s.clone()),
+                toml::Value::Table(t) => {
+                    if let Some(s) = t.get("css").and_then(|v| v.as_str()) {
+                        css.push(s.into());
+                    }
+                    let attr = t.get("attr").and_then(|v| v.as_str()).expect("attr");
+                    assert!(markup.contains(attr), "{r}: {key} reads {attr}");
+                }
+                other => panic!("{r}: {key} = {other:?}"),
+            }
+        }
+        for selector in css {
+            for name in selector_names(&selector) {
+                assert!(
+                    markup.contains(&name),
+                    "{r}: {selector:?} names {name:?}, which the page lacks"
+                );
+            }
+        }
+    }
+}
