@@ -569,3 +569,27 @@ async fn a_database_stopped_mid_scrape_loses_nothing() {
     pool.close().await;
     cluster.stop().unwrap();
 }
+
+#[tokio::test]
+async fn the_consent_overlay_must_be_dismissed_for_lazy_loading() {
+    let db = TestDb::new().await;
+    let shop = shop().await;
+    let (_d, spool) = spool_dir();
+    let s = settings(&db.url, &shop, &spool);
+    let truth = shop.store.truth(day());
+    let all = truth
+        .iter()
+        .filter(|t| t.retailer == Retailer::Icebox)
+        .count();
+
+    // Without the click the overlay locks scrolling: only the first batch.
+    let mut sc = scraper(&s, &["icebox"]).await;
+    sc.configs[0].consent.accept = None;
+    let report = sc.pass().await.unwrap();
+    let without = run(&report, "icebox").products as usize;
+    assert!(without > 0 && without < all, "{without} of {all}");
+
+    // With it, scrolling loads every tile.
+    let report = scraper(&s, &["icebox"]).await.pass().await.unwrap();
+    assert_eq!(run(&report, "icebox").products as usize, all);
+}
