@@ -50,6 +50,14 @@ pub struct Observation {
 }
 
 impl Observation {
+    /// The was price as stored: the was element, else a "Was ... Now ..."
+    /// promotion's, and only when above the price.
+    pub fn stored_was_price(&self) -> Option<i64> {
+        self.was_price_pence
+            .or_else(|| self.promo.as_ref().and_then(Promo::was_pence))
+            .filter(|w| *w > self.price_pence)
+    }
+
     /// A plain observation with no promotion, unit price or pack.
     pub fn new(
         retailer: RetailerSlug,
@@ -225,6 +233,22 @@ const OBS_COLUMNS: &str = "listing_id, observed_at, price_pence, was_price_pence
     in_stock, scrape_run_id";
 const OBS_FIELDS: i16 = 11;
 
+/// Batches up to this many rows are written with array-bound statements
+/// rather than COPY: a COPY's two small writes (data, then CopyDone) wait
+/// ~40 ms on Nagle's algorithm and the server's delayed ACK, which is most
+/// of the cost of storing one scraped page.
+pub(crate) const SMALL_BATCH: usize = 1_000;
+
+/// Inserts observations bound as arrays; returns the keys it stored.
+const SMALL_INSERT: &str = "INSERT INTO price_observations (listing_id, observed_at, \
+    price_pence, was_price_pence, unit_price_pence, unit_price_per, promo_kind, promo_text, \
+    effective_price_pence, in_stock, scrape_run_id)
+    SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::bigint[], $4::bigint[],
+        $5::bigint[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::boolean[],
+        $11::bigint[])
+    ON CONFLICT (listing_id, observed_at) DO NOTHING
+    RETURNING listing_id, observed_at";
+
 const STAGE_DDL: &str = "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
     listing_id bigint, observed_at timestamptz, price_pence bigint,
     was_price_pence bigint, unit_price_pence bigint, unit_price_per text,
@@ -241,6 +265,11 @@ const STAGE_INSERT: &str = "INSERT INTO price_observations (listing_id, observed
     ORDER BY listing_id, observed_at
     ON CONFLICT (listing_id, observed_at) DO NOTHING
     RETURNING listing_id, observed_at";
+
+/// A stored row's key as the database keeps it: listing id and
+/// microseconds (PostgreSQL's precision; observations may carry
+/// nanoseconds).
+type StoredKey = (i64, i64);
 
 /// One observation ready to write: its listing id resolved.
 struct Pending<'a> {
@@ -329,16 +358,26 @@ impl Ingestor {
             .collect();
         rows.sort_by_key(|r| (r.listing_id, r.obs.observed_at));
         rows.dedup_by_key(|r| (r.listing_id, r.obs.observed_at));
-        let encoded = encode_rows(&rows);
-
-        let encoded_at = started.elapsed();
-        let inserted: Vec<&Pending<'_>> = if copy_direct(&mut tx, &encoded).await? {
-            rows.iter().collect()
-        } else {
-            let stored = copy_via_stage(&mut tx, &encoded).await?;
+        let encoded_at;
+        let inserted: Vec<&Pending<'_>> = if rows.len() <= SMALL_BATCH {
+            encoded_at = started.elapsed();
+            let stored = insert_small(&mut tx, &rows).await?;
             rows.iter()
-                .filter(|r| stored.contains(&(r.listing_id, r.obs.observed_at)))
+                .filter(|r| stored.contains(&(r.listing_id, r.obs.observed_at.timestamp_micros())))
                 .collect()
+        } else {
+            let encoded = encode_rows(&rows);
+            encoded_at = started.elapsed();
+            if copy_direct(&mut tx, &encoded).await? {
+                rows.iter().collect()
+            } else {
+                let stored = copy_via_stage(&mut tx, &encoded).await?;
+                rows.iter()
+                    .filter(|r| {
+                        stored.contains(&(r.listing_id, r.obs.observed_at.timestamp_micros()))
+                    })
+                    .collect()
+            }
         };
 
         let copied_at = started.elapsed();
@@ -642,11 +681,7 @@ fn encode_rows(rows: &[Pending<'_>]) -> Vec<u8> {
             .int8(*listing_id)
             .timestamptz(o.observed_at)
             .int8(o.price_pence)
-            .opt_int8(
-                o.was_price_pence
-                    .or_else(|| o.promo.as_ref().and_then(Promo::was_pence))
-                    .filter(|w| *w > o.price_pence),
-            )
+            .opt_int8(o.stored_was_price())
             .opt_int8(unit.map(|u| u.pence))
             .opt_text(unit.map(|u| unit_label(u.per)))
             .text(o.promo_kind().as_str())
@@ -656,6 +691,67 @@ fn encode_rows(rows: &[Pending<'_>]) -> Vec<u8> {
             .opt_int8(o.scrape_run_id);
     }
     enc.finish()
+}
+
+/// Inserts a small batch in one statement ([`SMALL_INSERT`]).
+async fn insert_small(
+    tx: &mut sqlx::PgConnection,
+    rows: &[Pending<'_>],
+) -> anyhow::Result<HashSet<StoredKey>> {
+    let n = rows.len();
+    let (mut ids, mut at, mut price, mut was) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut unit_pence, mut unit_per, mut kind, mut text) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut effective, mut stock, mut run) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for Pending { listing_id, obs: o } in rows {
+        let unit = o.unit_price_or_derived();
+        ids.push(*listing_id);
+        at.push(o.observed_at);
+        price.push(o.price_pence);
+        was.push(o.stored_was_price());
+        unit_pence.push(unit.map(|u| u.pence));
+        unit_per.push(unit.map(|u| unit_label(u.per)));
+        kind.push(o.promo_kind().as_str());
+        text.push(o.promo_text.as_deref());
+        effective.push(o.effective_price_pence());
+        stock.push(o.in_stock);
+        run.push(o.scrape_run_id);
+    }
+    let stored = sqlx::query(SMALL_INSERT)
+        .bind(ids)
+        .bind(at)
+        .bind(price)
+        .bind(was)
+        .bind(unit_pence)
+        .bind(unit_per)
+        .bind(kind)
+        .bind(text)
+        .bind(effective)
+        .bind(stock)
+        .bind(run)
+        .fetch_all(&mut *tx)
+        .await
+        .context("storing observations")?;
+    stored
+        .iter()
+        .map(|r| {
+            let at: DateTime<Utc> = r.try_get("observed_at")?;
+            Ok((r.try_get("listing_id")?, at.timestamp_micros()))
+        })
+        .collect()
 }
 
 /// COPYs the rows straight into `price_observations` inside a savepoint.
@@ -726,7 +822,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 async fn copy_via_stage(
     tx: &mut sqlx::PgConnection,
     encoded: &[u8],
-) -> anyhow::Result<HashSet<(i64, DateTime<Utc>)>> {
+) -> anyhow::Result<HashSet<StoredKey>> {
     sqlx::query(STAGE_DDL)
         .execute(&mut *tx)
         .await
@@ -743,7 +839,10 @@ async fn copy_via_stage(
         .await
         .context("storing new observations")?;
     rows.iter()
-        .map(|r| Ok((r.try_get("listing_id")?, r.try_get("observed_at")?)))
+        .map(|r| {
+            let at: DateTime<Utc> = r.try_get("observed_at")?;
+            Ok((r.try_get("listing_id")?, at.timestamp_micros()))
+        })
         .collect()
 }
 

@@ -33,6 +33,15 @@ pub struct ScrapeBenchArgs {
     pub passes: usize,
 }
 
+/// The next-page link, for the bare loop (the scraper reads it with the
+/// tiles).
+const NEXT_JS: &str = r#"
+const a = document.querySelector(arguments[0]);
+const href = a && a.getAttribute('href');
+if (!href || href === '#') return null;
+try { return new URL(href, document.baseURI).href; } catch (e) { return null; }
+"#;
+
 /// Pages and time for one measurement.
 #[derive(Debug, Clone, Copy)]
 struct Measured {
@@ -60,19 +69,15 @@ async fn bare_retailer(
         session.goto(url.as_str()).await?;
         session
             .execute_async(
-                extract::WAIT_JS,
+                extract::READY_JS,
                 vec![
                     json!(config.wait.ready),
                     json!(config.wait.empty),
                     json!(config.wait.timeout_ms),
+                    json!(config.consent.accept),
                 ],
             )
             .await?;
-        if let Some(accept) = &config.consent.accept {
-            session
-                .execute(extract::CONSENT_JS, vec![json!(accept)])
-                .await?;
-        }
         if config.navigation.mode == NavigationMode::Scroll {
             session
                 .execute_async(
@@ -89,7 +94,7 @@ async fn bare_retailer(
         if let Some(next) = &config.navigation.next
             && config.navigation.mode == NavigationMode::Paginate
             && let Some(href) = session
-                .execute(extract::NEXT_JS, vec![json!(next)])
+                .execute(NEXT_JS, vec![json!(next)])
                 .await?
                 .convert::<Option<String>>()?
         {

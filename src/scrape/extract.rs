@@ -14,8 +14,9 @@ use crate::domain::retailer::RetailerSlug;
 use crate::domain::unit_price::parse_unit_price;
 use crate::ingest::Observation;
 
-/// Reads every tile on the page. Arguments: the selectors (as JSON).
-/// Returns `{ tiles: [RawTile], count }`.
+/// Reads every tile on the page, and the next-page link when a selector
+/// for it is given. Arguments: the selectors (as JSON), the next-link
+/// selector (or null). Returns `{ tiles: [RawTile], count, next }`.
 pub const EXTRACT_JS: &str = r#"
 const sel = arguments[0];
 const clean = (s) => s == null ? null : String(s).replace(/\s+/g, ' ').trim();
@@ -51,7 +52,16 @@ const tiles = Array.from(document.querySelectorAll(sel.tile)).map((t, i) => ({
   out_of_stock: present(t, sel.out_of_stock),
   url: read(t, sel.url),
 }));
-return { tiles: tiles, count: tiles.length };
+let next = null;
+if (arguments[1]) {
+  const a = document.querySelector(arguments[1]);
+  const href = a && a.getAttribute('href');
+  if (a && href && href !== '#' && a.getAttribute('aria-disabled') !== 'true'
+      && !a.classList.contains('disabled')) {
+    try { next = new URL(href, document.baseURI).href; } catch (e) { next = null; }
+  }
+}
+return { tiles: tiles, count: tiles.length, next: next };
 "#;
 
 /// The navigation's HTTP status (0 when the browser does not say).
@@ -69,28 +79,40 @@ fetch(location.href, { method: 'HEAD', cache: 'no-store', credentials: 'same-ori
   .catch(() => done(null));
 "#;
 
-/// Waits until `ready` or `empty` matches, up to `timeout_ms`. Arguments:
-/// ready, empty (or null), timeout_ms. Returns "ready", "empty" or "timeout".
-pub const WAIT_JS: &str = r#"
-const [ready, empty, timeout] = arguments;
+/// One round trip after navigation: the HTTP status (a 4xx or 5xx answers
+/// at once), then waits until `ready` or `empty` matches (up to `timeout`
+/// ms), then clicks the consent button when it is there. Arguments: ready,
+/// empty (or null), timeout_ms, accept (or null). Returns `{status, state,
+/// clicked}` with state "ready", "empty", "timeout" or "error".
+pub const READY_JS: &str = r#"
+const [ready, empty, timeout, accept] = arguments;
 const done = arguments[arguments.length - 1];
+const nav = performance.getEntriesByType('navigation')[0];
+const status = nav && typeof nav.responseStatus === 'number' ? nav.responseStatus : 0;
+if (status >= 400) return done({ status: status, state: 'error', clicked: false });
 const start = Date.now();
 (function poll() {
-  if (document.querySelector(ready)) return done('ready');
-  if (empty && document.querySelector(empty)) return done('empty');
-  if (Date.now() - start > timeout) return done('timeout');
-  setTimeout(poll, 25);
+  let state = null;
+  if (document.querySelector(ready)) state = 'ready';
+  else if (empty && document.querySelector(empty)) state = 'empty';
+  else if (Date.now() - start > timeout) state = 'timeout';
+  if (state === null) return setTimeout(poll, 25);
+  let clicked = false;
+  if (accept) {
+    const b = document.querySelector(accept);
+    if (b) { b.click(); clicked = true; }
+  }
+  done({ status: status, state: state, clicked: clicked });
 })();
 "#;
 
-/// Clicks the consent button when it is there. Argument: its selector.
-/// Returns whether it clicked.
-pub const CONSENT_JS: &str = r#"
-const b = document.querySelector(arguments[0]);
-if (!b) return false;
-b.click();
-return true;
-"#;
+/// What [`READY_JS`] found.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Ready {
+    pub status: u16,
+    pub state: String,
+    pub clicked: bool,
+}
 
 /// Scrolls to the bottom until no more tiles arrive. Arguments: tile
 /// selector, max scrolls, settle ms. Returns the number of scrolls made.
@@ -113,16 +135,6 @@ const count = () => document.querySelectorAll(tileSel).length;
 })();
 "#;
 
-/// The next-page link's absolute URL, or null. Argument: its selector.
-pub const NEXT_JS: &str = r#"
-const a = document.querySelector(arguments[0]);
-if (!a) return null;
-if (a.getAttribute('aria-disabled') === 'true' || a.classList.contains('disabled')) return null;
-const href = a.getAttribute('href');
-if (!href || href === '#') return null;
-try { return new URL(href, document.baseURI).href; } catch (e) { return null; }
-"#;
-
 /// One tile's text as the page shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RawTile {
@@ -141,6 +153,7 @@ pub struct RawTile {
 #[derive(Debug, Deserialize)]
 pub struct Extracted {
     pub tiles: Vec<RawTile>,
+    pub next: Option<String>,
 }
 
 /// The selectors as the extraction script takes them.
@@ -206,10 +219,6 @@ pub fn parse_tile(
     if let Some(text) = optional(&tile.promo) {
         obs.promo = Some(parse_promo(text).map_err(|e| fail(e.to_string()))?);
         obs.promo_text = Some(text.to_owned());
-    }
-    // "Was £1.50 Now £1.20" in the promotion, with no was element.
-    if obs.was_price_pence.is_none() {
-        obs.was_price_pence = obs.promo.as_ref().and_then(|p| p.was_pence());
     }
     obs.pack = match optional(&tile.pack) {
         Some(text) => Some(parse_pack(text).map_err(|e| fail(e.to_string()))?),

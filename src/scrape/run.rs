@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use serde_json::json;
 use sqlx::PgPool;
 use thirtyfour::WebDriver;
@@ -321,7 +321,22 @@ pub async fn load_page(
     url: &str,
 ) -> Result<Page, PageError> {
     session.goto(url).await.map_err(|e| webdriver_error(&e))?;
-    let status = status_of(session).await;
+    let wait = &config.wait;
+    let ready: extract::Ready = session
+        .execute_async(
+            extract::READY_JS,
+            vec![
+                json!(wait.ready),
+                json!(wait.empty),
+                json!(wait.timeout_ms),
+                json!(config.consent.accept),
+            ],
+        )
+        .await
+        .map_err(|e| webdriver_error(&e))?
+        .convert()
+        .map_err(|e| PageError::Navigation(format!("reading the page state: {e}")))?;
+    let status = ready.status;
     if status == 429 || status == 503 {
         let retry_after = session
             .execute_async(extract::RETRY_AFTER_JS, Vec::new())
@@ -340,30 +355,15 @@ pub async fn load_page(
     if (400..500).contains(&status) {
         return Err(PageError::Client(status));
     }
-    let wait = &config.wait;
-    let state = session
-        .execute_async(
-            extract::WAIT_JS,
-            vec![json!(wait.ready), json!(wait.empty), json!(wait.timeout_ms)],
-        )
-        .await
-        .map_err(|e| webdriver_error(&e))?
-        .convert::<String>()
-        .map_err(|e| PageError::Navigation(e.to_string()))?;
-    if state == "timeout" {
-        return Err(PageError::Timeout(format!(
-            "no {:?} after {} ms",
-            wait.ready, wait.timeout_ms
-        )));
-    }
-    if let Some(accept) = &config.consent.accept {
-        session
-            .execute(extract::CONSENT_JS, vec![json!(accept)])
-            .await
-            .map_err(|e| webdriver_error(&e))?;
-    }
-    if state == "empty" {
-        return Ok(Page::default());
+    match ready.state.as_str() {
+        "timeout" => {
+            return Err(PageError::Timeout(format!(
+                "no {:?} after {} ms",
+                wait.ready, wait.timeout_ms
+            )));
+        }
+        "empty" => return Ok(Page::default()),
+        _ => {}
     }
     let nav = &config.navigation;
     if nav.mode == NavigationMode::Scroll {
@@ -379,27 +379,25 @@ pub async fn load_page(
             .await
             .map_err(|e| webdriver_error(&e))?;
     }
+    let next_selector = match nav.mode {
+        NavigationMode::Paginate => nav.next.clone(),
+        _ => None,
+    };
     let extracted: Extracted = session
         .execute(
             extract::EXTRACT_JS,
-            vec![extract::selectors_json(&config.selectors)],
+            vec![
+                extract::selectors_json(&config.selectors),
+                json!(next_selector),
+            ],
         )
         .await
         .map_err(|e| webdriver_error(&e))?
         .convert()
         .map_err(|e| PageError::Navigation(format!("reading tiles: {e}")))?;
-    let next = match (&nav.mode, &nav.next) {
-        (NavigationMode::Paginate, Some(sel)) => session
-            .execute(extract::NEXT_JS, vec![json!(sel)])
-            .await
-            .map_err(|e| webdriver_error(&e))?
-            .convert::<Option<String>>()
-            .map_err(|e| PageError::Navigation(e.to_string()))?,
-        _ => None,
-    };
     Ok(Page {
         tiles: extracted.tiles,
-        next,
+        next: extracted.next,
     })
 }
 
@@ -582,6 +580,149 @@ pub async fn scrape_retailer(
     s
 }
 
+/// Retry state that lives for one run.
+struct Attempts<'a> {
+    config: &'a RetailerConfig,
+    pacer: Pacer,
+    budget: RetryBudget,
+    breaker: CircuitBreaker,
+    timeouts_set_for: u32,
+}
+
+impl Attempts<'_> {
+    /// Loads `url`, retrying as politeness allows. `Ok(None)`: the page was
+    /// given up (counted in `s`); `Err`: the run cannot go on.
+    async fn load(
+        &mut self,
+        browser: &mut Browser,
+        url: &str,
+        s: &mut RunSummary,
+    ) -> anyhow::Result<Option<Page>> {
+        let config = self.config;
+        let slug = config.slug.as_str();
+        let p = &config.politeness;
+        let mut attempt = 0u32;
+        loop {
+            if !self.breaker.allows() {
+                METRICS
+                    .pages
+                    .with_label_values(&[slug, "breaker_open"])
+                    .inc();
+                anyhow::bail!(
+                    "circuit breaker open after {} consecutive failed pages; the rest of the run \
+                     is skipped",
+                    p.breaker_threshold
+                );
+            }
+            self.pacer.wait().await;
+            let session = browser.session().await.context("starting the browser")?;
+            if browser.starts != self.timeouts_set_for {
+                set_timeouts(&session, config).await?;
+                self.timeouts_set_for = browser.starts;
+            }
+            let started = Instant::now();
+            let result = load_page(&session, config, url).await;
+            tracing::debug!(
+                %url,
+                ms = started.elapsed().as_millis() as u64,
+                ok = result.is_ok(),
+                "page loaded"
+            );
+            let result = match result {
+                Err(PageError::Navigation(m) | PageError::Timeout(m)) if !browser.alive().await => {
+                    Err(PageError::BrowserDied(m))
+                }
+                other => other,
+            };
+            METRICS
+                .page_duration
+                .with_label_values(&[slug])
+                .observe(started.elapsed().as_secs_f64());
+            let err = match result {
+                Ok(page) => {
+                    self.breaker.success();
+                    METRICS.pages.with_label_values(&[slug, "ok"]).inc();
+                    return Ok(Some(page));
+                }
+                Err(err) => err,
+            };
+            METRICS
+                .pages
+                .with_label_values(&[slug, err.outcome()])
+                .inc();
+            self.breaker.failure();
+            if let PageError::BrowserDied(_) = err {
+                browser.reset().await;
+                s.browser_restarts += 1;
+                METRICS.browser_restarts.with_label_values(&[slug]).inc();
+            }
+            let wait = match &err {
+                PageError::Throttled {
+                    retry_after: Some(d),
+                    ..
+                } if d.as_secs() > p.max_retry_after_secs => {
+                    tracing::warn!(retailer = slug, %url, "{err}: longer than politeness.max_retry_after_secs; page given up");
+                    None
+                }
+                PageError::Throttled {
+                    retry_after: Some(d),
+                    ..
+                } => Some(*d),
+                _ => Some(backoff(p, attempt)),
+            };
+            let retry =
+                err.retryable() && attempt < p.max_retries && wait.is_some() && self.budget.take();
+            if !retry {
+                tracing::warn!(retailer = slug, %url, attempts = attempt + 1, "page failed: {err}");
+                s.failed_pages += 1;
+                return Ok(None);
+            }
+            attempt += 1;
+            s.retries += 1;
+            METRICS
+                .retries
+                .with_label_values(&[slug, err.outcome()])
+                .inc();
+            let wait = wait.unwrap_or_default();
+            tracing::info!(retailer = slug, %url, attempt, wait_ms = wait.as_millis() as u64, "retrying: {err}");
+            self.pacer.defer_until(Instant::now() + wait);
+        }
+    }
+}
+
+/// A page read but not stored yet.
+struct Pending {
+    observations: Vec<Observation>,
+    records: Vec<SpoolRecord>,
+}
+
+async fn store(sink: &mut Sink, pending: Option<Pending>) -> anyhow::Result<Option<Stored>> {
+    let Some(p) = pending else {
+        return Ok(None);
+    };
+    let started = Instant::now();
+    let stored = sink.store(&p.observations, &p.records).await?;
+    tracing::debug!(
+        rows = p.observations.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "page stored"
+    );
+    Ok(Some(stored))
+}
+
+fn count_stored(slug: &str, stored: Option<Stored>, s: &mut RunSummary) {
+    match stored {
+        Some(Stored::Database { inserted }) => s.stored += inserted,
+        Some(Stored::Spooled(n)) => {
+            s.spooled += n;
+            METRICS.spooled.with_label_values(&[slug]).inc_by(n);
+        }
+        None => {}
+    }
+}
+
+/// Walks the run's pages. Each page is stored while the next one loads, so
+/// the browser never waits on the database.
 async fn pages(
     config: &RetailerConfig,
     browser: &mut Browser,
@@ -596,12 +737,10 @@ async fn pages(
     let mut queue: VecDeque<String> = start_pages.into_iter().collect();
     let mut seen_pages: HashSet<String> = queue.iter().cloned().collect();
     let mut seen_skus: HashSet<String> = HashSet::new();
-    let mut budget = RetryBudget::new(p);
-    let mut breaker = CircuitBreaker::new(p);
-    let mut pacer: Option<Pacer> = None;
     let mut robots_by_origin: HashMap<String, Robots> = HashMap::new();
+    let mut attempts: Option<Attempts> = None;
+    let mut pending: Option<Pending> = None;
     let mut page_count = 0u32;
-    let mut timeouts_set_for = 0u32;
 
     while let Some(url) = queue.pop_front() {
         let parts = url_parts(&url)?;
@@ -610,7 +749,6 @@ async fn pages(
             robots_by_origin.insert(parts.origin.clone(), r);
         }
         let robots = &robots_by_origin[&parts.origin];
-        let pacer = pacer.get_or_insert_with(|| Pacer::new(p, robots.crawl_delay));
         if !robots.allowed(&parts.path) {
             METRICS
                 .pages
@@ -620,109 +758,42 @@ async fn pages(
             s.failed_pages += 1;
             continue;
         }
-        let mut attempt = 0u32;
-        let page = loop {
-            if !breaker.allows() {
-                METRICS
-                    .pages
-                    .with_label_values(&[slug, "breaker_open"])
-                    .inc();
-                anyhow::bail!(
-                    "circuit breaker open after {} consecutive failed pages; the rest of the run \
-                     is skipped",
-                    p.breaker_threshold
-                );
-            }
-            pacer.wait().await;
-            let session = match browser.session().await {
-                Ok(session) => session,
-                Err(e) => return Err(e.context("starting the browser")),
-            };
-            if browser.starts != timeouts_set_for {
-                set_timeouts(&session, config).await?;
-                timeouts_set_for = browser.starts;
-            }
-            let started = Instant::now();
-            let result = load_page(&session, config, &url).await;
-            let result = match result {
-                Err(PageError::Navigation(m) | PageError::Timeout(m)) if !browser.alive().await => {
-                    Err(PageError::BrowserDied(m))
-                }
-                other => other,
-            };
-            METRICS
-                .page_duration
-                .with_label_values(&[slug])
-                .observe(started.elapsed().as_secs_f64());
-            match result {
-                Ok(page) => {
-                    breaker.success();
-                    METRICS.pages.with_label_values(&[slug, "ok"]).inc();
-                    break Some(page);
-                }
-                Err(err) => {
-                    METRICS
-                        .pages
-                        .with_label_values(&[slug, err.outcome()])
-                        .inc();
-                    breaker.failure();
-                    if let PageError::BrowserDied(_) = err {
-                        browser.reset().await;
-                        s.browser_restarts += 1;
-                        METRICS.browser_restarts.with_label_values(&[slug]).inc();
-                    }
-                    let wait = match &err {
-                        PageError::Throttled {
-                            retry_after: Some(d),
-                            ..
-                        } => {
-                            if d.as_secs() > p.max_retry_after_secs {
-                                tracing::warn!(retailer = slug, %url, "{err}: longer than politeness.max_retry_after_secs; page given up");
-                                None
-                            } else {
-                                Some(*d)
-                            }
-                        }
-                        _ => Some(backoff(p, attempt)),
-                    };
-                    let retry = err.retryable()
-                        && attempt < p.max_retries
-                        && wait.is_some()
-                        && budget.take();
-                    if !retry {
-                        tracing::warn!(retailer = slug, %url, attempts = attempt + 1, "page failed: {err}");
-                        s.failed_pages += 1;
-                        break None;
-                    }
-                    attempt += 1;
-                    s.retries += 1;
-                    METRICS
-                        .retries
-                        .with_label_values(&[slug, err.outcome()])
-                        .inc();
-                    let wait = wait.unwrap_or_default();
-                    tracing::info!(retailer = slug, %url, attempt, wait_ms = wait.as_millis() as u64, "retrying: {err}");
-                    pacer.defer_until(Instant::now() + wait);
-                }
-            }
-        };
-        let Some(page) = page else { continue };
+        let attempts = attempts.get_or_insert_with(|| Attempts {
+            config,
+            pacer: Pacer::new(p, robots.crawl_delay),
+            budget: RetryBudget::new(p),
+            breaker: CircuitBreaker::new(p),
+            timeouts_set_for: 0,
+        });
+        let mut load_summary = RunSummary::default();
+        let (page, stored) = tokio::join!(
+            attempts.load(browser, &url, &mut load_summary),
+            store(sink, pending.take())
+        );
+        s.retries += load_summary.retries;
+        s.failed_pages += load_summary.failed_pages;
+        s.browser_restarts += load_summary.browser_restarts;
+        count_stored(slug, stored?, s);
+        let Some(page) = page? else { continue };
         page_count += 1;
         s.pages += 1;
-        let observed_at = Utc::now();
-        let mut observations = Vec::with_capacity(page.tiles.len());
-        let mut records = Vec::with_capacity(page.tiles.len());
+        // Microseconds, the precision the database keeps.
+        let observed_at = Utc::now().trunc_subsecs(6);
+        let mut next = Pending {
+            observations: Vec::with_capacity(page.tiles.len()),
+            records: Vec::with_capacity(page.tiles.len()),
+        };
         for tile in &page.tiles {
             match parse_tile(&config.slug, tile, observed_at) {
                 Ok(obs) => {
                     if seen_skus.insert(obs.sku.clone()) {
-                        records.push(SpoolRecord {
+                        next.records.push(SpoolRecord {
                             retailer: config.slug.clone(),
                             observed_at,
                             page: url.clone(),
                             tile: tile.clone(),
                         });
-                        observations.push(obs);
+                        next.observations.push(obs);
                     }
                 }
                 Err(e) => {
@@ -739,18 +810,12 @@ async fn pages(
                 }
             }
         }
-        s.products += observations.len() as u32;
+        s.products += next.observations.len() as u32;
         METRICS
             .products
             .with_label_values(&[slug])
-            .inc_by(observations.len() as u64);
-        match sink.store(&observations, &records).await? {
-            Stored::Database { inserted } => s.stored += inserted,
-            Stored::Spooled(n) => {
-                s.spooled += n;
-                METRICS.spooled.with_label_values(&[slug]).inc_by(n);
-            }
-        }
+            .inc_by(next.observations.len() as u64);
+        pending = Some(next);
         if let Some(next) = page.next
             && page_count < config.navigation.max_pages
             && seen_pages.insert(next.clone())
@@ -758,5 +823,7 @@ async fn pages(
             queue.push_back(next);
         }
     }
+    let stored = store(sink, pending.take()).await?;
+    count_stored(slug, stored, s);
     Ok(())
 }

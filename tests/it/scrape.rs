@@ -182,7 +182,16 @@ async fn every_retailer_is_scraped_to_the_truth_and_matched() {
     for r in &report.runs {
         assert_eq!(r.status, "succeeded", "{r:?}");
         assert_eq!(r.parse_errors, 0, "{r:?}");
+        assert_eq!(u64::from(r.products), r.stored, "{r:?}");
     }
+    // Every stored observation reached the daily aggregate.
+    let (listings, daily): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM listings), (SELECT count(*) FROM price_daily)",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(listings, daily);
     // Pagination and lazy loading reached every tile.
     assert!(run(&report, "sainsway").pages > 1);
     assert_matches_truth(&truth, &stored(&db.pool).await, &Retailer::ALL);
@@ -260,9 +269,10 @@ async fn rate_limits_and_outages_are_waited_out() {
     let shop = shop().await;
     let (_d, spool) = spool_dir();
     let s = settings(&db.url, &shop, &spool);
-    let limited_until = chrono::Utc::now() + chrono::Duration::seconds(2);
+    // Long enough that the browser has surely started before it ends.
+    let limited_until = chrono::Utc::now() + chrono::Duration::seconds(6);
     shop.store
-        .set_fault(Retailer::Aldwick, Fault::RateLimit { seconds: 2 })
+        .set_fault(Retailer::Aldwick, Fault::RateLimit { seconds: 6 })
         .unwrap();
     shop.store
         .set_fault(Retailer::Morrow, Fault::Unavailable { requests: 2 })
@@ -279,7 +289,7 @@ async fn rate_limits_and_outages_are_waited_out() {
     assert!(morrow.retries >= 1, "{morrow:?}");
     assert_eq!(aldwick.failed_pages + morrow.failed_pages, 0);
     assert!(
-        started.elapsed() >= Duration::from_secs(2),
+        started.elapsed() >= Duration::from_secs(5),
         "Retry-After was not waited for"
     );
     // While the shop said 429, the scraper asked again only as often as
@@ -551,7 +561,7 @@ async fn a_database_stopped_mid_scrape_loses_nothing() {
 
     cluster.start(port, &[("fsync", "off")]).unwrap();
     let replayed = sc.replay_all().await.expect("the database is back");
-    assert!(replayed > 0);
+    assert!(replayed > 0, "replayed {replayed}; the scrape: {report:?}");
     let pool = crate::support::pool(&url, 2).await;
     assert_matches_truth(
         &shop.store.truth(day()),
