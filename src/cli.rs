@@ -36,8 +36,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the whole demo on this machine: database, migrations, sample data, forecast.
-    Up(UpArgs),
+    /// Run the whole demo on this machine: database, demo store, history, a scrape, a forecast.
+    Up(crate::up::UpArgs),
     /// Manage the embedded PostgreSQL cluster under .shelfwatch/.
     #[command(subcommand)]
     Db(DbCommand),
@@ -90,13 +90,6 @@ pub struct ImportArgs {
     /// Never draw a progress bar (it is drawn only on a terminal anyway).
     #[arg(long)]
     pub no_progress: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct UpArgs {
-    /// Price history to load (default: samples/prices.csv).
-    #[arg(long, value_name = "FILE", default_value = "samples/prices.csv")]
-    pub sample: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -219,7 +212,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Import(args) => import(args, &settings).await,
-        Command::Up(args) => up(args, &settings).await,
+        Command::Up(args) => crate::up::run(args, &settings).await,
         Command::Bench(BenchCommand::Ingest(args)) => {
             crate::bench::ingest(args, &settings).await?;
             Ok(ExitCode::SUCCESS)
@@ -251,7 +244,10 @@ async fn connect(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
 }
 
 /// Starts the embedded cluster and makes sure the shelfwatch database exists.
-async fn start_embedded(settings: &Settings, port: Option<u16>) -> anyhow::Result<String> {
+pub(crate) async fn start_embedded(
+    settings: &Settings,
+    port: Option<u16>,
+) -> anyhow::Result<String> {
     let cluster = cluster(settings)?;
     let port = cluster.start(port.unwrap_or(settings.database.embedded_port), &[])?;
     db::create_database_if_missing(&cluster.url("postgres")?, embedded::DB_NAME).await?;
@@ -385,7 +381,7 @@ fn forecast_params(window: u16, horizon: u16) -> crate::forecast::Params {
     }
 }
 
-fn outcome_line(outcome: &crate::forecast::RunOutcome) -> String {
+pub(crate) fn outcome_line(outcome: &crate::forecast::RunOutcome) -> String {
     match outcome {
         crate::forecast::RunOutcome::Unchanged { run_id } => {
             format!("inputs unchanged since forecast run {run_id}; nothing to do")
@@ -410,49 +406,6 @@ pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>
             _ = int.recv() => {}
         }
     })
-}
-
-async fn up(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let url = match &settings.database.url {
-        Some(url) => url.expose().to_owned(),
-        None => start_embedded(settings, None).await?,
-    };
-    let pool = db::connect(&crate::config::Secret::new(url.clone()), &settings.database).await?;
-    let flavour = db::migrate(&pool).await?;
-    println!("database ready (time-series schema: {})", flavour.as_str());
-    let mut ingestor = Ingestor::new(pool.clone()).await?;
-    let options = ImportOptions {
-        batch_size: settings.ingest.batch_size,
-        rejects: None,
-        progress: std::io::stderr().is_terminal(),
-    };
-    let report = csv_import::import_file(&mut ingestor, &args.sample, &options)
-        .await
-        .with_context(|| format!("loading the sample history {}", args.sample.display()))?;
-    let (listings, days): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM listings), (SELECT count(*) FROM price_daily)",
-    )
-    .fetch_one(&pool)
-    .await?;
-    println!(
-        "loaded {}: {} rows, {} new; {listings} listings, {days} daily aggregates",
-        args.sample.display(),
-        report.rows,
-        report.stored.inserted
-    );
-    let outcome = crate::forecast::run_once(
-        &pool,
-        &crate::forecast::Params::default(),
-        crate::forecast::load::Shard::ALL,
-    )
-    .await?;
-    println!("{}", outcome_line(&outcome));
-    println!("\nDATABASE_URL={url}");
-    println!(
-        "try: psql \"$(shelfwatch db url)\" -c 'SELECT action, confidence, message FROM recommendations ORDER BY confidence DESC LIMIT 5'"
-    );
-    println!("stop the database with: shelfwatch db stop");
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

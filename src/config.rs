@@ -236,6 +236,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_loads_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("shelfwatch.example.toml");
+        let s = Settings::load_from(Some(&path), &[]).unwrap();
+        let d = Settings::default();
+        assert_eq!(s.database.max_connections, d.database.max_connections);
+        assert_eq!(s.ingest.batch_size, d.ingest.batch_size);
+        assert_eq!(s.scrape.spool_dir, d.scrape.spool_dir);
+        assert_eq!(s.scrape.browser.chromium, d.scrape.browser.chromium);
+        assert_eq!(s.scrape.suspect_drop_share, d.scrape.suspect_drop_share);
+    }
+
+    #[test]
     fn defaults_apply_without_file_or_env() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("none.toml");

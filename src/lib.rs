@@ -16,7 +16,7 @@
 //! - [`api`] holds the versioned REST API;
 //! - [`metrics`] holds the process's Prometheus registry;
 //! - [`bench`] holds benchmarks with in-run baselines;
-//! - [`cli`] holds the `shelfwatch` command line.
+//! - [`cli`] holds the `shelfwatch` command line, and [`up`] the one-command demo.
 
 pub mod api;
 pub mod bench;
@@ -30,3 +30,4 @@ pub mod ingest;
 pub mod metrics;
 pub mod scrape;
 pub mod telemetry;
+pub mod up;

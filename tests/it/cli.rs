@@ -190,3 +190,96 @@ async fn scheduled_forecast_stops_cleanly_on_sigterm() {
     assert!(status.success(), "{status}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// The README's scrape flow: `shelfwatch demo-store &` then
+/// `shelfwatch scrape --once`, both as the binary.
+#[tokio::test]
+async fn demo_store_then_scrape_once_fills_the_database() {
+    use std::io::{BufRead, BufReader};
+    let db = crate::support::TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = command(&["demo-store", "--bind", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(store.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let origin = line
+        .trim()
+        .strip_prefix("demo store at ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    let out = shelfwatch_on(&db.url, &["scrape", "--once", "--origin", &origin])
+        .current_dir(crate::support::repo_path("."))
+        .env("SHELFWATCH_SCRAPE__SPOOL_DIR", dir.path().join("spool"))
+        .output()
+        .unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(store.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let stopped = store.wait().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stopped.success(),
+        "the demo store did not stop cleanly on SIGTERM"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for retailer in ["aldwick", "icebox", "morrow", "sainsway"] {
+        assert!(
+            stdout.contains(&format!("{retailer}: succeeded")),
+            "{retailer}: {stdout}"
+        );
+    }
+    let (retailers, listings, matched): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM retailers), (SELECT count(*) FROM listings), \
+         (SELECT count(*) FROM listings WHERE match_method = 'auto')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(retailers, 4);
+    assert!(listings > 100, "{listings}");
+    assert!(matched > 50, "{matched}");
+}
+
+/// `shelfwatch up` runs every step of the demo; `--no-serve` exits after.
+#[tokio::test]
+async fn up_runs_the_whole_demo() {
+    let db = crate::support::TestDb::empty().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = shelfwatch_on(
+        &db.url,
+        &[
+            "up",
+            "--no-serve",
+            "--store-bind",
+            "127.0.0.1:0",
+            "--history-days",
+            "60",
+        ],
+    )
+    .current_dir(crate::support::repo_path("."))
+    .env("SHELFWATCH_SCRAPE__SPOOL_DIR", dir.path().join("spool"))
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for step in ["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"] {
+        assert!(stdout.contains(step), "{step} missing:\n{stdout}");
+    }
+    let (days, recommendations, products): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(DISTINCT day) FROM price_daily), \
+         (SELECT count(*) FROM recommendations), \
+         (SELECT count(DISTINCT product_id) FROM listings WHERE match_method = 'auto')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(days, 61, "60 days of history and today's scrape");
+    assert!(recommendations >= 160, "{recommendations}");
+    assert!(products > 20, "{products}");
+}

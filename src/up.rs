@@ -1,0 +1,155 @@
+//! `shelfwatch up`: the whole demo on one machine. Database, migrations,
+//! the demo store, a backfill of its price history, a scrape of every
+//! retailer through Chromium, product matching, a forecast, and then the
+//! services stay up until Ctrl-C.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::Args;
+
+use crate::config::{Secret, Settings};
+use crate::demo_store::DemoStore;
+use crate::ingest::Ingestor;
+use crate::ingest::csv_import::{self, ImportOptions};
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where the demo store listens (its retailer configs expect port 8700;
+    /// any other address is passed to the scraper as an origin override).
+    #[arg(long, default_value = "127.0.0.1:8700", value_name = "ADDR")]
+    pub store_bind: String,
+    /// Days of the demo store's price history to backfill before scraping.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub history_days: u32,
+    /// Seed of the demo store's price simulation.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Run every step once, print what was done, and exit instead of
+    /// serving until Ctrl-C.
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+pub async fn run(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    // Signals first, so a Ctrl-C during the steps is not lost.
+    let shutdown = crate::cli::shutdown_signal()?;
+
+    // 1. Database and schema.
+    let url = match &settings.database.url {
+        Some(url) => url.clone(),
+        None => Secret::new(crate::cli::start_embedded(settings, None).await?),
+    };
+    let pool = crate::db::connect(&url, &settings.database).await?;
+    let flavour = crate::db::migrate(&pool).await?;
+    println!(
+        "1/6 database ready (time-series schema: {})",
+        flavour.as_str()
+    );
+
+    // 2. The demo store.
+    let today = Utc::now().date_naive();
+    let store = DemoStore::new(args.seed, today);
+    let listener = tokio::net::TcpListener::bind(&args.store_bind)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the demo store to {} (in use? pass --store-bind 127.0.0.1:0)",
+                args.store_bind
+            )
+        })?;
+    let store_addr = listener.local_addr()?;
+    let store_origin = format!("http://{store_addr}");
+    let (stop_store, store_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::demo_store::serve(
+        listener,
+        store.clone(),
+        async move {
+            let _ = store_stopped.await;
+        },
+    ));
+    println!("2/6 demo store at {store_origin}");
+
+    // 3. History, through the import path exactly as a CSV backfill would go.
+    let to = today.pred_opt().context("today has no yesterday")?;
+    let from = to
+        .checked_sub_days(chrono::Days::new(u64::from(args.history_days) - 1))
+        .context("--history-days reaches before the calendar")?;
+    let csv = history_file()?;
+    {
+        let file =
+            std::fs::File::create(&csv).with_context(|| format!("creating {}", csv.display()))?;
+        store.history_csv(from, to, std::io::BufWriter::new(file))?;
+    }
+    let mut ingestor = Ingestor::new(pool.clone()).await?;
+    let options = ImportOptions {
+        batch_size: settings.ingest.batch_size,
+        rejects: None,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let imported = csv_import::import_file(&mut ingestor, &csv, &options).await;
+    let _ = std::fs::remove_file(&csv);
+    let imported = imported.context("backfilling the demo store's history")?;
+    println!(
+        "3/6 history {from} to {to}: {} rows, {} new",
+        imported.rows, imported.stored.inserted
+    );
+
+    // 4. Today's shelves, through Chromium; products matched across shops.
+    let scraper = crate::scrape::Scraper::new(settings, &[], Some(store_origin.clone()), None)?;
+    let pass = scraper.pass().await?;
+    let products: u32 = pass.runs.iter().map(|r| r.products).sum();
+    let statuses: Vec<String> = pass
+        .runs
+        .iter()
+        .map(|r| format!("{} {}", r.retailer, r.status))
+        .collect();
+    println!(
+        "4/6 scraped {products} products ({}); {}",
+        statuses.join(", "),
+        pass.matching
+            .map_or("matching skipped".to_owned(), |m| format!(
+                "{} products matched across retailers",
+                m.matched_products
+            ))
+    );
+
+    // 5. Forecast and recommendations.
+    let outcome = crate::forecast::run_once(
+        &pool,
+        &crate::forecast::Params::default(),
+        crate::forecast::load::Shard::ALL,
+    )
+    .await?;
+    println!("5/6 {}", crate::cli::outcome_line(&outcome));
+
+    println!("6/6 ready:");
+    println!("  demo store   {store_origin}/sainsway/groceries (and /aldwick, /icebox, /morrow)");
+    println!("  DATABASE_URL {}", url.expose());
+    println!(
+        "  try: psql \"$(shelfwatch db url)\" -c 'SELECT action, confidence, message FROM \
+         recommendations ORDER BY confidence DESC LIMIT 5'"
+    );
+    if args.no_serve {
+        let _ = stop_store.send(());
+        let _ = server.await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Ctrl-C stops the services (the database keeps running: `shelfwatch db stop`)");
+    shutdown.await;
+    let _ = stop_store.send(());
+    let _ = server.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn history_file() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir();
+    Ok(dir.join(format!(
+        "shelfwatch-up-history-{}-{}.csv",
+        std::process::id(),
+        rand::random::<u32>()
+    )))
+}
