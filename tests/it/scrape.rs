@@ -462,20 +462,33 @@ fn processes_with(marker: &str) -> Vec<i32> {
     out
 }
 
-#[tokio::test]
-async fn a_killed_browser_is_restarted_and_the_run_completes() {
+/// The parent process of `pid`.
+fn parent_of(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Scrapes Sainsway and, once its second page is asked for, SIGKILLs the
+/// browser (or the chromedriver that runs it).
+async fn scrape_while_killing(kill_driver: bool) {
     let db = TestDb::new().await;
     let shop = shop().await;
     let (_d, spool) = spool_dir();
     let mut s = settings(&db.url, &shop, &spool);
-    let marker = format!("--shelfwatch-test-{}", std::process::id());
+    let marker = format!(
+        "--shelfwatch-test-{}-{}",
+        std::process::id(),
+        if kill_driver { "driver" } else { "browser" }
+    );
     s.scrape.browser.extra_flags.push(format!("{marker}=kill"));
     let mut sc = scraper(&s, &["sainsway"]).await;
     // Slow enough to kill it between pages.
     sc.configs[0].politeness.requests_per_minute = 120;
     let store = shop.store.clone();
     let killer = tokio::spawn(async move {
-        // Once the second page has been asked for, kill every Chromium.
         for _ in 0..600 {
             let pages = store
                 .request_log()
@@ -483,7 +496,17 @@ async fn a_killed_browser_is_restarted_and_the_run_completes() {
                 .filter(|r| r.path.starts_with("/sainsway/groceries"))
                 .count();
             if pages >= 2 {
-                let pids = processes_with(&marker);
+                let mut pids = processes_with(&marker);
+                if kill_driver {
+                    // Chromium's parent is the chromedriver the scraper started.
+                    pids = pids.iter().filter_map(|p| parent_of(*p)).collect();
+                    pids.sort_unstable();
+                    pids.dedup();
+                    pids.retain(|p| {
+                        std::fs::read(format!("/proc/{p}/cmdline"))
+                            .is_ok_and(|c| String::from_utf8_lossy(&c).contains("chromedriver"))
+                    });
+                }
                 for pid in &pids {
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(*pid),
@@ -498,7 +521,7 @@ async fn a_killed_browser_is_restarted_and_the_run_completes() {
     });
     let report = sc.pass().await.unwrap();
     let killed = killer.await.unwrap();
-    assert!(killed > 0, "no browser process was found to kill");
+    assert!(killed > 0, "no process was found to kill");
     let r = run(&report, "sainsway");
     assert!(r.browser_restarts >= 1, "{r:?}");
     assert_eq!(r.failed_pages, 0, "{r:?}");
@@ -507,6 +530,16 @@ async fn a_killed_browser_is_restarted_and_the_run_completes() {
         &stored(&db.pool).await,
         &[Retailer::Sainsway],
     );
+}
+
+#[tokio::test]
+async fn a_killed_browser_is_restarted_and_the_run_completes() {
+    scrape_while_killing(false).await;
+}
+
+#[tokio::test]
+async fn a_killed_chromedriver_is_restarted_and_the_run_completes() {
+    scrape_while_killing(true).await;
 }
 
 #[tokio::test]
@@ -602,4 +635,42 @@ async fn the_consent_overlay_must_be_dismissed_for_lazy_loading() {
     // With it, scrolling loads every tile.
     let report = scraper(&s, &["icebox"]).await.pass().await.unwrap();
     assert_eq!(run(&report, "icebox").products as usize, all);
+}
+
+#[tokio::test]
+async fn a_shop_that_keeps_failing_opens_the_circuit_breaker() {
+    let db = TestDb::new().await;
+    let shop = shop().await;
+    let (_d, spool) = spool_dir();
+    let s = settings(&db.url, &shop, &spool);
+    shop.store
+        .set_fault(Retailer::Morrow, Fault::Unavailable { requests: 1000 })
+        .unwrap();
+    let mut sc = scraper(&s, &["morrow"]).await;
+    sc.configs[0].politeness.breaker_threshold = 3;
+    sc.configs[0].politeness.max_retries = 10;
+    let report = sc.pass().await.unwrap();
+    let r = run(&report, "morrow");
+    assert_eq!(r.status, "failed", "{r:?}");
+    assert!(
+        r.message
+            .as_deref()
+            .is_some_and(|m| m.contains("circuit breaker")),
+        "{r:?}"
+    );
+    // Three page loads, then it stopped asking (each 503 is followed by one
+    // HEAD for Retry-After).
+    let pages = shop
+        .store
+        .request_log()
+        .iter()
+        .filter(|x| x.path.starts_with("/morrow/shop") && x.method == "GET")
+        .count();
+    assert_eq!(pages, 3);
+    let message: String =
+        sqlx::query_scalar("SELECT message FROM scrape_runs ORDER BY id DESC LIMIT 1")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(message.contains("circuit breaker"), "{message}");
 }
