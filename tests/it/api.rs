@@ -1356,3 +1356,108 @@ async fn scheduled_forecaster_takes_queued_jobs() {
         .unwrap();
     assert!(status.success());
 }
+
+/// chromedriver on a free port, stopped when dropped.
+struct ChromeDriver {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl ChromeDriver {
+    async fn start() -> ChromeDriver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromedriver (apt-get install chromium-driver)");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ChromeDriver { child, port }
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn docs_page_renders_every_endpoint_in_a_browser() {
+    use thirtyfour::prelude::*;
+    let api = serve(seeded().await, |_| {}).await;
+    let driver = ChromeDriver::start().await;
+    let profile = tempfile::tempdir().unwrap();
+    let mut caps = DesiredCapabilities::chrome();
+    caps.set_binary("/usr/bin/chromium").unwrap();
+    for arg in [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+    ] {
+        caps.add_arg(arg).unwrap();
+    }
+    caps.add_arg(&format!("--user-data-dir={}", profile.path().display()))
+        .unwrap();
+    let browser = WebDriver::new(format!("http://127.0.0.1:{}", driver.port), caps)
+        .await
+        .unwrap();
+    browser.goto(api.url("/docs/")).await.unwrap();
+    let document: Value = api.json("/openapi.json").await;
+    let mut expected: Vec<String> = document["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    expected.sort();
+    let mut shown: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        shown.clear();
+        for el in browser
+            .find_all(By::Css(".opblock-summary-path"))
+            .await
+            .unwrap()
+        {
+            if let Some(path) = el.attr("data-path").await.unwrap() {
+                shown.push(path);
+            }
+        }
+        if !shown.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let title = browser
+        .find(By::Css(".info .title"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    browser.quit().await.unwrap();
+    shown.sort();
+    shown.dedup();
+    assert_eq!(shown, expected, "the rendered page lists every endpoint");
+    assert!(title.contains("shelfwatch"), "{title}");
+}
