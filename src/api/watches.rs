@@ -84,6 +84,11 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "product_id": 1000,
+    "target_price_pence": 120,
+    "webhook_url": "http://127.0.0.1:9/shelfwatch"
+}))]
 pub struct CreateWatch {
     pub product_id: i64,
     /// Notify when the cheapest offer is at or below this (minor units).
