@@ -9,3 +9,7 @@ cd "$(dirname "$0")/.."
 ensure_base
 start_timescale
 cargo test --locked "$@"
+# The API against its OpenAPI document, fuzzed (SKIP_SCHEMATHESIS=1 skips it).
+if [ -z "${SKIP_SCHEMATHESIS:-}" ]; then
+    ./scripts/schemathesis.sh
+fi

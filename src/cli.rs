@@ -53,6 +53,9 @@ pub enum Command {
     Backtest(BacktestArgs),
     /// Serve the REST API (and /metrics on its own listener).
     Serve(crate::api::ServeArgs),
+    /// Manage API keys (the key is printed once; only its SHA-256 is stored).
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
     /// Run the local demo supermarket site.
     DemoStore(crate::demo_store::DemoStoreArgs),
     /// Benchmarks that write their figures as Markdown for BENCHMARKS.md.
@@ -74,6 +77,24 @@ pub enum DbCommand {
     Status,
     /// Print the DATABASE_URL of the running cluster (for scripts).
     Url,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Create a key and print it (shown only this once).
+    Create {
+        /// Who or what the key is for.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: read, watch, admin (admin includes watch, watch includes read).
+        #[arg(long, default_value = "read")]
+        scopes: String,
+    },
+    /// Revoke a key by id (it stops working within 30 seconds).
+    Revoke {
+        #[arg(long)]
+        id: i64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -229,6 +250,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Backtest(args) => backtest(args, &settings).await,
         Command::Scrape(args) => crate::scrape::run(args, &settings).await,
         Command::Serve(args) => crate::api::run(args, &settings).await,
+        Command::Apikey(cmd) => apikey(cmd, &settings).await,
         Command::DemoStore(args) => crate::demo_store::run(args, &settings).await,
     }
 }
@@ -338,6 +360,7 @@ async fn forecast(args: ForecastArgs, settings: &Settings) -> anyhow::Result<Exi
     let report = |outcome: &RunOutcome| println!("{}", outcome_line(outcome));
     let Some(every) = args.every else {
         report(&forecast::run_once(&pool, &params, shard).await?);
+        evaluate_watches(&pool).await;
         return Ok(ExitCode::SUCCESS);
     };
     let mut stop = std::pin::pin!(shutdown_signal()?);
@@ -347,14 +370,76 @@ async fn forecast(args: ForecastArgs, settings: &Settings) -> anyhow::Result<Exi
             Ok(outcome) => report(&outcome),
             Err(e) => tracing::error!(error = format!("{e:#}"), "forecast run failed"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = &mut stop => {
-                tracing::info!("stopping the forecast schedule");
-                return Ok(ExitCode::SUCCESS);
-            }
+        evaluate_watches(&pool).await;
+        // Until the next tick, run forecasts queued through the API.
+        let next = tokio::time::Instant::now() + every;
+        let run_job = |_job| async {
+            let outcome = forecast::run_once(&pool, &params, shard).await;
+            evaluate_watches(&pool).await;
+            outcome
+                .map(|o| outcome_line(&o))
+                .map_err(|e| format!("{e:#}"))
+        };
+        let jobs = crate::jobs::JobKind::Forecast;
+        if !crate::jobs::work_until(&pool, jobs, next, &mut stop, run_job).await {
+            tracing::info!("stopping the forecast schedule");
+            return Ok(ExitCode::SUCCESS);
         }
     }
+}
+
+/// Queues webhooks for watches the new prices or recommendations meet; a
+/// failure is logged, never fatal to the run that preceded it.
+async fn evaluate_watches(pool: &sqlx::PgPool) {
+    if let Err(e) = crate::api::evaluate_watches(pool).await {
+        tracing::error!(error = format!("{e:#}"), "evaluating watches failed");
+    }
+}
+
+async fn apikey(cmd: ApikeyCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let pool = connect(settings).await?;
+    match cmd {
+        ApikeyCommand::Create { name, scopes } => {
+            let scopes = crate::api::auth::parse_scopes(&scopes).map_err(anyhow::Error::msg)?;
+            let (id, key) = crate::api::auth::create_key(&pool, &name, &scopes).await?;
+            let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+            crate::api::audit::record(
+                &pool,
+                "cli",
+                "apikey.create",
+                Some(&format!("key:{id}")),
+                serde_json::json!({ "name": name, "scopes": names }),
+            )
+            .await?;
+            eprintln!(
+                "API key {id} ({name}, scopes {}); it is shown only now:",
+                names.join(",")
+            );
+            println!("{key}");
+        }
+        ApikeyCommand::Revoke { id } => {
+            let done = sqlx::query(
+                "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+            )
+            .bind(id)
+            .execute(&pool)
+            .await?;
+            if done.rows_affected() == 0 {
+                eprintln!("no active key {id}");
+                return Ok(ExitCode::from(3));
+            }
+            crate::api::audit::record(
+                &pool,
+                "cli",
+                "apikey.revoke",
+                Some(&format!("key:{id}")),
+                serde_json::json!({}),
+            )
+            .await?;
+            println!("revoked key {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn backtest(args: BacktestArgs, settings: &Settings) -> anyhow::Result<ExitCode> {

@@ -13,7 +13,8 @@
 //!   model and the backtest;
 //! - [`scrape`] holds the headless-browser scraper and retailer configs;
 //! - [`demo_store`] holds the local supermarket site the demo and tests scrape;
-//! - [`api`] holds the versioned REST API;
+//! - [`api`] holds the versioned REST API, watches and their webhooks;
+//! - [`jobs`] holds the job queue the API fills and workers drain;
 //! - [`metrics`] holds the process's Prometheus registry;
 //! - [`bench`] holds benchmarks with in-run baselines;
 //! - [`cli`] holds the `shelfwatch` command line, and [`up`] the one-command demo.
@@ -27,6 +28,7 @@ pub mod demo_store;
 pub mod domain;
 pub mod forecast;
 pub mod ingest;
+pub mod jobs;
 pub mod metrics;
 pub mod scrape;
 pub mod telemetry;

@@ -1,0 +1,174 @@
+//! The OpenAPI document, generated from the handlers' annotations. The
+//! committed copy (`openapi/openapi.json`) is checked against it by a test.
+
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use super::{admin, catalogue, error, health, recommendations, watches};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "shelfwatch",
+        version = "1.0.0",
+        description = "Grocery price intelligence: retailers, products across retailers, price \
+            history, forecasts, buy/wait recommendations, watches with signed webhooks, and admin \
+            jobs. Money is integer minor units plus a formatted string and the currency; times are \
+            RFC 3339 UTC; errors are application/problem+json (RFC 9457).",
+        license(name = "MIT OR Apache-2.0"),
+    ),
+    paths(
+        health::healthz,
+        health::readyz,
+        catalogue::list_retailers,
+        catalogue::list_products,
+        catalogue::get_product,
+        catalogue::product_prices,
+        catalogue::product_forecast,
+        recommendations::list_recommendations,
+        watches::create_watch,
+        watches::list_watches,
+        watches::get_watch,
+        watches::delete_watch,
+        admin::enqueue_scrape,
+        admin::enqueue_forecast,
+        admin::get_job,
+        admin::list_runs,
+    ),
+    components(schemas(error::Problem)),
+    modifiers(&Conventions),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "catalogue", description = "Retailers, products, prices and forecasts"),
+        (name = "recommendations", description = "What to buy now and what to wait for"),
+        (name = "watches", description = "Price alerts delivered as signed webhooks (scope watch)"),
+        (name = "admin", description = "Jobs and runs (scope admin)"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document, pretty-printed as committed in `openapi/openapi.json`.
+pub fn document() -> String {
+    let mut text = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
+/// Security schemes and the error responses every `/v1` operation shares.
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("API key (sw_...) or JWT")
+                    .build(),
+            ),
+        );
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    super::error::PROBLEM_JSON,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        let shared = [
+            (
+                "BadRequest",
+                "400",
+                "The request is malformed: a parameter or body is wrong",
+            ),
+            (
+                "Unauthorized",
+                "401",
+                "A credential is needed, or the one given is not valid",
+            ),
+            (
+                "Forbidden",
+                "403",
+                "The credential lacks the scope this needs",
+            ),
+            (
+                "TooManyRequests",
+                "429",
+                "Rate limited: retry after Retry-After seconds",
+            ),
+            (
+                "InternalError",
+                "500",
+                "Unexpected failure (no detail; quote the request id)",
+            ),
+            (
+                "Unavailable",
+                "503",
+                "Busy, timed out or not ready: retry later",
+            ),
+        ];
+        let with_body = [
+            ("PayloadTooLarge", "413", "The request body is too large"),
+            (
+                "UnsupportedMediaType",
+                "415",
+                "The body must be application/json",
+            ),
+            (
+                "UnprocessableEntity",
+                "422",
+                "The JSON body does not have the expected shape",
+            ),
+        ];
+        for (name, _, description) in shared.iter().chain(with_body.iter()) {
+            components
+                .responses
+                .insert((*name).to_owned(), RefOr::T(problem(description)));
+        }
+        components.responses.insert(
+            "NotModified".to_owned(),
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description("Unchanged since the ETag in If-None-Match")
+                    .build(),
+            ),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1") {
+                continue;
+            }
+            let add = |op: &mut Operation, entries: &[(&str, &str, &str)]| {
+                for (name, code, _) in entries {
+                    op.responses
+                        .responses
+                        .entry((*code).to_owned())
+                        .or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
+                }
+            };
+            if let Some(op) = item.get.as_mut() {
+                add(op, &shared);
+                add(op, &[("NotModified", "304", "")]);
+            }
+            if let Some(op) = item.post.as_mut() {
+                add(op, &shared);
+                add(op, &with_body);
+            }
+            if let Some(op) = item.delete.as_mut() {
+                add(op, &shared);
+            }
+        }
+    }
+}
