@@ -189,14 +189,23 @@ impl Scraper {
     /// Scrapes every configured retailer once, `sessions` at a time, then
     /// matches products.
     pub async fn pass(&self) -> anyhow::Result<PassReport> {
+        self.pass_only(None).await
+    }
+
+    /// [`Self::pass`] over one retailer (by slug) or, with None, all.
+    pub async fn pass_only(&self, retailer: Option<&str>) -> anyhow::Result<PassReport> {
         self.replay_all().await;
-        let queue = Arc::new(Mutex::new(
-            self.configs
-                .iter()
-                .cloned()
-                .collect::<std::collections::VecDeque<_>>(),
-        ));
-        let workers = self.sessions.min(self.configs.len()).max(1);
+        let configs: std::collections::VecDeque<RetailerConfig> = self
+            .configs
+            .iter()
+            .filter(|c| retailer.is_none_or(|r| r == c.slug.as_str()))
+            .cloned()
+            .collect();
+        if configs.is_empty() {
+            anyhow::bail!("no retailer {:?} is configured", retailer.unwrap_or(""));
+        }
+        let workers = self.sessions.min(configs.len()).max(1);
+        let queue = Arc::new(Mutex::new(configs));
         let mut handles = Vec::new();
         for _ in 0..workers {
             let queue = queue.clone();
@@ -298,6 +307,7 @@ pub async fn run(args: ScrapeArgs, settings: &Settings) -> anyhow::Result<ExitCo
     let Some(every) = args.every else {
         let report = scraper.pass().await?;
         print_pass(&report);
+        evaluate_watches(&scraper.pool).await;
         let all_failed = report.runs.iter().all(|r| r.status == "failed");
         return Ok(if all_failed {
             ExitCode::FAILURE
@@ -305,8 +315,7 @@ pub async fn run(args: ScrapeArgs, settings: &Settings) -> anyhow::Result<ExitCo
             ExitCode::SUCCESS
         });
     };
-    let shutdown = crate::cli::shutdown_signal()?;
-    tokio::pin!(shutdown);
+    let mut stop = std::pin::pin!(crate::cli::shutdown_signal()?);
     if let Some(bind) = &settings.scrape.metrics_bind {
         let listener = tokio::net::TcpListener::bind(bind)
             .await
@@ -323,11 +332,37 @@ pub async fn run(args: ScrapeArgs, settings: &Settings) -> anyhow::Result<ExitCo
             Ok(report) => print_pass(&report),
             Err(e) => tracing::error!(error = format!("{e:#}"), "scrape pass failed"),
         }
-        tokio::select! {
-            _ = &mut shutdown => break,
-            _ = tokio::time::sleep(every) => {}
+        evaluate_watches(&scraper.pool).await;
+        // Until the next tick, run scrapes queued through the API.
+        let next = tokio::time::Instant::now() + every;
+        let scraper = &scraper;
+        let run_job = |job: crate::jobs::Job| async move {
+            let only = job.params.get("retailer").and_then(|v| v.as_str());
+            let outcome = scraper.pass_only(only).await;
+            evaluate_watches(&scraper.pool).await;
+            outcome
+                .map(|r| {
+                    r.runs
+                        .iter()
+                        .map(|x| format!("{} {} ({} products)", x.retailer, x.status, x.products))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .map_err(|e| format!("{e:#}"))
+        };
+        let kind = crate::jobs::JobKind::Scrape;
+        if !crate::jobs::work_until(&scraper.pool, kind, next, &mut stop, run_job).await {
+            break;
         }
     }
     tracing::info!("scraper stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Queues webhooks for watches the new prices meet; a failure is logged,
+/// never fatal to the scrape that preceded it.
+async fn evaluate_watches(pool: &sqlx::PgPool) {
+    if let Err(e) = crate::api::evaluate_watches(pool).await {
+        tracing::warn!(error = format!("{e:#}"), "evaluating watches failed");
+    }
 }

@@ -674,3 +674,115 @@ async fn a_shop_that_keeps_failing_opens_the_circuit_breaker() {
             .unwrap();
     assert!(message.contains("circuit breaker"), "{message}");
 }
+
+/// A GET over plain HTTP/1.1; returns the body.
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// `scrape --every` as the binary: scrapes on its schedule, serves
+/// `/metrics`, runs a scrape queued through the jobs table between ticks,
+/// and stops cleanly on SIGTERM.
+#[tokio::test]
+async fn the_scheduled_scraper_takes_queued_jobs_and_serves_metrics() {
+    use std::io::{BufRead, BufReader};
+    let db = TestDb::new().await;
+    let shop = shop().await;
+    let (_d, spool) = spool_dir();
+    let metrics_port = shelfwatch::db::embedded::free_port().unwrap();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shelfwatch"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SHELFWATCH_") {
+            cmd.env_remove(name);
+        }
+    }
+    let mut child = cmd
+        .args([
+            "scrape",
+            "--every",
+            "1h",
+            "--retailer",
+            "aldwick",
+            "--origin",
+            &shop.origin,
+        ])
+        .current_dir(repo_path("."))
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "warn")
+        .env("SHELFWATCH_SCRAPE__SPOOL_DIR", &spool)
+        .env("SHELFWATCH_SCRAPE__METRICS_BIND", &metrics_addr)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .expect("the first scheduled pass")
+        .unwrap();
+    assert!(first.starts_with("aldwick: succeeded"), "{first}");
+
+    let metrics = http_get(&metrics_addr, "/metrics").await;
+    assert!(
+        metrics.contains("shelfwatch_scrape_pages_total{outcome=\"ok\",retailer=\"aldwick\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("shelfwatch_scrape_last_success_timestamp_seconds{retailer=\"aldwick\"}")
+    );
+
+    // A scrape asked for through the queue (as the API's admin endpoint does).
+    let (job, _) = shelfwatch::jobs::enqueue(
+        &db.pool,
+        shelfwatch::jobs::JobKind::Scrape,
+        &serde_json::json!({ "retailer": "aldwick" }),
+        "test",
+    )
+    .await
+    .unwrap();
+    let mut status = String::new();
+    for _ in 0..300 {
+        let j = shelfwatch::jobs::get(&db.pool, job.id)
+            .await
+            .unwrap()
+            .unwrap();
+        status = j.status;
+        if status != "queued" && status != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "succeeded");
+    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM scrape_runs")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(runs, 2, "the scheduled run and the queued one");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
