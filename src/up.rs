@@ -1,7 +1,7 @@
 //! `shelfwatch up`: the whole demo on one machine. Database, migrations,
 //! the demo store, a backfill of its price history, a scrape of every
 //! retailer through Chromium, product matching, a forecast, and then the
-//! services stay up until Ctrl-C.
+//! API (with workers for the jobs it queues) until Ctrl-C.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -125,24 +125,116 @@ pub async fn run(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> 
     )
     .await?;
     println!("5/6 {}", crate::cli::outcome_line(&outcome));
+    if args.no_serve {
+        println!("6/6 done (--no-serve):");
+        print_where(&store_origin, None, &url);
+        let _ = stop_store.send(());
+        let _ = server.await;
+        return Ok(ExitCode::SUCCESS);
+    }
 
-    println!("6/6 ready:");
-    println!("  demo store   {store_origin}/sainsway/groceries (and /aldwick, /icebox, /morrow)");
+    // 6. The API, and workers that take the scrape and forecast jobs it
+    // queues (and rescrape and reforecast on a schedule).
+    let grace = std::time::Duration::from_secs(settings.api.shutdown_grace_secs);
+    let api = crate::api::start(pool.clone(), settings.api.clone()).await?;
+    println!("6/6 serving:");
+    print_where(&store_origin, Some(&api), &url);
+    println!("Ctrl-C stops the services (the database keeps running: `shelfwatch db stop`)");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scraper = std::sync::Arc::new(scraper);
+    let workers = [
+        tokio::spawn(scrape_worker(scraper, stop_rx.clone())),
+        tokio::spawn(forecast_worker(pool.clone(), stop_rx)),
+    ];
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    api.shutdown(grace).await;
+    for w in workers {
+        let _ = w.await;
+    }
+    let _ = stop_store.send(());
+    let _ = server.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_where(store: &str, api: Option<&crate::api::Running>, url: &Secret) {
+    println!("  demo store   {store}/sainsway/groceries (and /aldwick, /icebox, /morrow)");
+    if let Some(api) = api {
+        println!(
+            "  API          http://{}/v1/recommendations?limit=5",
+            api.addr
+        );
+        println!("  API docs     http://{}/docs", api.addr);
+        if let Some(m) = api.metrics_addr {
+            println!("  metrics      http://{m}/metrics");
+        }
+    }
     println!("  DATABASE_URL {}", url.expose());
     println!(
         "  try: psql \"$(shelfwatch db url)\" -c 'SELECT action, confidence, message FROM \
          recommendations ORDER BY confidence DESC LIMIT 5'"
     );
-    if args.no_serve {
-        let _ = stop_store.send(());
-        let _ = server.await;
-        return Ok(ExitCode::SUCCESS);
+}
+
+/// Resolves when `stop` turns true.
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
     }
-    println!("Ctrl-C stops the services (the database keeps running: `shelfwatch db stop`)");
-    shutdown.await;
-    let _ = stop_store.send(());
-    let _ = server.await;
-    Ok(ExitCode::SUCCESS)
+}
+
+/// Scrapes every six hours and runs scrape jobs queued through the API.
+async fn scrape_worker(
+    scraper: std::sync::Arc<crate::scrape::Scraper>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut stop = std::pin::pin!(stopped(stop));
+    let every = std::time::Duration::from_secs(6 * 3600);
+    loop {
+        let next = tokio::time::Instant::now() + every;
+        let s = &scraper;
+        let run_job = |job: crate::jobs::Job| async move {
+            let only = job.params.get("retailer").and_then(|v| v.as_str());
+            s.pass_only(only)
+                .await
+                .map(|r| format!("{} retailers scraped", r.runs.len()))
+                .map_err(|e| format!("{e:#}"))
+        };
+        let kind = crate::jobs::JobKind::Scrape;
+        if !crate::jobs::work_until(&scraper.pool, kind, next, &mut stop, run_job).await {
+            return;
+        }
+        if let Err(e) = scraper.pass().await {
+            tracing::error!(error = format!("{e:#}"), "scheduled scrape failed");
+        }
+    }
+}
+
+/// Forecasts every hour and runs forecast jobs queued through the API.
+async fn forecast_worker(pool: sqlx::PgPool, stop: tokio::sync::watch::Receiver<bool>) {
+    let mut stop = std::pin::pin!(stopped(stop));
+    let every = std::time::Duration::from_secs(3600);
+    let params = crate::forecast::Params::default();
+    let shard = crate::forecast::load::Shard::ALL;
+    loop {
+        let next = tokio::time::Instant::now() + every;
+        let (pool_ref, params_ref) = (&pool, &params);
+        let run_job = |_job: crate::jobs::Job| async move {
+            crate::forecast::run_once(pool_ref, params_ref, shard)
+                .await
+                .map(|o| crate::cli::outcome_line(&o))
+                .map_err(|e| format!("{e:#}"))
+        };
+        let kind = crate::jobs::JobKind::Forecast;
+        if !crate::jobs::work_until(&pool, kind, next, &mut stop, run_job).await {
+            return;
+        }
+        if let Err(e) = crate::forecast::run_once(&pool, &params, shard).await {
+            tracing::error!(error = format!("{e:#}"), "scheduled forecast failed");
+        }
+    }
 }
 
 fn history_file() -> anyhow::Result<PathBuf> {

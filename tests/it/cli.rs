@@ -246,31 +246,54 @@ async fn demo_store_then_scrape_once_fills_the_database() {
     assert!(matched > 50, "{matched}");
 }
 
-/// `shelfwatch up` runs every step of the demo; `--no-serve` exits after.
+/// `shelfwatch up` runs every step of the demo, then serves the API until
+/// SIGTERM.
 #[tokio::test]
-async fn up_runs_the_whole_demo() {
+async fn up_runs_the_whole_demo_and_serves_the_api() {
+    use std::io::{BufRead, BufReader};
     let db = crate::support::TestDb::empty().await;
     let dir = tempfile::tempdir().unwrap();
-    let out = shelfwatch_on(
+    let mut child = shelfwatch_on(
         &db.url,
-        &[
-            "up",
-            "--no-serve",
-            "--store-bind",
-            "127.0.0.1:0",
-            "--history-days",
-            "60",
-        ],
+        &["up", "--store-bind", "127.0.0.1:0", "--history-days", "60"],
     )
     .current_dir(crate::support::repo_path("."))
     .env("SHELFWATCH_SCRAPE__SPOOL_DIR", dir.path().join("spool"))
-    .output()
+    .env("SHELFWATCH_API__BIND", "127.0.0.1:0")
+    .env("SHELFWATCH_API__METRICS_BIND", "127.0.0.1:0")
+    .stdout(std::process::Stdio::piped())
+    .spawn()
     .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let done = line.starts_with("Ctrl-C");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(std::time::Duration::from_secs(120), lines)
+        .await
+        .expect("up did not get to serving")
+        .unwrap();
+    let all = lines.join("\n");
     for step in ["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"] {
-        assert!(stdout.contains(step), "{step} missing:\n{stdout}");
+        assert!(all.contains(step), "{step} missing:\n{all}");
     }
+    let api = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("API          http://"))
+        .and_then(|l| l.split('/').next())
+        .unwrap_or_else(|| panic!("no API address:\n{all}"))
+        .to_owned();
+    let response = crate::scrape::http_get(&api, "/v1/recommendations?limit=5").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("confidence"), "{response}");
+
     let (days, recommendations, products): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(DISTINCT day) FROM price_daily), \
          (SELECT count(*) FROM recommendations), \
@@ -282,4 +305,14 @@ async fn up_runs_the_whole_demo() {
     assert_eq!(days, 61, "60 days of history and today's scrape");
     assert!(recommendations >= 160, "{recommendations}");
     assert!(products > 20, "{products}");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit}");
 }

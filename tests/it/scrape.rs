@@ -676,7 +676,7 @@ async fn a_shop_that_keeps_failing_opens_the_circuit_breaker() {
 }
 
 /// A GET over plain HTTP/1.1; returns the body.
-async fn http_get(addr: &str, path: &str) -> String {
+pub async fn http_get(addr: &str, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(
