@@ -259,7 +259,20 @@ impl Cluster {
             .nth(2)
             .and_then(|l| l.trim().parse().ok())
             .with_context(|| format!("{}: no port on line 4", pid_file.display()))?;
-        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        // A killed postmaster nobody has reaped yet still answers kill(0):
+        // count a zombie as stopped.
+        let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let after_name = stat.rsplit_once(')')?.1;
+                after_name
+                    .split_whitespace()
+                    .next()
+                    .map(|state| state == "Z")
+            })
+            .unwrap_or(false);
+        let alive =
+            !zombie && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
         Ok(if alive {
             Status::Running { pid, port }
         } else {

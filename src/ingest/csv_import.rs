@@ -217,7 +217,8 @@ pub struct ImportReport {
 }
 
 enum Parsed {
-    Batch(Vec<Observation>),
+    /// Observations and the last CSV line they came from.
+    Batch(Vec<Observation>, u64),
     Done {
         rows: u64,
         rejected: u64,
@@ -278,16 +279,21 @@ pub async fn import_file(
     });
 
     let mut report = ImportReport::default();
+    // Every row up to this line is stored (or rejected to the rejects file).
+    let mut stored_through = 1u64;
     while let Some(message) = rx.recv().await {
         match message? {
-            Parsed::Batch(batch) => {
+            Parsed::Batch(batch, last_line) => {
                 let stored = ingestor.ingest(&batch).await.with_context(|| {
                     format!(
-                        "storing rows from {} (rows before this batch are stored; \
-                         re-running the import is safe)",
+                        "storing lines {}-{last_line} of {}: lines up to {stored_through} are \
+                         stored, the rest are not; re-running the import stores the rest and \
+                         skips what is already there",
+                        stored_through + 1,
                         path.display()
                     )
                 })?;
+                stored_through = last_line;
                 report.stored += stored;
                 progress.set_message(format!("{} stored", report.stored.inserted));
             }
@@ -330,6 +336,7 @@ fn parse_all(
     let (mut rows, mut rejected) = (0u64, 0u64);
     let mut sample = Vec::new();
     let mut record = csv::StringRecord::new();
+    let mut last_line = 1u64;
     let expected_fields = columns.header.len();
     loop {
         let next_line = reader.position().line();
@@ -354,13 +361,14 @@ fn parse_all(
             },
         };
         rows += 1;
+        last_line = line;
         match outcome {
             Ok(obs) => {
                 batch.push(obs);
                 if batch.len() >= batch_size {
                     bar.set_position(reader.position().byte());
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-                    if tx.blocking_send(Ok(Parsed::Batch(full))).is_err() {
+                    if tx.blocking_send(Ok(Parsed::Batch(full, line))).is_err() {
                         return Ok(()); // the writer stopped; its error is reported there
                     }
                 }
@@ -397,7 +405,11 @@ fn parse_all(
             .with_context(|| format!("writing {}", rejects_path.display()))?;
     }
     bar.set_position(reader.position().byte());
-    if !batch.is_empty() && tx.blocking_send(Ok(Parsed::Batch(batch))).is_err() {
+    if !batch.is_empty()
+        && tx
+            .blocking_send(Ok(Parsed::Batch(batch, last_line)))
+            .is_err()
+    {
         return Ok(());
     }
     let _ = tx.blocking_send(Ok(Parsed::Done {
