@@ -49,7 +49,7 @@ impl OwnCluster {
             panic!("the cluster is not running");
         };
         nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
+            nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         )
         .unwrap();
