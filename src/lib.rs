@@ -27,6 +27,7 @@ pub mod db;
 pub mod demo_store;
 pub mod domain;
 pub mod forecast;
+pub mod fuzz;
 pub mod ingest;
 pub mod jobs;
 pub mod metrics;
