@@ -108,20 +108,32 @@ pub fn evaluate(
         all.push((p, truth));
         by_action[claim.action.index()].push((p, truth));
     }
-    let reference = {
-        // The base rate of claims coming true in training, over all actions.
-        let (n, t) = Action::ALL.iter().fold((0.0, 0.0), |(n, t), a| {
-            let m = &models.get(*a).logistic;
-            (n + m.examples as f64, t + m.base_rate * m.examples as f64)
-        });
-        if n > 0.0 { t / n } else { 0.5 }
-    };
+    // The reference forecaster states, for every claim, how often the
+    // claims made on the training days came true (overall, and per action
+    // for the per-action scores): the claims as the method would have made
+    // them there, waits that were not likely enough turned into holds.
+    let mut made = [(0usize, 0usize); 3];
+    for i in 0..frame.len() {
+        if frame.day[i] + horizon_days >= split
+            || !frame.observed[i]
+            || !frame.future_min[i].is_finite()
+            || !frame.future_max[i].is_finite()
+        {
+            continue;
+        }
+        let (claim, _) = models.recommend(&frame, i, h);
+        let slot = &mut made[claim.action.index()];
+        slot.0 += 1;
+        slot.1 += usize::from(claim.came_true(frame.future_min[i], frame.future_max[i]));
+    }
+    let rate = |(n, t): (usize, usize)| (t as f64 + 1.0) / (n as f64 + 2.0);
+    let reference = rate(made.iter().fold((0, 0), |a, m| (a.0 + m.0, a.1 + m.1)));
     let overall = calibration(&all, reference);
     let actions = Action::ALL
         .iter()
         .map(|a| ActionScore {
             action: *a,
-            calibration: calibration(&by_action[a.index()], models.get(*a).logistic.base_rate),
+            calibration: calibration(&by_action[a.index()], rate(made[a.index()])),
         })
         .collect();
 
@@ -158,7 +170,7 @@ pub fn evaluate(
                 continue;
             };
             let s = frame.snapshot(i);
-            let path = recommend::forecast_path(&s, horizon);
+            let path = models.path(&s, horizon);
             let Some(point) = path.last() else {
                 continue;
             };

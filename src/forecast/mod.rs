@@ -11,6 +11,7 @@
 //!    forecast path; results are written in one transaction per run.
 
 pub mod backtest;
+pub mod events;
 pub mod features;
 pub mod load;
 pub mod model;
@@ -33,7 +34,7 @@ use model::Calibrated;
 use recommend::{Action, Claim, Snapshot};
 
 /// Stored with every run; bump when the method changes.
-pub const MODEL_VERSION: &str = "wma-reversion-logit-isotonic-2";
+pub const MODEL_VERSION: &str = "events-path-logit-isotonic-3";
 
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Params {
@@ -85,12 +86,19 @@ pub struct Frame {
     pub regular: Vec<f64>,
     pub volatility: Vec<f64>,
     pub promo_freq: Vec<f64>,
-    pub days_in_promo: Vec<f64>,
-    pub days_since_promo: Vec<f64>,
-    pub mean_promo_len: Vec<f64>,
-    pub mean_promo_gap: Vec<f64>,
     pub future_min: Vec<f64>,
     pub future_max: Vec<f64>,
+    /// Promotion facts read from the shelf price (`events`).
+    pub cut: Vec<bool>,
+    pub since_start: Vec<f32>,
+    pub cut_share: Vec<f32>,
+    pub promos_ended: Vec<f32>,
+    pub days_in_promo: Vec<f32>,
+    pub days_since_promo: Vec<f32>,
+    pub mean_promo_len: Vec<f32>,
+    pub mean_promo_gap: Vec<f32>,
+    pub gap_sd: Vec<f32>,
+    pub cut_depth: Vec<f32>,
 }
 
 /// The input columns come back from polars as they went in (never null).
@@ -127,9 +135,25 @@ fn bool_column(df: &polars::prelude::DataFrame, name: &str) -> anyhow::Result<Ve
 
 impl Frame {
     /// Computes features for `series` (CPU-bound: call off the async runtime).
-    pub fn compute(series: features::DailySeries, params: &Params) -> anyhow::Result<Self> {
+    /// The feature pipeline sees the promotion flag of `events` (flagged or
+    /// cut), not the stored flag alone; the run features (days in and
+    /// since, mean length and gap) are taken from `events`, which can
+    /// forget a drop that turned out to be a permanent price change.
+    pub fn compute(mut series: features::DailySeries, params: &Params) -> anyhow::Result<Self> {
+        let mut events = events::annotate(&series);
+        series.promo = std::mem::take(&mut events.promo);
         let df = features::compute(series, &params.features())?;
         Ok(Self {
+            cut: events.cut,
+            since_start: events.since_start,
+            cut_share: events.cut_share,
+            promos_ended: events.ended,
+            days_in_promo: events.days_in_promo,
+            days_since_promo: events.days_since_promo,
+            mean_promo_len: events.mean_promo_len,
+            mean_promo_gap: events.mean_promo_gap,
+            gap_sd: events.gap_sd,
+            cut_depth: events.cut_depth,
             listing_id: typed_column(&df, "listing_id", |c| {
                 Ok(c.i64()?.iter().map(|v| v.unwrap_or(-1)).collect())
             })?,
@@ -144,10 +168,6 @@ impl Frame {
             regular: f64_column(&df, "regular")?,
             volatility: f64_column(&df, "volatility")?,
             promo_freq: f64_column(&df, "promo_freq")?,
-            days_in_promo: f64_column(&df, "days_in_promo")?,
-            days_since_promo: f64_column(&df, "days_since_promo")?,
-            mean_promo_len: f64_column(&df, "mean_promo_len")?,
-            mean_promo_gap: f64_column(&df, "mean_promo_gap")?,
             future_min: f64_column(&df, "future_min")?,
             future_max: f64_column(&df, "future_max")?,
         })
@@ -170,11 +190,18 @@ impl Frame {
             volatility: finite(self.volatility[i]).unwrap_or(0.0),
             promo: self.promo[i],
             promo_freq: finite(self.promo_freq[i]).unwrap_or(0.0),
-            days_in_promo: finite(self.days_in_promo[i]).unwrap_or(0.0),
-            days_since_promo: finite(self.days_since_promo[i]).unwrap_or(999.0),
-            mean_promo_len: finite(self.mean_promo_len[i]),
-            mean_promo_gap: finite(self.mean_promo_gap[i]),
+            days_in_promo: finite(f64::from(self.days_in_promo[i])).unwrap_or(0.0),
+            days_since_promo: finite(f64::from(self.days_since_promo[i]))
+                .unwrap_or(features::NO_PROMO_YET),
+            mean_promo_len: finite(f64::from(self.mean_promo_len[i])),
+            mean_promo_gap: finite(f64::from(self.mean_promo_gap[i])),
             history_days: finite(self.history_days[i]).unwrap_or(1.0),
+            cut: self.cut[i],
+            since_start: finite(f64::from(self.since_start[i])),
+            cut_share: finite(f64::from(self.cut_share[i])),
+            promos_ended: f64::from(self.promos_ended[i]),
+            gap_sd: finite(f64::from(self.gap_sd[i])),
+            cut_depth: finite(f64::from(self.cut_depth[i])),
         }
     }
 
@@ -185,12 +212,16 @@ impl Frame {
     }
 }
 
-/// One logistic model per action.
+/// One logistic model per action, and the one behind the forecast path.
 #[derive(Debug, Clone, Serialize)]
 pub struct Models {
     pub buy_now: Calibrated,
     pub wait: Calibrated,
     pub hold: Calibrated,
+    /// On a day the shelf price is cut: the probability that `k` days
+    /// ahead it is back at the regular price (closer to it than to
+    /// today's), one model per `k` in 1..=horizon.
+    pub back_to_regular: Vec<Calibrated>,
 }
 
 impl Models {
@@ -204,14 +235,14 @@ impl Models {
 
     /// Trains on the labelled examples at rows where `use_row` holds (at
     /// most `max_examples` per action, evenly spaced, so large histories
-    /// stay cheap). Days where the rules chose wait are also examples for
-    /// hold, so the fallback from an unlikely wait has a model that knows
-    /// those days.
+    /// stay cheap). A day the rules call buy_now is a buy_now example;
+    /// every other day is a hold example (any of them may end as hold),
+    /// and also a wait example when a wait could be said of the listing at
+    /// all (`recommend::wait_eligible`), due or not, so the wait model
+    /// learns how timing and habit change the odds from many more days
+    /// than the few it is finally stated on.
     pub fn train(frame: &Frame, params: &Params, use_row: impl Fn(usize) -> bool) -> Self {
-        // First pass: count each action's examples, so the second keeps
-        // every k-th one and never holds more than `max_examples` rows.
-        let mut counts = [0usize; 3];
-        let examples = |i: usize| -> Option<Claim> {
+        let examples = |i: usize| -> Option<(Claim, bool)> {
             if !use_row(i)
                 || !frame.observed[i]
                 || !frame.future_min[i].is_finite()
@@ -219,13 +250,33 @@ impl Models {
             {
                 return None;
             }
-            Some(recommend::decide(&frame.snapshot(i), params.horizon))
+            let s = frame.snapshot(i);
+            Some((
+                recommend::decide(&s, params.horizon),
+                recommend::wait_eligible(&s),
+            ))
         };
+        // The claims a day teaches, as (model slot, claim).
+        let slots = |claim: Claim, wait_ok: bool| {
+            let as_action = |action| Claim { action, ..claim };
+            let mut out = [None; 2];
+            if claim.action == Action::BuyNow {
+                out[0] = Some(claim);
+            } else {
+                out[0] = Some(as_action(Action::Hold));
+                if wait_ok {
+                    out[1] = Some(as_action(Action::Wait));
+                }
+            }
+            out
+        };
+        // First pass: count each action's examples, so the second keeps
+        // every k-th one and never holds more than `max_examples` rows.
+        let mut counts = [0usize; 3];
         for i in 0..frame.len() {
-            if let Some(claim) = examples(i) {
-                counts[claim.action.index()] += 1;
-                if claim.action == Action::Wait {
-                    counts[Action::Hold.index()] += 1;
+            if let Some((claim, wait_ok)) = examples(i) {
+                for c in slots(claim, wait_ok).into_iter().flatten() {
+                    counts[c.action.index()] += 1;
                 }
             }
         }
@@ -233,41 +284,24 @@ impl Models {
         let steps = counts.map(|n| n.div_ceil(cap).max(1));
         let mut seen = [0usize; 3];
         let mut data: [(Vec<Vec<f64>>, Vec<bool>); 3] = Default::default();
-        let mut keep = |slot: usize,
-                        data: &mut [(Vec<Vec<f64>>, Vec<bool>); 3],
-                        x: &dyn Fn() -> Vec<f64>,
-                        truth: bool| {
-            if seen[slot] % steps[slot] == 0 {
-                data[slot].0.push(x());
-                data[slot].1.push(truth);
-            }
-            seen[slot] += 1;
-        };
         for i in 0..frame.len() {
-            let Some(claim) = examples(i) else {
+            let Some((claim, wait_ok)) = examples(i) else {
                 continue;
             };
             let s = frame.snapshot(i);
-            let x = || recommend::features(&s);
             let (fmin, fmax) = (frame.future_min[i], frame.future_max[i]);
-            if claim.action == Action::Wait {
-                let hold = Claim {
-                    action: Action::Hold,
-                    ..claim
-                };
-                keep(
-                    Action::Hold.index(),
-                    &mut data,
-                    &x,
-                    hold.came_true(fmin, fmax),
-                );
+            let mut x = None;
+            for c in slots(claim, wait_ok).into_iter().flatten() {
+                let slot = c.action.index();
+                if seen[slot] % steps[slot] == 0 {
+                    let row = x
+                        .get_or_insert_with(|| recommend::features(&s, params.horizon))
+                        .clone();
+                    data[slot].0.push(row);
+                    data[slot].1.push(c.came_true(fmin, fmax));
+                }
+                seen[slot] += 1;
             }
-            keep(
-                claim.action.index(),
-                &mut data,
-                &x,
-                claim.came_true(fmin, fmax),
-            );
         }
         let fit = |(rows, labels): &(Vec<Vec<f64>>, Vec<bool>)| {
             Calibrated::fit(rows, labels, params.ridge)
@@ -276,14 +310,54 @@ impl Models {
             buy_now: fit(&data[0]),
             wait: fit(&data[1]),
             hold: fit(&data[2]),
+            back_to_regular: Self::train_path(frame, params, &use_row),
         }
+    }
+
+    /// The path models learn from every cut day at rows where `use_row`
+    /// holds: `k` days later, was the price closer to the regular price
+    /// than to the cut one? (At most `max_examples` per model, evenly
+    /// spaced.)
+    fn train_path(
+        frame: &Frame,
+        params: &Params,
+        use_row: &impl Fn(usize) -> bool,
+    ) -> Vec<Calibrated> {
+        let applies = |i: usize| {
+            use_row(i) && frame.observed[i] && recommend::path_applies(&frame.snapshot(i))
+        };
+        let rows: Vec<usize> = (0..frame.len()).filter(|i| applies(*i)).collect();
+        let step = rows.len().div_ceil(params.max_examples.max(1)).max(1);
+        (1..=params.horizon)
+            .map(|k| {
+                let (mut x, mut y) = (Vec::new(), Vec::new());
+                for i in rows.iter().step_by(step) {
+                    let Some(later) = frame.ahead(*i, k) else {
+                        continue;
+                    };
+                    let s = frame.snapshot(*i);
+                    x.push(recommend::path_features(&s, k));
+                    y.push((later - s.regular).abs() < (later - s.price).abs());
+                }
+                Calibrated::fit(&x, &y, params.ridge)
+            })
+            .collect()
+    }
+
+    /// The forecast path of row `i`.
+    pub fn path(&self, s: &Snapshot, horizon: usize) -> Vec<recommend::ForecastPoint> {
+        recommend::forecast_path(s, horizon, |k| {
+            self.back_to_regular
+                .get(k.wrapping_sub(1))
+                .map_or(0.0, |m| m.predict(&recommend::path_features(s, k)))
+        })
     }
 
     /// The claim for row `i` with its confidence. A wait that is less likely
     /// than not becomes a hold: we do not tell people to wait on a coin flip.
     pub fn recommend(&self, frame: &Frame, i: usize, horizon: usize) -> (Claim, f64) {
         let s = frame.snapshot(i);
-        let x = recommend::features(&s);
+        let x = recommend::features(&s, horizon);
         let claim = recommend::decide(&s, horizon);
         let p = self.get(claim.action).predict(&x);
         if claim.action == Action::Wait && p < 0.5 {
@@ -521,7 +595,7 @@ pub(crate) fn recommend_all(
             listing_id: frame.listing_id[i],
             claim,
             confidence,
-            path: recommend::forecast_path(&frame.snapshot(i), params.horizon),
+            path: models.path(&frame.snapshot(i), params.horizon),
         });
     }
     outputs

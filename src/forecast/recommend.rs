@@ -20,6 +20,18 @@ pub struct Snapshot {
     pub mean_promo_len: Option<f64>,
     pub mean_promo_gap: Option<f64>,
     pub history_days: f64,
+    /// The shelf price is cut below the reference price (`events`).
+    pub cut: bool,
+    /// Days since the latest promotion started.
+    pub since_start: Option<f64>,
+    /// Share of the listing's ended promotions that cut the shelf price.
+    pub cut_share: Option<f64>,
+    /// How many of its promotions have ended.
+    pub promos_ended: f64,
+    /// Standard deviation of the gaps between promotion starts, days.
+    pub gap_sd: Option<f64>,
+    /// Mean depth of its ended cuts (share of the reference price).
+    pub cut_depth: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -132,17 +144,54 @@ pub fn meaningful_move(price: f64) -> i64 {
 }
 
 /// Days until the next promotion is expected to start, from the listing's
-/// own cycle; None without a cycle.
+/// own cycle (negative when it is overdue); None during a promotion or
+/// without a cycle.
 pub fn days_to_next_promo(s: &Snapshot) -> Option<f64> {
     let gap = s.mean_promo_gap?;
     if s.promo {
         return None;
     }
-    let since_start = s.days_since_promo + s.mean_promo_len.unwrap_or(0.0);
+    let since_start = s
+        .since_start
+        .unwrap_or(s.days_since_promo + s.mean_promo_len.unwrap_or(0.0));
     Some(gap - since_start)
 }
 
-/// The action the rules choose before any confidence is attached.
+/// A smooth stand-in for the normal distribution function (logistic with
+/// the usual 1.702 scale): good enough for a feature, which the model
+/// weighs and the isotonic step recalibrates.
+fn smooth_cdf(z: f64) -> f64 {
+    1.0 / (1.0 + (-1.702 * z).exp())
+}
+
+/// How much of the listing's next promotion start falls within the next
+/// `horizon` days, given it has not started by today, if the starts
+/// scatter around the cycle as the past gaps did. A feature summarising
+/// timing and regularity, not a stated probability.
+pub fn start_in_window(s: &Snapshot, horizon: usize) -> f64 {
+    let (Some(gap), Some(days)) = (s.mean_promo_gap, days_to_next_promo(s)) else {
+        return 0.0;
+    };
+    let spread = s.gap_sd.unwrap_or(gap * 0.25).max(1.0);
+    let not_yet = 1.0 - smooth_cdf(-days / spread);
+    let within = smooth_cdf((horizon as f64 - days) / spread) - smooth_cdf(-days / spread);
+    if not_yet < 1e-6 {
+        1.0
+    } else {
+        (within / not_yet).clamp(0.0, 1.0)
+    }
+}
+
+/// Whether a wait could be said of the listing today at all: it is not on
+/// promotion, has a promotion cycle, and has cut its shelf price in a past
+/// promotion.
+pub fn wait_eligible(s: &Snapshot) -> bool {
+    !s.promo && s.mean_promo_gap.is_some() && s.cut_share.is_some_and(|c| c > 0.0)
+}
+
+/// The action the rules choose before any confidence is attached. Wait is
+/// considered only for a listing that has cut its shelf price in a past
+/// promotion and whose next promotion is due within the horizon.
 pub fn decide(s: &Snapshot, horizon: usize) -> Claim {
     let price = s.price.round() as i64;
     let regular = s.regular.round().max(s.price.round()) as i64;
@@ -158,7 +207,8 @@ pub fn decide(s: &Snapshot, horizon: usize) -> Claim {
     if drop >= meaningful_move(s.regular) {
         return claim(Action::BuyNow, drop);
     }
-    if let Some(days) = days_to_next_promo(s)
+    if wait_eligible(s)
+        && let Some(days) = days_to_next_promo(s)
         && days <= horizon as f64
     {
         return claim(Action::Wait, step);
@@ -168,7 +218,7 @@ pub fn decide(s: &Snapshot, horizon: usize) -> Claim {
 
 /// Features the confidence model sees (no intercept). Every value is known
 /// on the day itself: nothing from the future.
-pub fn features(s: &Snapshot) -> Vec<f64> {
+pub fn features(s: &Snapshot, horizon: usize) -> Vec<f64> {
     let drop_ratio = if s.regular > 0.0 {
         (s.regular - s.price) / s.regular
     } else {
@@ -176,21 +226,86 @@ pub fn features(s: &Snapshot) -> Vec<f64> {
     };
     let promo_len = s.mean_promo_len.unwrap_or(7.0).max(1.0);
     let (due_ratio, has_cycle) = match (s.mean_promo_gap, days_to_next_promo(s)) {
-        (Some(gap), Some(days)) if gap > 0.0 => (days / gap, 1.0),
+        (Some(gap), Some(days)) if gap > 0.0 => ((days / gap).clamp(-1.0, 2.0), 1.0),
         (Some(_), _) => (0.0, 1.0),
         _ => (0.0, 0.0),
     };
+    let regularity = match (s.gap_sd, s.mean_promo_gap) {
+        (Some(sd), Some(gap)) if gap > 0.0 => (sd / gap).min(1.0),
+        _ => 1.0,
+    };
+    let cut_share = s.cut_share.unwrap_or(0.0);
+    let start = start_in_window(s, horizon);
+    let in_promo = if s.promo { 1.0 } else { 0.0 };
+    let cut = if s.cut { 1.0 } else { 0.0 };
+    let age = s.days_in_promo / promo_len;
+    let end_by = if s.promo {
+        (s.days_in_promo + horizon as f64) / promo_len
+    } else {
+        0.0
+    };
     vec![
         drop_ratio,
-        if s.promo { 1.0 } else { 0.0 },
-        s.days_in_promo / promo_len,
+        in_promo,
+        cut,
+        age,
+        end_by.min(4.0),
+        cut * end_by.min(4.0),
         s.promo_freq,
-        s.history_days.max(1.0).ln(),
+        // Capped: beyond a season more history says little, and an
+        // uncapped count would only tell the model how late in the
+        // training period a day was.
+        s.history_days.clamp(1.0, 180.0).ln(),
         s.volatility,
         due_ratio,
         has_cycle,
         s.days_since_promo.min(60.0) / 30.0,
+        cut_share,
+        if s.cut_share.is_some() { 1.0 } else { 0.0 },
+        (1.0 + s.promos_ended.min(4.0)).ln(),
+        regularity,
+        start,
+        start * cut_share,
+        s.cut_depth.unwrap_or(0.0),
+        relative_depth(s).0,
     ]
+}
+
+/// Today's drop below the regular price against the listing's typical
+/// cut (capped at 2), and whether it has a typical cut: a drop much
+/// shallower than its promotions is more likely a permanent change.
+fn relative_depth(s: &Snapshot) -> (f64, f64) {
+    let drop_ratio = if s.regular > 0.0 {
+        ((s.regular - s.price) / s.regular).max(0.0)
+    } else {
+        0.0
+    };
+    match s.cut_depth {
+        Some(d) if d > 0.0 => ((drop_ratio / d).min(2.0), 1.0),
+        _ => (0.0, 0.0),
+    }
+}
+
+/// Features of the models that say whether, `k` days ahead, a cut price
+/// will be back at the regular price (rather than still at today's): how
+/// far into the promotion it is, against the listing's typical length.
+pub fn path_features(s: &Snapshot, k: usize) -> Vec<f64> {
+    let promo_len = s.mean_promo_len.unwrap_or(7.0).max(1.0);
+    let (relative_depth, has_depth) = relative_depth(s);
+    vec![
+        relative_depth,
+        has_depth,
+        (s.days_in_promo / promo_len).min(4.0),
+        ((s.days_in_promo + k as f64) / promo_len).min(4.0),
+        s.days_in_promo.min(30.0),
+        if s.mean_promo_len.is_some() { 1.0 } else { 0.0 },
+        (1.0 + s.promos_ended.min(6.0)).ln(),
+    ]
+}
+
+/// Whether the path model applies on this day: the shelf price is cut.
+pub fn path_applies(s: &Snapshot) -> bool {
+    s.cut
 }
 
 /// One forecast day: point and band, pence.
@@ -201,31 +316,29 @@ pub struct ForecastPoint {
     pub upper: f64,
 }
 
-/// How much longer than its typical length a promotion may run before the
-/// forecast assumes it has ended. Lengths vary; the point forecast should
-/// be the likelier outcome, and a promotion that has outlived its mean is
-/// still more likely than not to be running tomorrow.
-pub const PROMO_END_FACTOR: f64 = 1.4;
-
 /// The forecast the recommendations use, for days 1..=horizon: today's
-/// price, except that a promotion is expected to end once it has lasted
-/// `PROMO_END_FACTOR` times its typical length (the price returns to
-/// regular). Bands widen with volatility and reach down to a typical
-/// promotion when one is due.
-pub fn forecast_path(s: &Snapshot, horizon: usize) -> Vec<ForecastPoint> {
-    let promo_ends_after = if s.promo {
-        let typical = s.mean_promo_len.unwrap_or(7.0);
-        Some((typical * PROMO_END_FACTOR - s.days_in_promo).max(0.0))
-    } else {
-        None
-    };
+/// price, unless the shelf price is cut and `back_to_regular(k)` (the
+/// learned probability that `k` days ahead the price is back at the
+/// regular price rather than still at today's) is above one half; from
+/// then on, the regular price. Shelf prices are sticky: the point forecast
+/// changes only when a change is likelier than not. Bands widen with
+/// volatility and reach down to a typical cut when a promotion is due.
+pub fn forecast_path(
+    s: &Snapshot,
+    horizon: usize,
+    back_to_regular: impl Fn(usize) -> f64,
+) -> Vec<ForecastPoint> {
     let next_promo = days_to_next_promo(s);
+    let typical_cut = s.cut_depth.unwrap_or(0.25).clamp(0.05, 0.9);
+    let mut reverted = false;
     (1..=horizon)
         .map(|h| {
             let hf = h as f64;
-            let predicted = match promo_ends_after {
-                Some(left) if hf > left => s.regular.max(s.price),
-                _ => s.price,
+            reverted = reverted || (path_applies(s) && back_to_regular(h) > 0.5);
+            let predicted = if reverted {
+                s.regular.max(s.price)
+            } else {
+                s.price
             };
             let spread = (1.64 * s.volatility * predicted * hf.sqrt()).max(1.0);
             let mut lower = predicted - spread;
@@ -233,8 +346,8 @@ pub fn forecast_path(s: &Snapshot, horizon: usize) -> Vec<ForecastPoint> {
             if s.promo {
                 upper = upper.max(s.regular);
             }
-            if next_promo.is_some_and(|d| d <= hf) {
-                lower = lower.min(s.price * 0.75);
+            if next_promo.is_some_and(|d| d <= hf) && s.cut_share.is_some_and(|c| c > 0.0) {
+                lower = lower.min(s.price * (1.0 - typical_cut));
             }
             ForecastPoint {
                 predicted,
@@ -267,6 +380,12 @@ mod tests {
             mean_promo_len: None,
             mean_promo_gap: None,
             history_days: 60.0,
+            cut: false,
+            since_start: None,
+            cut_share: None,
+            promos_ended: 0.0,
+            gap_sd: None,
+            cut_depth: None,
         }
     }
 
@@ -294,6 +413,23 @@ mod tests {
         };
         // 17 days since the last start of a 21-day cycle: due in 4 days.
         assert_eq!(days_to_next_promo(&s), Some(4.0));
+        // Only a listing whose promotions have cut its price is told to wait.
+        assert_eq!(decide(&s, 7).action, Action::Hold);
+        let s = Snapshot {
+            cut_share: Some(0.5),
+            since_start: Some(18.0),
+            ..s
+        };
+        assert_eq!(days_to_next_promo(&s), Some(3.0));
+        let due = start_in_window(&s, 7);
+        let later = start_in_window(
+            &Snapshot {
+                since_start: Some(5.0),
+                ..s
+            },
+            7,
+        );
+        assert!(due > 0.5 && later < 0.1, "{due} {later}");
         let c = decide(&s, 7);
         assert_eq!((c.action, c.amount), (Action::Wait, 5));
         assert!(c.came_true(95.0, 100.0));
@@ -315,16 +451,22 @@ mod tests {
             promo: true,
             days_in_promo: 3.0,
             mean_promo_len: Some(5.0),
+            cut: true,
             ..snap()
         };
-        // Typically 5 days, assumed over after 7: days 4 to 7 stay on offer.
-        let path = forecast_path(&s, 7);
+        // Back at the regular price once that is likelier than not, and
+        // it stays there.
+        let odds = [0.1, 0.2, 0.4, 0.45, 0.6, 0.4, 0.7];
+        let path = forecast_path(&s, 7, |k| odds[k - 1]);
         assert_eq!(path[3].predicted, 75.0);
-        assert_eq!(path[4].predicted, 100.0);
+        assert!(path[4..].iter().all(|p| p.predicted == 100.0));
         assert!(
             path.iter()
                 .all(|p| p.lower <= p.predicted && p.predicted <= p.upper)
         );
+        // Without a cut there is nothing to revert.
+        let flat = forecast_path(&Snapshot { cut: false, ..s }, 7, |_| 0.9);
+        assert!(flat.iter().all(|p| p.predicted == 75.0));
     }
 
     #[test]
