@@ -28,6 +28,20 @@ pub enum Fault {
     Broken { share: f64 },
     /// Drop this share (0 to 1) of the products from the listing.
     Hide { share: f64 },
+    /// Serve a hostile listing page instead of the real one.
+    Hostile { page: HostilePage },
+}
+
+/// Listing pages built to hurt a scraper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostilePage {
+    /// The real page padded to about 24 MB.
+    Huge,
+    /// The real page inside 50,000 nested elements.
+    Deep,
+    /// A script that never finishes, before anything renders.
+    Spin,
 }
 
 impl Fault {
@@ -84,6 +98,7 @@ pub struct RetailerFaults {
     pub unavailable_left: u32,
     pub broken_share: f64,
     pub hide_share: f64,
+    pub hostile: Option<HostilePage>,
 }
 
 /// What the fault layer does with one request.
@@ -107,6 +122,7 @@ impl RetailerFaults {
             Fault::Unavailable { requests } => self.unavailable_left = requests,
             Fault::Broken { share } => self.broken_share = share,
             Fault::Hide { share } => self.hide_share = share,
+            Fault::Hostile { page } => self.hostile = Some(page),
         }
     }
 
@@ -155,6 +171,9 @@ impl RetailerFaults {
             out.push(Fault::Hide {
                 share: self.hide_share,
             });
+        }
+        if let Some(page) = self.hostile {
+            out.push(Fault::Hostile { page });
         }
         out
     }

@@ -54,7 +54,7 @@ use chrono::{NaiveDate, Utc};
 use clap::Args;
 
 pub use catalog::Retailer;
-pub use faults::{Breakage, Fault, Robots};
+pub use faults::{Breakage, Fault, HostilePage, Robots};
 pub use server::{router, serve};
 pub use store::{DemoStore, RequestRecord, StoreHandle, Tile, TruthListing};
 

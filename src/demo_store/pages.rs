@@ -77,6 +77,30 @@ fn without_consent(template: &str) -> String {
     }
 }
 
+/// `page` made hostile: padded to ~24 MB, wrapped in 50,000 nested
+/// elements, or stuck in a script that never returns before anything
+/// renders.
+pub fn hostile(page: &str, kind: super::faults::HostilePage) -> String {
+    use super::faults::HostilePage;
+    let body_at = page.find("<body").unwrap_or(0);
+    let (head, body) = page.split_at(body_at);
+    match kind {
+        HostilePage::Huge => {
+            let pad = format!("<p hidden>{}</p>", "lorem ipsum ".repeat(2_000_000));
+            format!("{head}{body}{pad}")
+        }
+        HostilePage::Deep => {
+            let depth = 50_000;
+            format!(
+                "{head}{}{body}{}",
+                "<div>".repeat(depth),
+                "</div>".repeat(depth)
+            )
+        }
+        HostilePage::Spin => format!("{head}<script>for (;;) {{}}</script>{body}"),
+    }
+}
+
 /// A product page: the title server-side, the price fetched by script.
 pub fn product_page(listing: &Listing) -> String {
     PRODUCT

@@ -356,7 +356,11 @@ async fn shop(
     if rest.is_empty() || rest == retailer.listing_path() {
         let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
         let consented = pages::has_consented(retailer, cookies);
-        return Html(pages::listing_page(retailer, consented)).into_response();
+        let page = pages::listing_page(retailer, consented);
+        return match store.hostile(retailer) {
+            Some(kind) => Html(pages::hostile(&page, kind)).into_response(),
+            None => Html(page).into_response(),
+        };
     }
     if rest == "api/products" {
         return products_api(&store, retailer, &origin(&store, &headers), &params);

@@ -234,6 +234,11 @@ impl DemoStore {
     }
 
     /// What to do with a request to a retailer's pages.
+    /// The hostile page set for `retailer`, if any.
+    pub(crate) fn hostile(&self, retailer: Retailer) -> Option<super::faults::HostilePage> {
+        self.state().faults.get(&retailer).and_then(|f| f.hostile)
+    }
+
     pub(crate) fn admit(&self, retailer: Retailer) -> Verdict {
         self.state()
             .faults

@@ -30,6 +30,8 @@ pub struct RetailerConfig {
     pub selectors: Selectors,
     #[serde(default)]
     pub politeness: Politeness,
+    #[serde(default)]
+    pub limits: Limits,
     /// Set by the loader: where the config came from.
     #[serde(skip)]
     pub source: PathBuf,
@@ -158,6 +160,25 @@ pub struct Selectors {
     pub url: Option<Field>,
 }
 
+/// What a page may cost before it is refused as hostile.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// The HTML document's size (as decoded) at most.
+    pub max_page_bytes: u64,
+    /// Tiles on one page at most.
+    pub max_tiles: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_page_bytes: 8 * 1024 * 1024,
+            max_tiles: 2_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Politeness {
@@ -279,6 +300,9 @@ impl RetailerConfig {
         }
         if p.breaker_threshold == 0 {
             bail!("key `politeness.breaker_threshold`: must be at least 1");
+        }
+        if self.limits.max_page_bytes == 0 || self.limits.max_tiles == 0 {
+            bail!("key `limits`: max_page_bytes and max_tiles must be more than 0");
         }
         if p.page_timeout_ms == 0 {
             bail!("key `politeness.page_timeout_ms`: must be more than 0");

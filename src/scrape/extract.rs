@@ -16,9 +16,13 @@ use crate::ingest::Observation;
 
 /// Reads every tile on the page, and the next-page link when a selector
 /// for it is given. Arguments: the selectors (as JSON), the next-link
-/// selector (or null). Returns `{ tiles: [RawTile], count, next }`.
+/// selector (or null), the most tiles to read. Returns `{ tiles: [RawTile],
+/// count, next }`; over the limit, no tiles and the count.
 pub const EXTRACT_JS: &str = r#"
 const sel = arguments[0];
+const maxTiles = arguments[2];
+const found = document.querySelectorAll(sel.tile).length;
+if (maxTiles && found > maxTiles) return { tiles: [], count: found, next: null };
 const clean = (s) => s == null ? null : String(s).replace(/\s+/g, ' ').trim();
 const read = (tile, f) => {
   if (!f) return null;
@@ -89,7 +93,8 @@ const [ready, empty, timeout, accept] = arguments;
 const done = arguments[arguments.length - 1];
 const nav = performance.getEntriesByType('navigation')[0];
 const status = nav && typeof nav.responseStatus === 'number' ? nav.responseStatus : 0;
-if (status >= 400) return done({ status: status, state: 'error', clicked: false });
+const bytes = nav && typeof nav.decodedBodySize === 'number' ? nav.decodedBodySize : 0;
+if (status >= 400) return done({ status: status, state: 'error', clicked: false, bytes: bytes });
 const start = Date.now();
 (function poll() {
   let state = null;
@@ -102,7 +107,7 @@ const start = Date.now();
     const b = document.querySelector(accept);
     if (b) { b.click(); clicked = true; }
   }
-  done({ status: status, state: state, clicked: clicked });
+  done({ status: status, state: state, clicked: clicked, bytes: bytes });
 })();
 "#;
 
@@ -112,6 +117,9 @@ pub struct Ready {
     pub status: u16,
     pub state: String,
     pub clicked: bool,
+    /// The document's decoded size (0 when the browser does not say).
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// Scrolls to the bottom until no more tiles arrive. Arguments: tile
@@ -153,6 +161,7 @@ pub struct RawTile {
 #[derive(Debug, Deserialize)]
 pub struct Extracted {
     pub tiles: Vec<RawTile>,
+    pub count: u64,
     pub next: Option<String>,
 }
 

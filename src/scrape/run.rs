@@ -42,6 +42,8 @@ pub enum PageError {
     Navigation(String),
     /// Chromium or chromedriver stopped answering.
     BrowserDied(String),
+    /// Too big to read safely: refused, not retried.
+    Hostile(String),
 }
 
 impl PageError {
@@ -53,11 +55,12 @@ impl PageError {
             PageError::Timeout(_) => "timeout",
             PageError::Navigation(_) => "navigation_error",
             PageError::BrowserDied(_) => "browser_error",
+            PageError::Hostile(_) => "hostile",
         }
     }
 
     fn retryable(&self) -> bool {
-        !matches!(self, PageError::Client(_))
+        !matches!(self, PageError::Client(_) | PageError::Hostile(_))
     }
 }
 
@@ -79,6 +82,7 @@ impl std::fmt::Display for PageError {
             PageError::Timeout(m) => write!(f, "timed out: {m}"),
             PageError::Navigation(m) => write!(f, "could not load: {m}"),
             PageError::BrowserDied(m) => write!(f, "the browser stopped answering: {m}"),
+            PageError::Hostile(m) => write!(f, "refused as hostile: {m}"),
         }
     }
 }
@@ -337,6 +341,12 @@ pub async fn load_page(
         .convert()
         .map_err(|e| PageError::Navigation(format!("reading the page state: {e}")))?;
     let status = ready.status;
+    if ready.bytes > config.limits.max_page_bytes {
+        return Err(PageError::Hostile(format!(
+            "the page is {} bytes, more than limits.max_page_bytes ({})",
+            ready.bytes, config.limits.max_page_bytes
+        )));
+    }
     if status == 429 || status == 503 {
         let retry_after = session
             .execute_async(extract::RETRY_AFTER_JS, Vec::new())
@@ -389,12 +399,19 @@ pub async fn load_page(
             vec![
                 extract::selectors_json(&config.selectors),
                 json!(next_selector),
+                json!(config.limits.max_tiles),
             ],
         )
         .await
         .map_err(|e| webdriver_error(&e))?
         .convert()
         .map_err(|e| PageError::Navigation(format!("reading tiles: {e}")))?;
+    if extracted.count > u64::from(config.limits.max_tiles) {
+        return Err(PageError::Hostile(format!(
+            "{} tiles, more than limits.max_tiles ({})",
+            extracted.count, config.limits.max_tiles
+        )));
+    }
     Ok(Page {
         tiles: extracted.tiles,
         next: extracted.next,

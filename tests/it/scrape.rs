@@ -786,3 +786,82 @@ async fn the_scheduled_scraper_takes_queued_jobs_and_serves_metrics() {
     assert!(exit.success(), "{exit}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// Hostile pages are refused (or read correctly), counted, and never hang
+/// or crash the scraper; the other shops in the pass are unaffected.
+#[tokio::test]
+async fn hostile_pages_are_refused_without_a_hang() {
+    use shelfwatch::demo_store::HostilePage;
+    let db = TestDb::new().await;
+    let shop = shop().await;
+    let (_d, spool) = spool_dir();
+    let s = settings(&db.url, &shop, &spool);
+    shop.store
+        .set_fault(
+            Retailer::Aldwick,
+            Fault::Hostile {
+                page: HostilePage::Huge,
+            },
+        )
+        .unwrap();
+    shop.store
+        .set_fault(
+            Retailer::Icebox,
+            Fault::Hostile {
+                page: HostilePage::Spin,
+            },
+        )
+        .unwrap();
+    shop.store
+        .set_fault(
+            Retailer::Morrow,
+            Fault::Hostile {
+                page: HostilePage::Deep,
+            },
+        )
+        .unwrap();
+    let mut sc = scraper(&s, &["aldwick", "icebox", "morrow", "sainsway"]).await;
+    for c in &mut sc.configs {
+        c.politeness.page_timeout_ms = 3_000;
+        c.politeness.max_retries = 1;
+    }
+    let started = std::time::Instant::now();
+    let report = tokio::time::timeout(Duration::from_secs(120), sc.pass())
+        .await
+        .expect("the pass hung")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(90));
+
+    // Huge: refused at once, not retried, counted.
+    let aldwick = run(&report, "aldwick");
+    assert_eq!(
+        (aldwick.status.as_str(), aldwick.pages, aldwick.retries),
+        ("failed", 0, 0),
+        "{aldwick:?}"
+    );
+    // A script that never ends: timed out, the browser replaced, given up.
+    let icebox = run(&report, "icebox");
+    assert_eq!(
+        (icebox.status.as_str(), icebox.pages),
+        ("failed", 0),
+        "{icebox:?}"
+    );
+    // Deep nesting: the parser flattens it; the tiles are still right.
+    let truth = shop.store.truth(day());
+    assert_matches_truth(
+        &truth,
+        &stored(&db.pool).await,
+        &[Retailer::Morrow, Retailer::Sainsway],
+    );
+    let metrics = shelfwatch::metrics::encode();
+    assert!(
+        metrics.contains("shelfwatch_scrape_pages_total{outcome=\"hostile\",retailer=\"aldwick\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("shelfwatch_scrape_pages_total{outcome=\"timeout\",retailer=\"icebox\"}")
+            || metrics.contains(
+                "shelfwatch_scrape_pages_total{outcome=\"browser_error\",retailer=\"icebox\"}"
+            )
+    );
+}
