@@ -9,8 +9,10 @@
 #   GET /v1/recommendations?limit=20    the best-first list
 #   GET /v1/products/{id}               a product across 4 retailers
 #
-# Prints a Markdown table for BENCHMARKS.md. Settings are the defaults
-# (request log at info, ETags, pool of 8) except that rate limits are off.
+# Prints Markdown tables for BENCHMARKS.md: with the default settings
+# (request log at info, ETags, pool of 8, read responses reused for 2 s),
+# then with every read going to the database (api.read_cache_ms = 0). Rate
+# limits are off: wrk is one client.
 #
 #   PROFILE=release|debug (release)  LISTINGS (10000)  DAYS (365)
 #   DURATION seconds per run (20)    RATE paced requests/s (1000)
@@ -91,21 +93,30 @@ observations=$(psql "$url" -Atc 'SELECT count(*) FROM price_observations')
 RUST_LOG=warn "$bin" forecast >/dev/null
 echo ">> seeded $observations observations and a forecast in $(( $(date +%s) - seed_started )) s" >&2
 
-cat >"$work/bench.toml" <<'TOML'
+start_server() { # read_cache_ms
+    [ -n "$server_pid" ] && kill "$server_pid" && wait "$server_pid" 2>/dev/null || true
+    cat >"$work/bench.toml" <<TOML
+[api]
+read_cache_ms = $1
 [api.rate_limit]
 per_ip_per_sec = 0
 per_key_per_sec = 0
 TOML
-"$bin" --config "$work/bench.toml" serve --bind 127.0.0.1:0 --metrics-bind "" \
-    >"$work/serve.out" 2>"$work/serve.log" &
-server_pid=$!
-base=""
-for _ in $(seq 1 100); do
-    base=$(sed -n 's/^API listening on //p' "$work/serve.out")
-    [ -n "$base" ] && break
-    sleep 0.1
-done
-[ -n "$base" ] || { cat "$work/serve.log" >&2; exit 1; }
+    : >"$work/serve.out"
+    "$bin" --config "$work/bench.toml" serve --bind 127.0.0.1:0 --metrics-bind "" \
+        >"$work/serve.out" 2>"$work/serve.log" &
+    server_pid=$!
+    base=""
+    for _ in $(seq 1 100); do
+        base=$(sed -n 's/^API listening on //p' "$work/serve.out")
+        [ -n "$base" ] && break
+        sleep 0.1
+    done
+    [ -n "$base" ] || { cat "$work/serve.log" >&2; exit 1; }
+    for path in /healthz "/v1/recommendations?limit=20" "/v1/products/$product"; do
+        curl -fsS "$base$path" >/dev/null   # warm: the first request prepares statements
+    done
+}
 product=$(( listings / 8 ))
 
 connections=50
@@ -122,17 +133,28 @@ run() { # label path mode
     eval "$(sed 's/^RESULT //' <<<"$result")"
     printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "$mode" "$rps" "$p50_ms" "$p99_ms" "$errors"
 }
-for path in /healthz "/v1/recommendations?limit=20" "/v1/products/$product"; do
-    curl -fsS "$base$path" >/dev/null   # warm: the first request prepares statements
-done
+header() {
+    echo
+    echo "| route | load | requests/s | p50 ms | p99 ms | errors |"
+    echo "|---|---|---|---|---|---|"
+}
 echo
-echo "$listings listings x $days days ($observations observations), $profile build, $(nproc) cores shared with the load generator."
+echo "$listings listings x $days days ($observations observations), $profile build, $(nproc) cores shared with the load generator; wrk -t2, paced: -c$connections at ~$rate req/s, saturation: -c64, ${duration}s each."
 echo
-echo "| route | load | requests/s | p50 ms | p99 ms | errors |"
-echo "|---|---|---|---|---|---|"
+echo "Defaults (read responses reused for 2 s):"
+start_server 2000
+header
 run "GET /healthz" "/healthz" paced
 run "GET /v1/recommendations?limit=20" "/v1/recommendations?limit=20" paced
 run "GET /v1/products/{id}" "/v1/products/$product" paced
 run "GET /healthz" "/healthz" saturation
+run "GET /v1/recommendations?limit=20" "/v1/recommendations?limit=20" saturation
+run "GET /v1/products/{id}" "/v1/products/$product" saturation
+echo
+echo "Every read from the database (api.read_cache_ms = 0):"
+start_server 0
+header
+run "GET /v1/recommendations?limit=20" "/v1/recommendations?limit=20" paced
+run "GET /v1/products/{id}" "/v1/products/$product" paced
 run "GET /v1/recommendations?limit=20" "/v1/recommendations?limit=20" saturation
 run "GET /v1/products/{id}" "/v1/products/$product" saturation
