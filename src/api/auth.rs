@@ -343,28 +343,44 @@ pub fn parse_scopes(text: &str) -> Result<Vec<Scope>, String> {
     Ok(out)
 }
 
-/// Rate limits and authentication for `/v1`: per client address first (so
-/// a flood of bad keys never reaches the database), then the credential,
-/// then per key.
+/// Rate limits and authentication for `/v1`. A caller without a
+/// credential is limited per client address; a caller with a valid one per
+/// key (so many clients behind one address each get their key's share).
+/// Failed credentials are limited per address too, and an address out of
+/// those tokens is refused before its next credential reaches the database.
 pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".to_owned());
-    if let Err(wait) = app.ip_limiter.check(&ip) {
-        super::http_metrics::rate_limited("ip");
-        return ApiError::too_many_requests(wait.as_secs_f64().ceil() as u64).into_response();
+    let limited = |limit: &str, wait: Duration| {
+        super::http_metrics::rate_limited(limit);
+        ApiError::too_many_requests(wait.as_secs_f64().ceil() as u64).into_response()
+    };
+    let has_credential = req.headers().contains_key(header::AUTHORIZATION)
+        || req.headers().contains_key("x-api-key");
+    if !has_credential {
+        if let Err(wait) = app.ip_limiter.check(&ip) {
+            return limited("ip", wait);
+        }
+        req.extensions_mut().insert(Caller(None));
+        return next.run(req).await;
+    }
+    if let Err(wait) = app.auth_failure_limiter.peek(&ip) {
+        return limited("auth_failures", wait);
     }
     let principal = match app.auth.authenticate(req.headers()).await {
         Ok(p) => p,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            let _ = app.auth_failure_limiter.check(&ip);
+            return e.into_response();
+        }
     };
     if let Some(p) = &principal
         && let Err(wait) = app.key_limiter.check(&p.id)
     {
-        super::http_metrics::rate_limited("key");
-        return ApiError::too_many_requests(wait.as_secs_f64().ceil() as u64).into_response();
+        return limited("key", wait);
     }
     req.extensions_mut().insert(Caller(principal));
     next.run(req).await

@@ -75,7 +75,7 @@ static RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
         IntCounterVec::new(
             Opts::new(
                 "shelfwatch_http_rate_limited_total",
-                "Requests refused with 429, by the limit that refused them (ip, key).",
+                "Requests refused with 429, by the limit that refused them (ip, key, auth_failures).",
             ),
             &["limit"],
         )

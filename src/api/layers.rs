@@ -2,7 +2,11 @@
 //! metrics, problem bodies for errors raised outside handlers, time limits,
 //! and ETag / Cache-Control on reads.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
@@ -134,27 +138,100 @@ pub async fn time_limit(State(app): State<AppState>, req: Request, next: Next) -
     }
 }
 
+/// Recent read responses by URL, reused for `api.read_cache_ms`. Reads
+/// answer the same to every caller (credentials are checked before this),
+/// so one entry serves all.
+pub struct ReadCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, Cached>>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    at: Instant,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+    tag: String,
+}
+
+/// Entries kept before stale ones are swept (then all, if none were stale).
+const READ_CACHE_ENTRIES: usize = 4096;
+
+impl ReadCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Cached> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(key)
+            .filter(|c| c.at.elapsed() < self.ttl)
+            .cloned()
+    }
+
+    fn put(&self, key: String, entry: Cached) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= READ_CACHE_ENTRIES {
+                let ttl = self.ttl;
+                entries.retain(|_, c| c.at.elapsed() < ttl);
+                if entries.len() >= READ_CACHE_ENTRIES {
+                    entries.clear();
+                }
+            }
+            entries.insert(key, entry);
+        }
+    }
+}
+
 /// A strong ETag (hash of the body) and Cache-Control on successful reads;
-/// 304 without a body when `If-None-Match` already has it.
+/// 304 without a body when `If-None-Match` already has it. Responses are
+/// reused from the [`ReadCache`] while fresh.
 pub async fn etag(State(app): State<AppState>, req: Request, next: Next) -> Response {
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return next.run(req).await;
     }
     let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
-    let response = next.run(req).await;
-    if response.status() != StatusCode::OK {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(b) => b,
-        Err(e) => {
-            return ApiError::internal(anyhow::anyhow!("buffering a response: {e}"))
-                .into_response();
+    let key = req.uri().to_string();
+    let cached = match app.read_cache.get(&key) {
+        Some(hit) => hit,
+        None => {
+            let response = next.run(req).await;
+            if response.status() != StatusCode::OK {
+                return response;
+            }
+            let (parts, body) = response.into_parts();
+            let body = match axum::body::to_bytes(body, usize::MAX).await {
+                Ok(b) => b,
+                Err(e) => {
+                    return ApiError::internal(anyhow::anyhow!("buffering a response: {e}"))
+                        .into_response();
+                }
+            };
+            let digest = Sha256::digest(&body);
+            let entry = Cached {
+                at: Instant::now(),
+                headers: parts.headers,
+                body,
+                tag: format!("\"{}\"", hex::encode(&digest[..16])),
+            };
+            app.read_cache.put(key, entry.clone());
+            entry
         }
     };
-    let digest = Sha256::digest(&bytes);
-    let tag = format!("\"{}\"", hex::encode(&digest[..16]));
+    let (mut parts, _) = Response::new(Body::empty()).into_parts();
+    parts.headers = cached.headers;
+    let bytes = cached.body;
+    let tag = cached.tag;
     let cache_control = if app.settings.require_key_for_reads {
         format!("private, max-age={}", app.settings.cache_max_age_secs)
     } else {

@@ -61,6 +61,10 @@ pub struct ApiSettings {
     pub body_limit_bytes: usize,
     /// `max-age` of cacheable reads.
     pub cache_max_age_secs: u32,
+    /// How long the server reuses a read's response for the same URL
+    /// (0: never). Prices change when a scrape or forecast lands, hours
+    /// apart; a short reuse absorbs bursts of identical reads.
+    pub read_cache_ms: u64,
     /// Seconds to finish in-flight requests after SIGTERM.
     pub shutdown_grace_secs: u64,
     /// A worker unseen for longer than this is reported as absent.
@@ -81,6 +85,7 @@ impl Default for ApiSettings {
             request_timeout_secs: 10,
             body_limit_bytes: 64 * 1024,
             cache_max_age_secs: 60,
+            read_cache_ms: 2000,
             shutdown_grace_secs: 10,
             worker_stale_after_secs: 600,
             rate_limit: RateLimitSettings::default(),
@@ -135,6 +140,9 @@ pub struct App {
     pub auth: auth::Authenticator,
     pub ip_limiter: ratelimit::Limiter,
     pub key_limiter: ratelimit::Limiter,
+    /// Failed credentials per client address (the per-address limit).
+    pub auth_failure_limiter: ratelimit::Limiter,
+    pub read_cache: layers::ReadCache,
 }
 
 pub type AppState = Arc<App>;
@@ -146,6 +154,8 @@ impl App {
         Ok(Arc::new(App {
             ip_limiter: ratelimit::Limiter::new(rl.per_ip_per_sec, rl.per_ip_burst),
             key_limiter: ratelimit::Limiter::new(rl.per_key_per_sec, rl.per_key_burst),
+            auth_failure_limiter: ratelimit::Limiter::new(rl.per_ip_per_sec, rl.per_ip_burst),
+            read_cache: layers::ReadCache::new(Duration::from_millis(settings.read_cache_ms)),
             auth,
             pool,
             settings,

@@ -45,6 +45,27 @@ impl Limiter {
         self.check_at(key, Instant::now())
     }
 
+    /// Whether `key` has a token now, without taking it.
+    pub fn peek(&self, key: &str) -> Result<(), Duration> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let buckets = match self.buckets.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let Some(bucket) = buckets.get(key) else {
+            return Ok(());
+        };
+        let refill = bucket.at.elapsed().as_secs_f64() * self.per_sec;
+        let tokens = (bucket.tokens + refill).min(self.burst);
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - tokens) / self.per_sec))
+        }
+    }
+
     fn check_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
         if !self.enabled() {
             return Ok(());

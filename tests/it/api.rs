@@ -728,6 +728,24 @@ async fn rate_limits_answer_429_with_retry_after() {
     assert_problem(r, StatusCode::TOO_MANY_REQUESTS).await;
     // Health checks are not limited.
     assert_eq!(api.get("/healthz").await.status(), StatusCode::OK);
+    // A valid key is limited per key, not by its address...
+    assert_eq!(
+        api.get_as("/v1/retailers", &key).await.status(),
+        StatusCode::OK
+    );
+    // ...while guessing keys is limited per address, then refused unread.
+    for _ in 0..3 {
+        assert_problem(
+            api.get_as("/v1/retailers", "sw_guess").await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    }
+    assert_problem(
+        api.get_as("/v1/retailers", "sw_guess").await,
+        StatusCode::TOO_MANY_REQUESTS,
+    )
+    .await;
 
     let api = serve(api.db, |s| {
         s.rate_limit.per_key_per_sec = 1.0;
@@ -1460,4 +1478,108 @@ async fn docs_page_renders_every_endpoint_in_a_browser() {
     shown.dedup();
     assert_eq!(shown, expected, "the rendered page lists every endpoint");
     assert!(title.contains("shelfwatch"), "{title}");
+}
+
+#[test]
+fn example_config_reads_and_states_the_api_defaults() {
+    let example = crate::support::repo_path("shelfwatch.example.toml");
+    let settings = shelfwatch::config::Settings::load_from(Some(&example), &[]).unwrap();
+    let (api, defaults) = (settings.api, ApiSettings::default());
+    assert_eq!(api.bind, defaults.bind);
+    assert_eq!(api.metrics_bind, defaults.metrics_bind);
+    assert_eq!(api.body_limit_bytes, defaults.body_limit_bytes);
+    assert_eq!(
+        api.rate_limit.per_ip_burst,
+        defaults.rate_limit.per_ip_burst
+    );
+    assert_eq!(api.webhooks.max_attempts, defaults.webhooks.max_attempts);
+    assert!(api.jwt.is_none());
+}
+
+#[tokio::test]
+async fn rs256_tokens_from_an_identity_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("private.pem");
+    let public = dir.path().join("public.pem");
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&private)
+        .status()
+        .unwrap()
+        .success()
+        && std::process::Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&private)
+            .arg("-out")
+            .arg(&public)
+            .status()
+            .unwrap()
+            .success();
+    assert!(ok, "openssl could not make a key pair");
+    let public_pem = std::fs::read_to_string(&public).unwrap();
+    let api = serve(seeded().await, |s| {
+        s.jwt = Some(shelfwatch::api::auth::JwtSettings {
+            issuer: "https://idp.example".into(),
+            audience: "shelfwatch".into(),
+            hs256_secret: None,
+            rs256_public_key_pem: Some(public_pem),
+            scope_claim: "permissions".into(),
+            leeway_secs: 0,
+        });
+    })
+    .await;
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(&private).unwrap()).unwrap();
+    let claims = serde_json::json!({
+        "iss": "https://idp.example", "aud": "shelfwatch", "sub": "svc-1",
+        "exp": now() + 300, "permissions": ["admin"],
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &key,
+    )
+    .unwrap();
+    let r = api
+        .http
+        .get(api.url("/v1/admin/runs"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // An HS256 token cannot pass for RS256 (no algorithm confusion).
+    let hs = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"anything"),
+    )
+    .unwrap();
+    let r = api
+        .http
+        .get(api.url("/v1/admin/runs"))
+        .bearer_auth(&hs)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::UNAUTHORIZED).await;
+}
+
+#[tokio::test]
+async fn reads_are_reused_briefly_then_refreshed() {
+    let api = serve(seeded().await, |s| s.read_cache_ms = 300).await;
+    let before = api.json("/v1/products/1001").await;
+    sqlx::query("UPDATE products SET name = 'Renamed milk' WHERE id = 1001")
+        .execute(&api.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(api.json("/v1/products/1001").await["name"], before["name"]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(api.json("/v1/products/1001").await["name"], "Renamed milk");
 }
