@@ -40,7 +40,10 @@ cleanup() {
 trap cleanup EXIT
 
 echo ">> seeding a database: sample history, a forecast, matched products" >&2
-"$bin" up >/dev/null
+"$bin" db start >/dev/null
+"$bin" migrate >/dev/null
+"$bin" import samples/prices.csv --no-progress >/dev/null
+"$bin" forecast >/dev/null
 url=$("$bin" db url)
 psql "$url" -v ON_ERROR_STOP=1 -q <<'SQL'
 INSERT INTO products (id, name, brand, category) OVERRIDING SYSTEM VALUE VALUES
