@@ -58,6 +58,9 @@ pub enum Command {
     Apikey(ApikeyCommand),
     /// Run the local demo supermarket site.
     DemoStore(crate::demo_store::DemoStoreArgs),
+    /// Hold the API at a fixed request rate while scrapes and forecasts run;
+    /// report errors, latency and memory (figures for RELIABILITY.md).
+    Soak(crate::soak::SoakArgs),
     /// Benchmarks that write their figures as Markdown for BENCHMARKS.md.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -244,6 +247,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Scrape(args)) => {
             crate::scrape::bench::run(args, &settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Soak(args) => {
+            crate::soak::run(args, &settings).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Forecast(args) => forecast(args, &settings).await,

@@ -32,5 +32,6 @@ pub mod ingest;
 pub mod jobs;
 pub mod metrics;
 pub mod scrape;
+pub mod soak;
 pub mod telemetry;
 pub mod up;
