@@ -119,36 +119,16 @@ async fn soak(
     let pool = scratch.pool.clone();
     // The demo store and its history.
     let today = chrono::Utc::now().date_naive();
-    let store = crate::demo_store::DemoStore::new(42, today);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let origin = format!("http://{}", listener.local_addr()?);
-    let (stop_store, store_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::demo_store::serve(
-        listener,
-        store.clone(),
-        async move {
-            let _ = store_stopped.await;
-        },
-    ));
-    let csv = std::env::temp_dir().join(format!("shelfwatch-soak-{}.csv", std::process::id()));
-    let to = today.pred_opt().context("no yesterday")?;
-    let from = to
-        .checked_sub_days(chrono::Days::new(u64::from(args.history_days.max(1)) - 1))
-        .context("--history-days reaches before the calendar")?;
-    store.history_csv(
-        from,
-        to,
-        std::io::BufWriter::new(std::fs::File::create(&csv)?),
-    )?;
-    let mut ingestor = crate::ingest::Ingestor::new(pool.clone()).await?;
-    let options = crate::ingest::csv_import::ImportOptions {
-        batch_size: settings.ingest.batch_size,
-        rejects: None,
-        progress: false,
-    };
-    let imported = crate::ingest::csv_import::import_file(&mut ingestor, &csv, &options).await;
-    let _ = std::fs::remove_file(&csv);
-    imported?;
+    let local = crate::up::LocalStore::start(42, today, "127.0.0.1:0").await?;
+    crate::up::backfill(
+        &local.store,
+        &pool,
+        args.history_days,
+        settings.ingest.batch_size,
+        false,
+    )
+    .await?;
+    let origin = local.origin.clone();
 
     let mut scrape_settings = settings.clone();
     scrape_settings.database.url = Some(Secret::new(scratch.url.clone()));
@@ -278,8 +258,7 @@ async fn soak(
     running.store(false, Ordering::Relaxed);
     let background_failures = background.await.unwrap_or(1);
     api.shutdown(Duration::from_secs(5)).await;
-    let _ = stop_store.send(());
-    let _ = server.await;
+    local.stop().await;
     let _ = std::fs::remove_dir_all(&scrape_settings.scrape.spool_dir);
 
     let mut l = latencies.lock().await.clone();

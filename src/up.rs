@@ -52,47 +52,21 @@ pub async fn run(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> 
 
     // 2. The demo store.
     let today = Utc::now().date_naive();
-    let store = DemoStore::new(args.seed, today);
-    let listener = tokio::net::TcpListener::bind(&args.store_bind)
+    let local = LocalStore::start(args.seed, today, &args.store_bind)
         .await
-        .with_context(|| {
-            format!(
-                "binding the demo store to {} (in use? pass --store-bind 127.0.0.1:0)",
-                args.store_bind
-            )
-        })?;
-    let store_addr = listener.local_addr()?;
-    let store_origin = format!("http://{store_addr}");
-    let (stop_store, store_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::demo_store::serve(
-        listener,
-        store.clone(),
-        async move {
-            let _ = store_stopped.await;
-        },
-    ));
+        .context("is the address in use? --store-bind 127.0.0.1:0 picks a free port")?;
+    let store_origin = local.origin.clone();
     println!("2/6 demo store at {store_origin}");
 
     // 3. History, through the import path exactly as a CSV backfill would go.
-    let to = today.pred_opt().context("today has no yesterday")?;
-    let from = to
-        .checked_sub_days(chrono::Days::new(u64::from(args.history_days) - 1))
-        .context("--history-days reaches before the calendar")?;
-    let csv = history_file()?;
-    {
-        let file =
-            std::fs::File::create(&csv).with_context(|| format!("creating {}", csv.display()))?;
-        store.history_csv(from, to, std::io::BufWriter::new(file))?;
-    }
-    let mut ingestor = Ingestor::new(pool.clone()).await?;
-    let options = ImportOptions {
-        batch_size: settings.ingest.batch_size,
-        rejects: None,
-        progress: std::io::stderr().is_terminal(),
-    };
-    let imported = csv_import::import_file(&mut ingestor, &csv, &options).await;
-    let _ = std::fs::remove_file(&csv);
-    let imported = imported.context("backfilling the demo store's history")?;
+    let (from, to, imported) = backfill(
+        &local.store,
+        &pool,
+        args.history_days,
+        settings.ingest.batch_size,
+        std::io::stderr().is_terminal(),
+    )
+    .await?;
     println!(
         "3/6 history {from} to {to}: {} rows, {} new",
         imported.rows, imported.stored.inserted
@@ -128,8 +102,7 @@ pub async fn run(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> 
     if args.no_serve {
         println!("6/6 done (--no-serve):");
         print_where(&store_origin, None, &url);
-        let _ = stop_store.send(());
-        let _ = server.await;
+        local.stop().await;
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -152,8 +125,7 @@ pub async fn run(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> 
     for w in workers {
         let _ = w.await;
     }
-    let _ = stop_store.send(());
-    let _ = server.await;
+    local.stop().await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -235,6 +207,86 @@ async fn forecast_worker(pool: sqlx::PgPool, stop: tokio::sync::watch::Receiver<
             tracing::error!(error = format!("{e:#}"), "scheduled forecast failed");
         }
     }
+}
+
+/// A demo store served in-process until [`LocalStore::stop`].
+pub(crate) struct LocalStore {
+    pub store: DemoStore,
+    /// `http://127.0.0.1:PORT`
+    pub origin: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl LocalStore {
+    pub(crate) async fn start(
+        seed: u64,
+        date: chrono::NaiveDate,
+        bind: &str,
+    ) -> anyhow::Result<LocalStore> {
+        let store = DemoStore::new(seed, date);
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("binding the demo store to {bind}"))?;
+        let origin = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::demo_store::serve(
+            listener,
+            store.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(LocalStore {
+            store,
+            origin,
+            stop,
+            server,
+        })
+    }
+
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+    }
+}
+
+/// Loads `days` of `store`'s history, ending yesterday, through the CSV
+/// import path. Returns the first and last day and the import's report.
+pub(crate) async fn backfill(
+    store: &DemoStore,
+    pool: &sqlx::PgPool,
+    days: u32,
+    batch_size: usize,
+    progress: bool,
+) -> anyhow::Result<(
+    chrono::NaiveDate,
+    chrono::NaiveDate,
+    csv_import::ImportReport,
+)> {
+    let to = store
+        .date()
+        .pred_opt()
+        .context("the day has no day before it")?;
+    let from = to
+        .checked_sub_days(chrono::Days::new(u64::from(days.max(1)) - 1))
+        .context("the history reaches before the calendar")?;
+    let csv = history_file()?;
+    {
+        let file =
+            std::fs::File::create(&csv).with_context(|| format!("creating {}", csv.display()))?;
+        store.history_csv(from, to, std::io::BufWriter::new(file))?;
+    }
+    let mut ingestor = Ingestor::new(pool.clone()).await?;
+    let options = ImportOptions {
+        batch_size,
+        rejects: None,
+        progress,
+    };
+    let imported = csv_import::import_file(&mut ingestor, &csv, &options).await;
+    let _ = std::fs::remove_file(&csv);
+    let imported = imported.context("backfilling the demo store's history")?;
+    Ok((from, to, imported))
 }
 
 fn history_file() -> anyhow::Result<PathBuf> {

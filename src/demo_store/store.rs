@@ -24,21 +24,16 @@ pub const DEFAULT_ORIGIN: &str = "http://127.0.0.1:8700";
 /// Requests kept in the log; older ones are dropped first.
 const LOG_CAPACITY: usize = 20_000;
 
-/// The columns of the history CSV, in order (the import CSV's columns).
-pub const HISTORY_COLUMNS: [&str; 12] = [
-    "retailer",
-    "sku",
-    "title",
-    "observed_at",
-    "price_pence",
-    "was_price_pence",
-    "unit_price_pence",
-    "unit",
-    "promo_text",
-    "in_stock",
-    "pack_text",
-    "url",
-];
+/// The columns of the history CSV, in order: every column the import
+/// reads, required ones first.
+pub fn history_columns() -> Vec<&'static str> {
+    use crate::ingest::csv_import::{OPTIONAL_COLUMNS, REQUIRED_COLUMNS};
+    REQUIRED_COLUMNS
+        .iter()
+        .chain(OPTIONAL_COLUMNS.iter())
+        .copied()
+        .collect()
+}
 
 /// One listing on one day as the shop shows it: the ground truth a scraper
 /// is checked against.
@@ -361,7 +356,7 @@ impl DemoStore {
     }
 
     /// Writes the shelves of every listing for each day `from..=to` as the
-    /// import CSV ([`HISTORY_COLUMNS`]), one row a listing a day observed
+    /// import CSV ([`history_columns`]), one row a listing a day observed
     /// at 08:00 UTC. Faults do not touch the history. Returns the rows written.
     pub fn history_csv<W: io::Write>(
         &self,
@@ -379,7 +374,7 @@ impl DemoStore {
             .map(|l| (l, Timeline::build(l, seed, last)))
             .collect();
         let mut out = csv::Writer::from_writer(writer);
-        out.write_record(HISTORY_COLUMNS)
+        out.write_record(history_columns())
             .context("writing the history header")?;
         let mut rows = 0;
         for date in from.iter_days().take_while(|d| *d <= to) {

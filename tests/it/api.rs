@@ -1422,17 +1422,7 @@ async fn docs_page_renders_every_endpoint_in_a_browser() {
     let profile = tempfile::tempdir().unwrap();
     let mut caps = DesiredCapabilities::chrome();
     caps.set_binary("/usr/bin/chromium").unwrap();
-    for arg in [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-    ] {
+    for arg in shelfwatch::scrape::browser::CHROMIUM_FLAGS {
         caps.add_arg(arg).unwrap();
     }
     caps.add_arg(&format!("--user-data-dir={}", profile.path().display()))

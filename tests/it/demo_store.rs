@@ -574,17 +574,8 @@ async fn chromium_renders_the_tiles() {
     let profile = tempfile::tempdir().unwrap();
     let url = format!("http://{}/morrow/", s.addr);
     let out = tokio::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=5000",
-        ])
+        .args(shelfwatch::scrape::browser::CHROMIUM_FLAGS)
+        .arg("--virtual-time-budget=5000")
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(["--dump-dom", &url])
         .stderr(Stdio::null())
