@@ -162,8 +162,22 @@ pub fn similarity(a: &str, b: &str) -> f64 {
         + 0.5 * dice(&trigrams(&wa), &trigrams(&wb))
 }
 
+/// What a title whose words all appear in the other's scores at least: a
+/// short title ("Heinz Beanz 415G") names the same product as a long one
+/// ("Heinz Baked Beans in Tomato Sauce 415g") when brand and pack agree,
+/// unless a closer candidate at the same shop makes it a close call.
+const CONTAINED: f64 = 0.6;
+
 fn score(a: &Prepared, b: &Prepared) -> f64 {
-    0.5 * dice(&a.words, &b.words) + 0.5 * dice(&a.grams, &b.grams)
+    let blend = 0.5 * dice(&a.words, &b.words) + 0.5 * dice(&a.grams, &b.grams);
+    let contained = !a.words.is_empty()
+        && !b.words.is_empty()
+        && (a.words.is_subset(&b.words) || b.words.is_subset(&a.words));
+    if contained {
+        blend.max(CONTAINED)
+    } else {
+        blend
+    }
 }
 
 /// Groups `candidates` into products. Two listings join when they are at

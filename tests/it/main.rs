@@ -9,6 +9,7 @@ mod demo_store;
 mod forecast;
 mod import;
 mod ingest;
+mod matching;
 mod migrate;
 mod reliability;
 mod scrape;
