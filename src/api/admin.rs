@@ -80,6 +80,7 @@ pub struct Accepted {
 #[serde(deny_unknown_fields)]
 pub struct ScrapeRequest {
     /// Only this retailer (slug); all when absent.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     pub retailer: Option<String>,
 }
 

@@ -106,11 +106,13 @@ pub struct ProductQuery {
     #[param(max_length = 200)]
     pub category: Option<String>,
     /// Only products this retailer sells (slug).
+    #[param(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     pub retailer: Option<String>,
     /// Page size, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// `next_cursor` from the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,512}$")]
     pub cursor: Option<String>,
 }
 
@@ -412,6 +414,7 @@ pub enum Interval {
 #[into_params(parameter_in = Query)]
 pub struct PriceQuery {
     /// Only this retailer (slug).
+    #[param(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     pub retailer: Option<String>,
     /// Start (inclusive): RFC 3339 time or date. Default: 90 days before `to`.
     pub from: Option<String>,

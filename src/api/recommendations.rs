@@ -47,6 +47,7 @@ const RANK_SQL: &str = "(CASE rc.action WHEN 'buy_now' THEN 0 WHEN 'wait' THEN 1
 #[into_params(parameter_in = Query)]
 pub struct RecommendationQuery {
     /// Only this retailer (slug).
+    #[param(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     pub retailer: Option<String>,
     /// Only products in this category (case-insensitive).
     #[param(max_length = 200)]
@@ -60,6 +61,7 @@ pub struct RecommendationQuery {
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// `next_cursor` from the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,512}$")]
     pub cursor: Option<String>,
 }
 

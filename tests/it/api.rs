@@ -471,6 +471,17 @@ async fn health_readiness_request_ids_etags_and_docs() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 
+    // HEAD answers the headers of GET, without the body.
+    let head = api
+        .http
+        .head(api.url("/v1/products/1000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()["etag"], etag.as_str());
+    assert!(head.bytes().await.unwrap().is_empty());
+
     // The document and the UI, from the binary.
     let doc = api.json("/openapi.json").await;
     assert!(doc["paths"]["/v1/products/{id}"]["get"].is_object());
