@@ -21,7 +21,7 @@ ensure_packages() {
 # chromedriver for the scraper, and Node.js for the TimescaleDB (WebAssembly)
 # test server.
 ensure_base() {
-    ensure_packages postgresql postgresql-client util-linux chromium chromium-driver
+    ensure_packages postgresql postgresql-client util-linux chromium chromium-driver prometheus
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
         ensure_packages nodejs npm
     fi

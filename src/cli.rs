@@ -262,7 +262,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn cluster(settings: &Settings) -> anyhow::Result<embedded::Cluster> {
+pub(crate) fn cluster(settings: &Settings) -> anyhow::Result<embedded::Cluster> {
     let bins = embedded::PgBinaries::locate(settings.database.pg_bin.as_deref())?;
     embedded::Cluster::new(&settings.database.embedded_dir, bins)
 }

@@ -23,7 +23,7 @@ pub struct UpArgs {
     #[arg(long, default_value = "127.0.0.1:8700", value_name = "ADDR")]
     pub store_bind: String,
     /// Days of the demo store's price history to backfill before scraping.
-    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub history_days: u32,
     /// Seed of the demo store's price simulation.
     #[arg(long, default_value_t = 42)]
@@ -32,16 +32,31 @@ pub struct UpArgs {
     /// serving until Ctrl-C.
     #[arg(long)]
     pub no_serve: bool,
+    /// Where Prometheus (started when the `prometheus` program is
+    /// installed) listens.
+    #[arg(long, default_value = "127.0.0.1:9090", value_name = "ADDR")]
+    pub prometheus_bind: String,
 }
 
 pub async fn run(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     // Signals first, so a Ctrl-C during the steps is not lost.
     let shutdown = crate::cli::shutdown_signal()?;
 
-    // 1. Database and schema.
+    // 1. Database and schema. An embedded cluster this command starts, it
+    // also stops.
+    let mut started_cluster = None;
     let url = match &settings.database.url {
         Some(url) => url.clone(),
-        None => Secret::new(crate::cli::start_embedded(settings, None).await?),
+        None => {
+            let cluster = crate::cli::cluster(settings)?;
+            if !matches!(
+                cluster.status()?,
+                crate::db::embedded::Status::Running { .. }
+            ) {
+                started_cluster = Some(cluster);
+            }
+            Secret::new(crate::cli::start_embedded(settings, None).await?)
+        }
     };
     let pool = crate::db::connect(&url, &settings.database).await?;
     let flavour = crate::db::migrate(&pool).await?;
@@ -101,7 +116,7 @@ pub async fn run(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> 
     println!("5/6 {}", crate::cli::outcome_line(&outcome));
     if args.no_serve {
         println!("6/6 done (--no-serve):");
-        print_where(&store_origin, None, &url);
+        print_where(&store_origin, None, None, &url);
         local.stop().await;
         return Ok(ExitCode::SUCCESS);
     }
@@ -110,9 +125,30 @@ pub async fn run(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> 
     // queues (and rescrape and reforecast on a schedule).
     let grace = std::time::Duration::from_secs(settings.api.shutdown_grace_secs);
     let api = crate::api::start(pool.clone(), settings.api.clone()).await?;
+    let mut prometheus = match api.metrics_addr {
+        Some(metrics) => start_prometheus(&args.prometheus_bind, metrics)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = format!("{e:#}"), "Prometheus not started");
+                None
+            }),
+        None => None,
+    };
     println!("6/6 serving:");
-    print_where(&store_origin, Some(&api), &url);
-    println!("Ctrl-C stops the services (the database keeps running: `shelfwatch db stop`)");
+    print_where(
+        &store_origin,
+        Some(&api),
+        prometheus.as_ref().map(|_| args.prometheus_bind.as_str()),
+        &url,
+    );
+    println!(
+        "Ctrl-C stops everything this command started{}",
+        if started_cluster.is_some() {
+            ", the database included"
+        } else {
+            ""
+        }
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scraper = std::sync::Arc::new(scraper);
     let workers = [
@@ -126,10 +162,73 @@ pub async fn run(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> 
         let _ = w.await;
     }
     local.stop().await;
+    if let Some(p) = &mut prometheus {
+        let _ = p.kill().await;
+    }
+    pool.close().await;
+    if let Some(cluster) = started_cluster {
+        tokio::task::spawn_blocking(move || cluster.stop())
+            .await
+            .context("stopping the database")??;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_where(store: &str, api: Option<&crate::api::Running>, url: &Secret) {
+/// Starts Prometheus on `bind`, scraping the API's metrics listener, when
+/// the program is installed (Debian's `prometheus` package). Its config
+/// and data live under `.shelfwatch/prometheus/`.
+async fn start_prometheus(
+    bind: &str,
+    metrics: std::net::SocketAddr,
+) -> anyhow::Result<Option<tokio::process::Child>> {
+    let Some(program) = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+        .iter()
+        .map(std::path::Path::new)
+        .find(|p| p.exists())
+    else {
+        println!("  (Prometheus is not installed: `apt-get install prometheus` adds it)");
+        return Ok(None);
+    };
+    let dir = std::path::Path::new(".shelfwatch/prometheus");
+    std::fs::create_dir_all(dir.join("data"))
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let rules = std::path::Path::new("prometheus/alerts.yml");
+    let rule_files = if rules.exists() {
+        format!(
+            "rule_files:\n  - {}\n",
+            std::fs::canonicalize(rules)?.display()
+        )
+    } else {
+        String::new()
+    };
+    let config = format!(
+        "global:\n  scrape_interval: 5s\n{rule_files}scrape_configs:\n  - job_name: api\n    \
+         static_configs:\n      - targets: ['{metrics}']\n"
+    );
+    let config_file = dir.join("prometheus.yml");
+    std::fs::write(&config_file, config)
+        .with_context(|| format!("writing {}", config_file.display()))?;
+    let child = tokio::process::Command::new(program)
+        .arg(format!("--config.file={}", config_file.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={bind}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    Ok(Some(child))
+}
+
+fn print_where(
+    store: &str,
+    api: Option<&crate::api::Running>,
+    prometheus: Option<&str>,
+    url: &Secret,
+) {
     println!("  demo store   {store}/sainsway/groceries (and /aldwick, /icebox, /morrow)");
     if let Some(api) = api {
         println!(
@@ -140,6 +239,17 @@ fn print_where(store: &str, api: Option<&crate::api::Running>, url: &Secret) {
         if let Some(m) = api.metrics_addr {
             println!("  metrics      http://{m}/metrics");
         }
+        if let Some(p) = prometheus {
+            println!("  Prometheus   http://{p}/graph");
+        }
+        println!(
+            "  try: curl -s 'http://{}/v1/recommendations?limit=3&action=buy_now'",
+            api.addr
+        );
+        println!(
+            "  try: curl -s 'http://{}/v1/products?q=beans&limit=5'",
+            api.addr
+        );
     }
     println!("  DATABASE_URL {}", url.expose());
     println!(

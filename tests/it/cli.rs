@@ -252,10 +252,22 @@ async fn demo_store_then_scrape_once_fills_the_database() {
 async fn up_runs_the_whole_demo_and_serves_the_api() {
     use std::io::{BufRead, BufReader};
     let db = crate::support::TestDb::empty().await;
+    let prometheus = format!(
+        "127.0.0.1:{}",
+        shelfwatch::db::embedded::free_port().unwrap()
+    );
     let dir = tempfile::tempdir().unwrap();
     let mut child = shelfwatch_on(
         &db.url,
-        &["up", "--store-bind", "127.0.0.1:0", "--history-days", "60"],
+        &[
+            "up",
+            "--store-bind",
+            "127.0.0.1:0",
+            "--history-days",
+            "60",
+            "--prometheus-bind",
+            &prometheus,
+        ],
     )
     .current_dir(crate::support::repo_path("."))
     .env("SHELFWATCH_SCRAPE__SPOOL_DIR", dir.path().join("spool"))
@@ -293,6 +305,26 @@ async fn up_runs_the_whole_demo_and_serves_the_api() {
     let response = crate::scrape::http_get(&api, "/v1/recommendations?limit=5").await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("confidence"), "{response}");
+    let docs = crate::scrape::http_get(&api, "/docs/").await;
+    assert!(docs.starts_with("HTTP/1.1 200"), "{docs}");
+    // Prometheus, when installed (CI installs it), answers on its printed URL.
+    if std::path::Path::new("/usr/bin/prometheus").exists() {
+        assert!(
+            all.contains(&format!("Prometheus   http://{prometheus}/graph")),
+            "{all}"
+        );
+        let mut ready = String::new();
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(&prometheus).await.is_ok() {
+                ready = crate::scrape::http_get(&prometheus, "/-/ready").await;
+                if ready.starts_with("HTTP/1.1 200") {
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        assert!(ready.starts_with("HTTP/1.1 200"), "Prometheus: {ready}");
+    }
 
     let (days, recommendations, products): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(DISTINCT day) FROM price_daily), \
@@ -315,4 +347,13 @@ async fn up_runs_the_whole_demo_and_serves_the_api() {
         .await
         .unwrap();
     assert!(exit.success(), "{exit}");
+    // Nothing it started is left running.
+    assert!(
+        tokio::net::TcpStream::connect(&api).await.is_err(),
+        "the API still answers"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(&prometheus).await.is_err(),
+        "Prometheus still answers"
+    );
 }
