@@ -109,8 +109,11 @@ echo ">> fuzzing $base ($examples cases per operation and phase)" >&2
 # refused on purpose (an unknown retailer slug, a cursor this API never
 # issued, a webhook target outside the allow-list), and the schema cannot
 # say which slugs and cursors exist. Everything else is checked.
+# Run from the scratch directory: schemathesis keeps a cache in the
+# working directory.
 status=0
-"$venv/bin/schemathesis" run openapi/openapi.json \
+repo=$PWD
+(cd "$work" && "$venv/bin/schemathesis" run "$repo/openapi/openapi.json" \
     --url "$base" \
     --header "X-Api-Key: $key" \
     --checks all \
@@ -119,7 +122,7 @@ status=0
     --seed "${SCHEMATHESIS_SEED:-1}" \
     --workers 1 \
     --report ndjson --report-dir "$work/report" \
-    --no-color || status=$?
+    --no-color) || status=$?
 
 # Count the requests actually sent: the point is breadth, so fail when the
 # run was too small to mean anything.
