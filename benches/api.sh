@@ -27,15 +27,32 @@ listings="${LISTINGS:-10000}"
 days="${DAYS:-365}"
 duration="${DURATION:-20}"
 rate="${RATE:-1000}"
-if [ "$profile" = release ]; then
-    cargo build --locked --quiet --release
-else
-    cargo build --locked --quiet
-fi
-bin="${CARGO_TARGET_DIR:-target}/$profile/shelfwatch"
 
 work=$(mktemp -d)
 chmod 755 "$work"
+# The target directory may be shared with other checkouts building the same
+# binary name: take a private copy and check it serves this checkout's API
+# (its OpenAPI document), relinking ours if another build got in between.
+own_binary() { # cargo build flags...
+    local built="${CARGO_TARGET_DIR:-target}/$1/shelfwatch"
+    shift
+    for _ in 1 2 3; do
+        cargo build --locked --quiet "$@"
+        cp "$built" "$work/shelfwatch"
+        if "$work/shelfwatch" serve --print-openapi | cmp -s - openapi/openapi.json; then
+            return 0
+        fi
+        touch src/main.rs
+    done
+    echo "the built binary does not serve openapi/openapi.json (stale document?)" >&2
+    exit 1
+}
+if [ "$profile" = release ]; then
+    own_binary release --release
+else
+    own_binary debug
+fi
+bin="$work/shelfwatch"
 for name in $(env | sed -n 's/^\(SHELFWATCH_[A-Z0-9_]*\)=.*/\1/p'); do unset "$name"; done
 unset DATABASE_URL
 export SHELFWATCH_DATABASE__EMBEDDED_DIR="$work/pg"

@@ -24,8 +24,25 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis
 fi
 
-cargo build --locked --quiet
-bin="${CARGO_TARGET_DIR:-target}/debug/shelfwatch"
+# The target directory may be shared with other checkouts building the same
+# binary name: take a private copy and check it serves this checkout's API
+# (its OpenAPI document), relinking ours if another build got in between.
+own_binary() { # cargo build flags...
+    local built="${CARGO_TARGET_DIR:-target}/$1/shelfwatch"
+    shift
+    for _ in 1 2 3; do
+        cargo build --locked --quiet "$@"
+        cp "$built" "$work/shelfwatch"
+        if "$work/shelfwatch" serve --print-openapi | cmp -s - openapi/openapi.json; then
+            return 0
+        fi
+        touch src/main.rs
+    done
+    echo "the built binary does not serve openapi/openapi.json (stale document?)" >&2
+    exit 1
+}
+own_binary debug
+bin="$work/shelfwatch"
 for name in $(env | sed -n 's/^\(SHELFWATCH_[A-Z0-9_]*\)=.*/\1/p'); do unset "$name"; done
 unset DATABASE_URL
 export SHELFWATCH_DATABASE__EMBEDDED_DIR="$work/pg"
@@ -88,21 +105,27 @@ if [ -z "$base" ]; then
 fi
 echo ">> fuzzing $base ($examples cases per operation and phase)" >&2
 
+# One worker: with several, hypothesis (under schemathesis 4.32) can fail
+# with an internal "AST constructor recursion depth mismatch" error that
+# says nothing about the API.
 # positive_data_acceptance is left out: some valid-by-schema inputs are
 # refused on purpose (an unknown retailer slug, a cursor this API never
 # issued, a webhook target outside the allow-list), and the schema cannot
 # say which slugs and cursors exist. Everything else is checked.
+# Run from the scratch directory: schemathesis keeps a cache in the
+# working directory.
 status=0
-"$venv/bin/schemathesis" run openapi/openapi.json \
+repo=$PWD
+(cd "$work" && "$venv/bin/schemathesis" run "$repo/openapi/openapi.json" \
     --url "$base" \
     --header "X-Api-Key: $key" \
     --checks all \
     --exclude-checks positive_data_acceptance \
     --max-examples "$examples" \
     --seed "${SCHEMATHESIS_SEED:-1}" \
-    --workers 2 \
+    --workers 1 \
     --report ndjson --report-dir "$work/report" \
-    --no-color || status=$?
+    --no-color) || status=$?
 
 # Count the requests actually sent: the point is breadth, so fail when the
 # run was too small to mean anything.
