@@ -10,6 +10,7 @@ mod forecast;
 mod import;
 mod ingest;
 mod migrate;
+mod observability;
 mod scrape;
 mod support;
 mod timescale;
