@@ -18,8 +18,9 @@ ensure_packages() {
 }
 
 # The base toolchain: PostgreSQL 15 server and client, Chromium and
-# chromedriver for the scraper, and Node.js for the TimescaleDB (WebAssembly)
-# test server.
+# chromedriver for the scraper, Prometheus and promtool for the
+# observability tests (alert rules, dashboards' queries), and Node.js for the
+# TimescaleDB (WebAssembly) test server.
 ensure_base() {
     ensure_packages postgresql postgresql-client util-linux chromium chromium-driver prometheus
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

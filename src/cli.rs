@@ -371,9 +371,21 @@ async fn forecast(args: ForecastArgs, settings: &Settings) -> anyhow::Result<Exi
         return Ok(ExitCode::SUCCESS);
     };
     let mut stop = std::pin::pin!(shutdown_signal()?);
+    crate::metrics::forecast::init();
+    if let Some(bind) = &settings.forecast.metrics_bind {
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("binding the metrics listener {bind}"))?;
+        tracing::info!(addr = %bind, "metrics at /metrics");
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(listener, std::future::pending()).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
     loop {
         // A failed run is logged and retried at the next tick, not fatal.
-        match forecast::run_once(&pool, &params, shard).await {
+        match crate::metrics::forecast::timed_run(&pool, &params, shard).await {
             Ok(outcome) => report(&outcome),
             Err(e) => tracing::error!(error = format!("{e:#}"), "forecast run failed"),
         }
@@ -381,7 +393,7 @@ async fn forecast(args: ForecastArgs, settings: &Settings) -> anyhow::Result<Exi
         // Until the next tick, run forecasts queued through the API.
         let next = tokio::time::Instant::now() + every;
         let run_job = |_job| async {
-            let outcome = forecast::run_once(&pool, &params, shard).await;
+            let outcome = crate::metrics::forecast::timed_run(&pool, &params, shard).await;
             evaluate_watches(&pool).await;
             outcome
                 .map(|o| outcome_line(&o))

@@ -21,6 +21,17 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub scrape: crate::scrape::ScrapeSettings,
     pub api: crate::api::ApiSettings,
+    pub forecast: ForecastSettings,
+}
+
+/// `[forecast]` settings of the `forecast` role.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForecastSettings {
+    /// `/metrics` listener for `forecast --every` (e.g. 127.0.0.1:9467);
+    /// unset: none. One-shot runs are reported by the API's listener from
+    /// the database instead.
+    pub metrics_bind: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -176,8 +187,28 @@ impl Settings {
         if self.ingest.batch_size == 0 {
             bail!("ingest.batch_size must be at least 1");
         }
+        for (key, bind) in [
+            ("scrape.metrics_bind", &self.scrape.metrics_bind),
+            ("forecast.metrics_bind", &self.forecast.metrics_bind),
+        ] {
+            if let Some(bind) = bind
+                && !is_listen_address(bind)
+            {
+                bail!("{key}: {bind:?} is not an address such as 127.0.0.1:9466");
+            }
+        }
+        if let Some(url) = &self.scrape.browser.webdriver_url {
+            crate::scrape::browser::check_webdriver_url(url)
+                .context("scrape.browser.webdriver_url")?;
+        }
         Ok(())
     }
+}
+
+/// `host:port` (a name or an address; IPv6 in brackets) with a numeric port.
+fn is_listen_address(bind: &str) -> bool {
+    bind.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 fn read_table(path: &Path) -> anyhow::Result<toml::Table> {
@@ -245,6 +276,63 @@ mod tests {
         assert_eq!(s.scrape.spool_dir, d.scrape.spool_dir);
         assert_eq!(s.scrape.browser.chromium, d.scrape.browser.chromium);
         assert_eq!(s.scrape.suspect_drop_share, d.scrape.suspect_drop_share);
+        assert_eq!(s.forecast.metrics_bind, d.forecast.metrics_bind);
+        assert_eq!(
+            s.scrape.browser.webdriver_url,
+            d.scrape.browser.webdriver_url
+        );
+    }
+
+    #[test]
+    fn observability_keys_load_from_env_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, "").unwrap();
+        let s = Settings::load_from(
+            Some(&file),
+            &env(&[
+                ("SHELFWATCH_FORECAST__METRICS_BIND", "0.0.0.0:9467"),
+                ("SHELFWATCH_SCRAPE__METRICS_BIND", "scraper:9466"),
+                (
+                    "SHELFWATCH_SCRAPE__BROWSER__WEBDRIVER_URL",
+                    "http://chromium:4444",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.forecast.metrics_bind.as_deref(), Some("0.0.0.0:9467"));
+        assert_eq!(
+            s.scrape.browser.webdriver_url.as_deref(),
+            Some("http://chromium:4444")
+        );
+        for (key, value, named) in [
+            (
+                "SHELFWATCH_FORECAST__METRICS_BIND",
+                "9467",
+                "forecast.metrics_bind",
+            ),
+            (
+                "SHELFWATCH_SCRAPE__METRICS_BIND",
+                "host:port",
+                "scrape.metrics_bind",
+            ),
+            (
+                "SHELFWATCH_SCRAPE__BROWSER__WEBDRIVER_URL",
+                "chromium:4444",
+                "webdriver_url",
+            ),
+            (
+                "SHELFWATCH_SCRAPE__BROWSER__WEBDRIVER_URL",
+                "ftp://chromium:4444",
+                "webdriver_url",
+            ),
+        ] {
+            let err = format!(
+                "{:#}",
+                Settings::load_from(Some(&file), &env(&[(key, value)])).unwrap_err()
+            );
+            assert!(err.contains(named), "{key}={value}: {err}");
+        }
     }
 
     #[test]

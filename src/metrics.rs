@@ -1,16 +1,23 @@
 //! Prometheus metrics: one registry per process, `shelfwatch_*` names.
 //!
 //! Each concern registers its own collectors here on first use (see
-//! `scrape::metrics`, `api::metrics`); long-running roles serve the registry
-//! on a `/metrics` listener of their own with [`router`].
+//! `scrape::metrics`, `api::http_metrics`, `ingest::metrics`); long-running
+//! roles serve the registry on a `/metrics` listener of their own with
+//! [`router`]. The API's listener uses [`router_with`] instead, which also
+//! reads the last-run figures of one-shot jobs from the database ([`db`]).
+
+pub mod db;
+pub mod forecast;
 
 use std::sync::LazyLock;
 
 use axum::Router;
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::{Encoder, Registry, TextEncoder};
+use sqlx::PgPool;
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     let registry = Registry::new();
@@ -74,6 +81,42 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Refreshes are serialised so two concurrent scrapes never encode while
+/// the other has reset a gauge vector and not yet refilled it.
+static REFRESH: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
+
+/// `GET /metrics` that first reads the database figures ([`db::refresh`]).
+pub fn router_with(pool: PgPool) -> Router {
+    db::init();
+    Router::new()
+        .route("/metrics", get(metrics_with_db_handler))
+        .with_state(pool)
+}
+
+async fn metrics_with_db_handler(State(pool): State<PgPool>) -> impl IntoResponse {
+    let text = {
+        let _guard = REFRESH.lock().await;
+        db::refresh(&pool).await;
+        encode()
+    };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+}
+
+/// Serves [`router_with`] on `listener` until `shutdown` resolves.
+pub async fn serve_with_db(
+    listener: tokio::net::TcpListener,
+    pool: PgPool,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router_with(pool))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -316,8 +316,13 @@ pub async fn start(pool: PgPool, settings: ApiSettings) -> anyhow::Result<Runnin
     }));
     if let Some(listener) = metrics_listener {
         let metrics_stop = stopped(rx.clone());
+        // The API's listener also reports what one-shot jobs left in the
+        // database (last forecast, last scrape per retailer, aggregate lag).
+        let metrics_pool = pool.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(listener, metrics_stop).await {
+            if let Err(e) =
+                crate::metrics::serve_with_db(listener, metrics_pool, metrics_stop).await
+            {
                 tracing::error!(error = %e, "the metrics server failed");
             }
         }));

@@ -304,6 +304,7 @@ pub async fn import_file(
             } => {
                 report.rows = rows;
                 report.rejected = rejected;
+                super::metrics::METRICS.rejected.inc_by(rejected);
                 report.sample_rejections = sample;
             }
         }

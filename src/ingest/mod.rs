@@ -11,6 +11,7 @@
 pub mod copy;
 pub mod csv_import;
 mod daily;
+pub mod metrics;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -279,6 +280,7 @@ struct Pending<'a> {
 
 impl Ingestor {
     pub async fn new(pool: PgPool) -> anyhow::Result<Self> {
+        metrics::init();
         let flavour = crate::db::flavour(&pool).await?;
         Ok(Self {
             pool,
@@ -317,6 +319,26 @@ impl Ingestor {
                 );
             }
         }
+        let started = std::time::Instant::now();
+        let result = self.write_retrying(batch).await;
+        let m = &metrics::METRICS;
+        m.batch_duration.observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(report) => {
+                m.batches.with_label_values(&["ok"]).inc();
+                m.rows
+                    .with_label_values(&["stored"])
+                    .inc_by(report.inserted);
+                m.rows
+                    .with_label_values(&["duplicate"])
+                    .inc_by(report.duplicates);
+            }
+            Err(_) => m.batches.with_label_values(&["error"]).inc(),
+        }
+        result
+    }
+
+    async fn write_retrying(&mut self, batch: &[Observation]) -> anyhow::Result<BatchReport> {
         let mut attempt = 1;
         loop {
             let result = self.write(batch).await;
@@ -387,6 +409,12 @@ impl Ingestor {
             days = daily::merge(&mut tx, &deltas, &mut self.last_day).await?;
         }
         let merged_at = started.elapsed();
+        if self.flavour == Flavour::Native && !inserted.is_empty() {
+            metrics::METRICS
+                .aggregate_duration
+                .with_label_values(&[self.flavour.as_str()])
+                .observe((merged_at - copied_at).as_secs_f64());
+        }
         tx.commit().await.context("committing ingest batch")?;
         tracing::debug!(
             listings_ms = listings_done.as_millis() as u64,
@@ -403,7 +431,12 @@ impl Ingestor {
                 inserted.iter().map(|r| r.obs.observed_at).max(),
             )
         {
+            let refresh_started = std::time::Instant::now();
             days = u64::try_from(refresh_daily(&self.pool, first, last).await?).unwrap_or(0);
+            metrics::METRICS
+                .aggregate_duration
+                .with_label_values(&[self.flavour.as_str()])
+                .observe(refresh_started.elapsed().as_secs_f64());
         }
         let received = batch.len() as u64;
         let inserted = inserted.len() as u64;

@@ -44,6 +44,22 @@ pub struct BrowserSettings {
     /// The User-Agent header. It names shelfwatch, so shops can tell the
     /// scraper apart and address it in robots.txt.
     pub user_agent: String,
+    /// A WebDriver server to use instead of starting chromedriver here
+    /// (a Selenium container, e.g. `http://chromium:4444`). Chromium is then
+    /// the server's; `chromium` and `chromedriver` are not used.
+    pub webdriver_url: Option<String>,
+}
+
+/// Checks a `webdriver_url`: http(s), with a host.
+pub fn check_webdriver_url(url: &str) -> anyhow::Result<()> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("{url:?} is not a URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        bail!("{url:?}: a WebDriver URL is http:// or https://");
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        bail!("{url:?} has no host");
+    }
+    Ok(())
 }
 
 impl Default for BrowserSettings {
@@ -57,6 +73,7 @@ impl Default for BrowserSettings {
                 "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome shelfwatch/{} (grocery price comparison)",
                 env!("CARGO_PKG_VERSION")
             ),
+            webdriver_url: None,
         }
     }
 }
@@ -73,6 +90,16 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(settings: BrowserSettings) -> anyhow::Result<Self> {
+        if let Some(url) = &settings.webdriver_url {
+            check_webdriver_url(url).context("scrape.browser.webdriver_url")?;
+            return Ok(Self {
+                settings,
+                driver: None,
+                session: None,
+                profile: None,
+                starts: 0,
+            });
+        }
         for (what, path, package) in [
             ("chromium", &settings.chromium, "chromium"),
             ("chromedriver", &settings.chromedriver, "chromium-driver"),
@@ -134,8 +161,35 @@ impl Browser {
         self.profile.as_deref()
     }
 
+    /// Opens a session on the configured remote WebDriver server; the
+    /// server owns Chromium and its profile.
+    async fn start_remote(&mut self, url: String) -> anyhow::Result<()> {
+        let mut caps = DesiredCapabilities::chrome();
+        for flag in CHROMIUM_FLAGS {
+            caps.add_arg(flag)?;
+        }
+        caps.add_arg(&format!("--user-agent={}", self.settings.user_agent))?;
+        for flag in &self.settings.extra_flags {
+            caps.add_arg(flag)?;
+        }
+        let session = tokio::time::timeout(
+            Duration::from_secs(self.settings.start_timeout_secs),
+            WebDriver::builder(url.as_str(), caps).request_timeout(Duration::from_secs(60)),
+        )
+        .await
+        .with_context(|| format!("starting a session on {url} timed out"))?
+        .with_context(|| format!("starting a session on {url}"))?;
+        self.session = Some(session);
+        self.starts += 1;
+        tracing::debug!(url, starts = self.starts, "remote browser session started");
+        Ok(())
+    }
+
     async fn start(&mut self) -> anyhow::Result<()> {
         self.kill_driver().await;
+        if let Some(url) = self.settings.webdriver_url.clone() {
+            return self.start_remote(url).await;
+        }
         let port = crate::db::embedded::free_port()?;
         let mut cmd = Command::new(&self.settings.chromedriver);
         cmd.arg(format!("--port={port}"))

@@ -100,3 +100,35 @@ pub static METRICS: LazyLock<ScrapeMetrics> = LazyLock::new(|| ScrapeMetrics {
         &["retailer"],
     ),
 });
+
+/// Page outcomes and retry causes every retailer exports from its first
+/// run, at zero until they happen.
+pub const PAGE_OUTCOMES: [&str; 8] = [
+    "ok",
+    "rate_limited",
+    "http_5xx",
+    "http_4xx",
+    "timeout",
+    "navigation_error",
+    "browser_error",
+    "breaker_open",
+];
+
+impl ScrapeMetrics {
+    /// Creates the retailer's series at zero, so dashboards show 0 rather
+    /// than no data, and the first increment of a counter is seen by
+    /// `rate()` (a series that appears at 1 loses that step).
+    pub fn touch(&self, retailer: &str) {
+        for outcome in PAGE_OUTCOMES {
+            self.pages.with_label_values(&[retailer, outcome]);
+        }
+        for outcome in &PAGE_OUTCOMES[1..] {
+            self.retries.with_label_values(&[retailer, outcome]);
+        }
+        self.products.with_label_values(&[retailer]);
+        self.parse_errors.with_label_values(&[retailer]);
+        self.suspect_runs.with_label_values(&[retailer]);
+        self.spooled.with_label_values(&[retailer]);
+        self.browser_restarts.with_label_values(&[retailer]);
+    }
+}

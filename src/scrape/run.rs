@@ -508,6 +508,7 @@ pub async fn scrape_retailer(
     options: &RunOptions,
 ) -> RunSummary {
     let slug = config.slug.as_str().to_owned();
+    METRICS.touch(&slug);
     let started_at = Utc::now();
     let mut s = RunSummary {
         retailer: slug.clone(),

@@ -11,6 +11,7 @@ mod import;
 mod ingest;
 mod matching;
 mod migrate;
+mod observability;
 mod reliability;
 mod scrape;
 mod support;

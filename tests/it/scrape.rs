@@ -865,3 +865,56 @@ async fn hostile_pages_are_refused_without_a_hang() {
             )
     );
 }
+
+/// chromedriver started by the test, stopped (with its process group) when
+/// dropped.
+struct RemoteDriver(std::process::Child);
+
+impl Drop for RemoteDriver {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_remote_webdriver_is_used_instead_of_starting_chromedriver() {
+    use std::os::unix::process::CommandExt;
+    let db = TestDb::new().await;
+    let shop = shop().await;
+    let (_d, spool) = spool_dir();
+    let port = shelfwatch::db::embedded::free_port().unwrap();
+    let _driver = RemoteDriver(
+        std::process::Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut s = settings(&db.url, &shop, &spool);
+    s.scrape.browser.webdriver_url = Some(format!("http://127.0.0.1:{port}"));
+    // Nothing local is started: paths that do not exist are not looked at.
+    s.scrape.browser.chromium = PathBuf::from("/nonexistent/chromium");
+    s.scrape.browser.chromedriver = PathBuf::from("/nonexistent/chromedriver");
+    let report = scraper(&s, &["aldwick"]).await.pass().await.unwrap();
+    assert_eq!(run(&report, "aldwick").status, "succeeded", "{report:?}");
+    assert_matches_truth(
+        &shop.store.truth(day()),
+        &stored(&db.pool).await,
+        &[Retailer::Aldwick],
+    );
+}
