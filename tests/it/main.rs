@@ -12,5 +12,6 @@ mod ingest;
 mod migrate;
 mod reliability;
 mod scrape;
+mod security;
 mod support;
 mod timescale;
