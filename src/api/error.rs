@@ -195,3 +195,36 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_away_is_503_and_other_failures_500() {
+        let io = || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        for e in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed, io()] {
+            assert_eq!(ApiError::from(e).status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        // Wrapped in context by a helper, still the database being away.
+        let wrapped = anyhow::Error::new(io()).context("recording an audit entry");
+        assert_eq!(
+            ApiError::from(wrapped).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        for e in [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::ColumnNotFound("x".into()),
+        ] {
+            assert_eq!(
+                ApiError::from(e).status(),
+                StatusCode::INTERNAL_SERVER_ERROR
+            );
+        }
+        let other = anyhow::anyhow!("a bug");
+        assert_eq!(
+            ApiError::from(other).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+}
