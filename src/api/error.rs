@@ -119,19 +119,45 @@ impl ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
+        // A helper that wrapped a database error in context still means
+        // "the database is away" when it is one.
+        if let Some(db) = e.chain().find_map(|c| c.downcast_ref::<sqlx::Error>())
+            && database_away(db)
+        {
+            tracing::warn!(error = format!("{e:#}"), "the database is not available");
+            return Self::unavailable("the database is not available; try again shortly");
+        }
         Self::internal(e)
+    }
+}
+
+/// Whether a database error says the database is away (stopped,
+/// restarting, unreachable, or every connection busy) rather than that
+/// this request went wrong. Such requests answer 503 so callers retry,
+/// and the pool reconnects by itself when the database is back.
+pub fn database_away(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
+        // Class 08: connection exception; 57P01-57P05: the server is
+        // shutting down, crashed, or not accepting connections yet.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
     }
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut => {
-                tracing::warn!("no database connection available in time");
-                Self::unavailable("the service is busy; try again shortly")
-            }
-            other => Self::internal(anyhow::Error::new(other).context("database query")),
+        if database_away(&e) {
+            tracing::warn!(error = %e, "the database is not available");
+            return Self::unavailable("the database is not available; try again shortly");
         }
+        Self::internal(anyhow::Error::new(e).context("database query"))
     }
 }
 
@@ -167,5 +193,38 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_away_is_503_and_other_failures_500() {
+        let io = || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        for e in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed, io()] {
+            assert_eq!(ApiError::from(e).status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        // Wrapped in context by a helper, still the database being away.
+        let wrapped = anyhow::Error::new(io()).context("recording an audit entry");
+        assert_eq!(
+            ApiError::from(wrapped).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        for e in [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::ColumnNotFound("x".into()),
+        ] {
+            assert_eq!(
+                ApiError::from(e).status(),
+                StatusCode::INTERNAL_SERVER_ERROR
+            );
+        }
+        let other = anyhow::anyhow!("a bug");
+        assert_eq!(
+            ApiError::from(other).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

@@ -34,20 +34,24 @@ pub async fn healthz() -> Json<Status> {
     )
 )]
 pub async fn readyz(State(app): State<AppState>) -> ApiResult<Json<Status>> {
-    let reachable = sqlx::query_scalar::<_, i32>("SELECT 1")
-        .fetch_one(&app.pool)
-        .await
-        .is_ok();
+    // A probe answers within DB_WAIT whatever the pool's own timeout.
+    let reachable = tokio::time::timeout(
+        super::DB_WAIT,
+        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&app.pool),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
     if !reachable {
         return Err(ApiError::unavailable("the database is not reachable"));
     }
-    match crate::db::migrations_current(&app.pool).await {
-        Ok(true) => Ok(Json(Status {
+    match tokio::time::timeout(super::DB_WAIT, crate::db::migrations_current(&app.pool)).await {
+        Err(_) => Err(ApiError::unavailable("the database is not reachable")),
+        Ok(Ok(true)) => Ok(Json(Status {
             status: "ready".to_owned(),
         })),
-        Ok(false) => Err(ApiError::unavailable(
+        Ok(Ok(false)) => Err(ApiError::unavailable(
             "database migrations are pending: run `shelfwatch migrate`",
         )),
-        Err(e) => Err(ApiError::internal(e)),
+        Ok(Err(e)) => Err(ApiError::internal(e)),
     }
 }

@@ -39,7 +39,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::config::Settings;
+use crate::config::{DatabaseSettings, Secret, Settings};
 
 pub use watches::evaluate_watches;
 
@@ -339,6 +339,19 @@ pub async fn start(pool: PgPool, settings: ApiSettings) -> anyhow::Result<Runnin
     })
 }
 
+/// Longest a request waits for a database connection. While the database
+/// is away, requests answer 503 after this rather than holding the caller
+/// until the request time limit; the pool reconnects when it is back.
+pub const DB_WAIT: Duration = Duration::from_secs(2);
+
+/// The pool `serve` uses: the `[database]` settings, with the wait for a
+/// connection capped at [`DB_WAIT`].
+pub async fn connect(url: &Secret, database: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    let mut database = database.clone();
+    database.acquire_timeout_secs = database.acquire_timeout_secs.clamp(1, DB_WAIT.as_secs());
+    crate::db::connect(url, &database).await
+}
+
 pub async fn run(args: ServeArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     if args.print_openapi {
         print!("{}", openapi::document());
@@ -352,7 +365,7 @@ pub async fn run(args: ServeArgs, settings: &Settings) -> anyhow::Result<ExitCod
         api.metrics_bind = bind;
     }
     let url = crate::db::database_url(&settings.database)?;
-    let pool = crate::db::connect(&url, &settings.database).await?;
+    let pool = connect(&url, &settings.database).await?;
     if args.migrate {
         crate::db::migrate(&pool).await?;
     } else if !crate::db::migrations_current(&pool).await? {

@@ -14,5 +14,6 @@ mod migrate;
 mod observability;
 mod reliability;
 mod scrape;
+mod security;
 mod support;
 mod timescale;

@@ -1,0 +1,1104 @@
+//! The security properties SECURITY.md claims, each shown against the real
+//! API and a real database: objects stay with their owner, webhooks never
+//! reach inside the network, the router serves exactly what the OpenAPI
+//! document lists, secrets stay out of the logs, errors say nothing
+//! internal, and a stopped database gives quick 503s and recovers.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shelfwatch::api::auth::{JwtSettings, Scope, create_key};
+use shelfwatch::config::{DatabaseSettings, Secret};
+use shelfwatch::db::embedded::{Cluster, PgBinaries};
+
+use crate::api::{Api, seeded, serve};
+use crate::support::{TestDb, repo_path};
+
+const JWT_SECRET: &str = "jwt-secret-for-the-security-tests-0123456789";
+
+fn jwt_settings() -> JwtSettings {
+    JwtSettings {
+        issuer: "https://idp.example".into(),
+        audience: "shelfwatch".into(),
+        hs256_secret: Some(Secret::new(JWT_SECRET)),
+        rs256_public_key_pem: None,
+        scope_claim: "scope".into(),
+        leeway_secs: 0,
+    }
+}
+
+fn jwt_with(alg: jsonwebtoken::Algorithm, secret: &[u8], sub: &str, scope: &str) -> String {
+    let claims = json!({
+        "iss": "https://idp.example", "aud": "shelfwatch", "sub": sub,
+        "exp": chrono::Utc::now().timestamp() + 300, "scope": scope,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(alg),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+fn jwt(sub: &str, scope: &str) -> String {
+    jwt_with(
+        jsonwebtoken::Algorithm::HS256,
+        JWT_SECRET.as_bytes(),
+        sub,
+        scope,
+    )
+}
+
+/// A credential as a request header: an API key or a JWT.
+#[derive(Clone)]
+enum Cred {
+    Key(String),
+    Bearer(String),
+}
+
+fn send(api: &Api, method: reqwest::Method, path: &str, cred: &Cred) -> reqwest::RequestBuilder {
+    let r = api.http.request(method, format!("{}{path}", api.base));
+    match cred {
+        Cred::Key(k) => r.header("x-api-key", k),
+        Cred::Bearer(t) => r.bearer_auth(t),
+    }
+}
+
+async fn problem(r: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(r.status(), status, "{:?}", r.headers());
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16(), "{body}");
+    body
+}
+
+async fn create_watch(api: &Api, cred: &Cred, url: &str) -> reqwest::Response {
+    send(api, reqwest::Method::POST, "/v1/watches", cred)
+        .json(&json!({"product_id": 1000, "drop_percent": 10, "webhook_url": url}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn poll<F: AsyncFn() -> bool>(what: &str, limit: Duration, check: F) {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+// ---- API1: object-level authorisation ---------------------------------------
+
+#[tokio::test]
+async fn watches_are_invisible_to_every_other_principal() {
+    let db = seeded().await;
+    let (_, alice) = create_key(&db.pool, "alice", &[Scope::Watch])
+        .await
+        .unwrap();
+    let (_, bob) = create_key(&db.pool, "bob", &[Scope::Watch]).await.unwrap();
+    let (_, ops) = create_key(&db.pool, "ops", &[Scope::Admin]).await.unwrap();
+    let api = serve(db, |s| s.jwt = Some(jwt_settings())).await;
+    let callers = [
+        Cred::Key(alice),
+        Cred::Key(bob),
+        // Admin scope is about jobs, not other people's watches.
+        Cred::Key(ops),
+        Cred::Bearer(jwt("user-7", "watch")),
+        // Another subject at the same identity provider.
+        Cred::Bearer(jwt("user-8", "watch")),
+    ];
+    // Two watches each.
+    let mut owned: Vec<Vec<i64>> = Vec::new();
+    for c in &callers {
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let r = create_watch(&api, c, "http://127.0.0.1:9/hook").await;
+            assert_eq!(r.status(), StatusCode::CREATED);
+            ids.push(r.json::<Value>().await.unwrap()["id"].as_i64().unwrap());
+        }
+        owned.push(ids);
+    }
+    let all: Vec<i64> = owned.iter().flatten().copied().collect();
+    let missing = all.iter().max().unwrap() + 1000;
+    for (i, c) in callers.iter().enumerate() {
+        // The list, walked one item a page, holds exactly the caller's own.
+        let mut seen = Vec::new();
+        let mut path = "/v1/watches?limit=1".to_owned();
+        loop {
+            let page: Value = send(&api, reqwest::Method::GET, &path, c)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            for w in page["data"].as_array().unwrap() {
+                assert!(w.get("secret").is_none(), "{w}");
+                seen.push(w["id"].as_i64().unwrap());
+            }
+            match page["next_cursor"].as_str() {
+                Some(cursor) => path = format!("/v1/watches?limit=1&cursor={cursor}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen, owned[i], "caller {i}");
+        for &id in &all {
+            let path = format!("/v1/watches/{id}");
+            let get = send(&api, reqwest::Method::GET, &path, c)
+                .send()
+                .await
+                .unwrap();
+            if owned[i].contains(&id) {
+                assert_eq!(get.status(), StatusCode::OK);
+                assert!(get.json::<Value>().await.unwrap().get("secret").is_none());
+                continue;
+            }
+            // Another's watch looks exactly like one that does not exist.
+            let body = problem(get, StatusCode::NOT_FOUND).await;
+            assert_eq!(body["detail"], format!("no watch {id}"));
+            let del = send(&api, reqwest::Method::DELETE, &path, c)
+                .send()
+                .await
+                .unwrap();
+            let body = problem(del, StatusCode::NOT_FOUND).await;
+            assert_eq!(body["detail"], format!("no watch {id}"));
+        }
+        let nothing = send(
+            &api,
+            reqwest::Method::GET,
+            &format!("/v1/watches/{missing}"),
+            c,
+        )
+        .send()
+        .await
+        .unwrap();
+        let body = problem(nothing, StatusCode::NOT_FOUND).await;
+        assert_eq!(body["detail"], format!("no watch {missing}"));
+    }
+    // Nobody's attempts deleted anything.
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM watches WHERE deleted_at IS NULL")
+        .fetch_one(&api.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(live, all.len() as i64);
+    // The owner is whoever called; a body cannot choose it (API3).
+    for extra in [
+        json!({"owner": "key:1"}),
+        json!({"id": 1}),
+        json!({"secret": "x"}),
+    ] {
+        let mut body = json!({"product_id": 1000, "drop_percent": 10,
+                              "webhook_url": "http://127.0.0.1:9/hook"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let r = send(&api, reqwest::Method::POST, "/v1/watches", &callers[0])
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+}
+
+// ---- API2: authentication ---------------------------------------------------
+
+#[tokio::test]
+async fn no_default_keys_and_forged_or_revoked_credentials_fail() {
+    let db = TestDb::new().await;
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(keys, 0, "a fresh database has no keys");
+    drop(db);
+    let db = seeded().await;
+    let (id, revoked) = create_key(&db.pool, "gone", &[Scope::Admin]).await.unwrap();
+    sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let api = serve(db, |s| s.jwt = Some(jwt_settings())).await;
+    let b64 = |v: Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let claims = json!({"iss": "https://idp.example", "aud": "shelfwatch", "sub": "x",
+                        "exp": chrono::Utc::now().timestamp() + 300, "scope": "admin"});
+    let unsigned = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "typ": "JWT"})),
+        b64(claims)
+    );
+    let guesses = [
+        Cred::Key("admin".into()),
+        Cred::Key("sw_admin".into()),
+        Cred::Key("changeme".into()),
+        Cred::Key(String::new()),
+        Cred::Key(revoked),
+        Cred::Bearer(unsigned),
+        // Right secret, algorithm not the configured one.
+        Cred::Bearer(jwt_with(
+            jsonwebtoken::Algorithm::HS384,
+            JWT_SECRET.as_bytes(),
+            "x",
+            "admin",
+        )),
+        Cred::Bearer(jwt_with(
+            jsonwebtoken::Algorithm::HS256,
+            b"guessed",
+            "x",
+            "admin",
+        )),
+    ];
+    for (i, c) in guesses.iter().enumerate() {
+        let r = send(&api, reqwest::Method::GET, "/v1/admin/runs", c)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    // The right token works, so the refusals above are about the token.
+    let ok = send(
+        &api,
+        reqwest::Method::GET,
+        "/v1/admin/runs",
+        &Cred::Bearer(jwt("x", "admin")),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+}
+
+// ---- API4: time limits -------------------------------------------------------
+
+#[tokio::test]
+async fn a_request_stuck_in_the_database_ends_at_the_time_limit() {
+    let api = serve(seeded().await, |s| s.request_timeout_secs = 1).await;
+    // Another session holds the table, so the read waits on its lock.
+    let mut tx = api.db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE retailers IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let r = api
+        .http
+        .get(format!("{}/v1/retailers", api.base))
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    let body = problem(r, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(body["detail"].as_str().unwrap().contains("too long"));
+    tx.rollback().await.unwrap();
+    let r = api
+        .http
+        .get(format!("{}/v1/retailers", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+// ---- API7: webhooks never reach inside the network ---------------------------
+
+#[tokio::test]
+async fn webhook_targets_inside_the_network_are_refused() {
+    let db = seeded().await;
+    let (_, key) = create_key(&db.pool, "hooks", &[Scope::Watch])
+        .await
+        .unwrap();
+    let key = Cred::Key(key);
+    let api = serve(db, |s| s.webhooks.allowed_hosts = Vec::new()).await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://127.1.2.3/hook",
+        "http://10.0.0.1/hook",
+        "http://10.200.3.4:8080/hook",
+        "http://172.16.0.1/hook",
+        "http://192.168.1.1/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://100.64.0.1/hook",
+        "http://0.0.0.0:9/hook",
+        "http://[::1]:9/hook",
+        "http://[::]:9/hook",
+        "http://[fe80::1]/hook",
+        "http://[fd00::1]/hook",
+        "http://[::ffff:127.0.0.1]:9/hook",
+        "http://[::ffff:169.254.169.254]/hook",
+        // Other spellings of 127.0.0.1.
+        "http://2130706433/hook",
+        "http://0x7f.1/hook",
+        "http://0177.0.0.1/hook",
+        // A name that resolves to loopback.
+        "http://localhost:9/hook",
+        "http://LOCALHOST:9/hook",
+    ] {
+        let body = problem(
+            create_watch(&api, &key, url).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains("allowed_hosts"), "{url}: {detail}");
+    }
+    for url in [
+        "file:///etc/passwd",
+        "gopher://127.0.0.1:6379/_INFO",
+        "ftp://8.8.8.8/x",
+        "http://user:pass@8.8.8.8/x",
+        "http:///x",
+        "not a url",
+        // Refused whether or not the resolver knows the trailing dot.
+        "http://localhost./hook",
+    ] {
+        problem(
+            create_watch(&api, &key, url).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM watches")
+        .fetch_one(&api.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}
+
+type Hits = Arc<Mutex<Vec<String>>>;
+
+/// A listener on `ip` that answers every request with `status` (and a
+/// `Location` when given), recording the paths it was asked for.
+async fn listener(ip: &str, status: u16, location: Option<String>) -> (SocketAddr, Hits) {
+    use axum::response::IntoResponse;
+    let hits: Hits = Arc::default();
+    let seen = hits.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let seen = seen.clone();
+        let location = location.clone();
+        async move {
+            seen.lock().unwrap().push(uri.path().to_owned());
+            let status = axum::http::StatusCode::from_u16(status).unwrap();
+            match location {
+                Some(l) => (status, [(axum::http::header::LOCATION, l)]).into_response(),
+                None => status.into_response(),
+            }
+        }
+    });
+    let l = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (addr, hits)
+}
+
+async fn deliveries(pool: &sqlx::PgPool) -> Vec<(String, Option<i32>, Option<String>)> {
+    sqlx::query_as("SELECT status, last_status, last_error FROM webhook_deliveries ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// A watch met at once: a target above today's cheapest price.
+async fn met_watch(api: &Api, key: &Cred, url: &str) {
+    let product: Value = api
+        .http
+        .get(format!("{}/v1/products/1000", api.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cheapest = product["cheapest"][0]["effective_price"]["amount_minor"]
+        .as_i64()
+        .unwrap();
+    let r = send(api, reqwest::Method::POST, "/v1/watches", key)
+        .json(&json!({"product_id": 1000, "target_price_pence": cheapest + 1, "webhook_url": url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn webhook_redirects_are_not_followed() {
+    // 127.0.0.2 stands for an internal service: loopback, not allow-listed.
+    let (inside, inside_hits) = listener("127.0.0.2", 204, None).await;
+    let (redirector, redirector_hits) =
+        listener("127.0.0.1", 307, Some(format!("http://{inside}/steal"))).await;
+    let db = seeded().await;
+    let (_, key) = create_key(&db.pool, "hooks", &[Scope::Watch])
+        .await
+        .unwrap();
+    let key = Cred::Key(key);
+    let api = serve(db, |s| {
+        s.webhooks.allowed_hosts = vec!["127.0.0.1".into()];
+        s.webhooks.max_attempts = 2;
+    })
+    .await;
+    // The internal address itself is refused...
+    problem(
+        create_watch(&api, &key, &format!("http://{inside}/steal")).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    // ...and so is a detour through an allowed receiver that redirects there.
+    met_watch(&api, &key, &format!("http://{redirector}/hook")).await;
+    assert_eq!(
+        shelfwatch::api::evaluate_watches(&api.db.pool)
+            .await
+            .unwrap(),
+        1
+    );
+    let pool = api.db.pool.clone();
+    poll(
+        "the delivery to be given up",
+        Duration::from_secs(20),
+        async || deliveries(&pool).await[0].0 == "failed",
+    )
+    .await;
+    let (_, status, error) = deliveries(&api.db.pool).await.remove(0);
+    assert_eq!(status, Some(307));
+    assert!(error.unwrap().contains("307"));
+    assert_eq!(redirector_hits.lock().unwrap().len(), 2);
+    assert!(inside_hits.lock().unwrap().is_empty(), "redirect followed");
+}
+
+#[tokio::test]
+async fn webhook_targets_are_checked_again_when_delivered() {
+    let (receiver, hits) = listener("127.0.0.1", 204, None).await;
+    let db = seeded().await;
+    let (_, key) = create_key(&db.pool, "hooks", &[Scope::Watch])
+        .await
+        .unwrap();
+    let key = Cred::Key(key);
+    // Allowed when the watch was made...
+    let api = serve(db, |s| {
+        s.webhooks.allowed_hosts = vec!["127.0.0.1".into()];
+        s.webhooks.worker = false;
+    })
+    .await;
+    met_watch(&api, &key, &format!("http://{receiver}/hook")).await;
+    assert_eq!(
+        shelfwatch::api::evaluate_watches(&api.db.pool)
+            .await
+            .unwrap(),
+        1
+    );
+    api.running.shutdown(Duration::from_secs(5)).await;
+    // ...but no longer when it is delivered.
+    let api = serve(api.db, |s| {
+        s.webhooks.allowed_hosts = Vec::new();
+        s.webhooks.max_attempts = 1;
+    })
+    .await;
+    let pool = api.db.pool.clone();
+    poll(
+        "the delivery to be given up",
+        Duration::from_secs(20),
+        async || deliveries(&pool).await[0].0 == "failed",
+    )
+    .await;
+    let (_, status, error) = deliveries(&api.db.pool).await.remove(0);
+    assert_eq!(status, None, "nothing was sent");
+    assert!(error.unwrap().contains("allowed_hosts"));
+    assert!(hits.lock().unwrap().is_empty());
+}
+
+// ---- API8: misconfiguration ----------------------------------------------------
+
+#[tokio::test]
+async fn server_errors_say_nothing_internal() {
+    let api = serve(seeded().await, |_| {}).await;
+    sqlx::query("ALTER TABLE retailers RENAME TO retailers_moved_away")
+        .execute(&api.db.pool)
+        .await
+        .unwrap();
+    let r = api
+        .http
+        .get(format!("{}/v1/retailers", api.base))
+        .send()
+        .await
+        .unwrap();
+    let request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body = problem(r, StatusCode::INTERNAL_SERVER_ERROR).await;
+    assert_eq!(body["request_id"], request_id.as_str());
+    assert_eq!(
+        body["detail"],
+        "an internal error occurred; quote the request id when reporting it"
+    );
+    let text = body.to_string().to_lowercase();
+    for internal in [
+        "retailers",
+        "relation",
+        "select",
+        "sqlx",
+        "postgres",
+        "database",
+        ".rs",
+    ] {
+        assert!(!text.contains(internal), "{internal} in {text}");
+    }
+}
+
+// ---- API9: inventory ---------------------------------------------------------
+
+/// Routes served outside the API proper: the OpenAPI document and its UI.
+const NOT_API: [&str; 2] = ["/docs", "/openapi.json"];
+
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+/// (method, path) of every operation in the committed OpenAPI document.
+fn documented() -> BTreeSet<(String, String)> {
+    let text = std::fs::read_to_string(repo_path("openapi/openapi.json")).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let mut out = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let m = method.to_uppercase();
+            if METHODS.contains(&m.as_str()) {
+                out.insert((m, path.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// The text of a call's arguments: from just after its `(` to the
+/// matching `)`.
+fn call_arguments(text: &str) -> &str {
+    let mut depth = 1;
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &text[..i];
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("unbalanced call: {text}");
+}
+
+/// (method, path) of every `.route(...)` the router is built from.
+fn routed() -> BTreeSet<(String, String)> {
+    // Routes are added in `api::router` only; anything else would escape
+    // this check, so it is refused here.
+    for entry in std::fs::read_dir(repo_path("src/api")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        if path.file_name().unwrap() != "mod.rs" {
+            assert!(
+                !text.contains(".route(") && !text.contains(".nest("),
+                "{} adds routes: add them in api::router so the inventory test sees them",
+                path.display()
+            );
+        }
+    }
+    let src = std::fs::read_to_string(repo_path("src/api/mod.rs")).unwrap();
+    let start = src.find("pub fn router(").unwrap();
+    let body = &src[start..];
+    let body = &body[..body.find("\n}\n").unwrap()];
+    assert!(!body.contains(".nest("), "nested routers: extend this test");
+    let mut out = BTreeSet::new();
+    let mut rest = body;
+    while let Some(i) = rest.find(".route(") {
+        rest = &rest[i + ".route(".len()..];
+        let args = call_arguments(rest);
+        let path = args.split('"').nth(1).unwrap().to_owned();
+        let mut methods = 0;
+        for m in METHODS {
+            let lower = m.to_lowercase();
+            let call = format!("{lower}(");
+            let mut at = 0;
+            while let Some(p) = args[at..].find(&call) {
+                let before = args[..at + p].chars().last();
+                if before.is_none_or(|c| !(c.is_alphanumeric() || c == '_')) {
+                    out.insert((m.to_owned(), path.clone()));
+                    methods += 1;
+                }
+                at += p + call.len();
+            }
+        }
+        assert!(methods > 0, "no method found for route {path}");
+    }
+    out
+}
+
+#[tokio::test]
+async fn router_serves_exactly_the_documented_operations() {
+    let documented = documented();
+    let routed = routed();
+    let undocumented: Vec<_> = routed.difference(&documented).collect();
+    let unserved: Vec<_> = documented.difference(&routed).collect();
+    assert!(
+        undocumented.is_empty() && unserved.is_empty(),
+        "served but not in openapi/openapi.json: {undocumented:?}\n\
+         in openapi/openapi.json but not served: {unserved:?}"
+    );
+    assert!(documented.len() >= 16, "{documented:?}");
+
+    // The same, asked of the running server.
+    let api = serve(seeded().await, |_| {}).await;
+    let paths: BTreeSet<&String> = documented.iter().map(|(_, p)| p).collect();
+    for path in paths {
+        let concrete = path.replace("{id}", "1");
+        for m in METHODS {
+            let method = reqwest::Method::from_bytes(m.as_bytes()).unwrap();
+            let r = api
+                .http
+                .request(method, format!("{}{concrete}", api.base))
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            if documented.contains(&(m.to_owned(), path.clone())) {
+                assert!(
+                    status != StatusCode::METHOD_NOT_ALLOWED
+                        && body["detail"] != "no such resource",
+                    "{m} {path} is documented but not served: {status} {body}"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{m} {path} is served but not documented"
+                );
+            }
+        }
+    }
+    // Nothing else answers, on any method.
+    for path in [
+        "/",
+        "/v1",
+        "/v2/products",
+        "/v1/keys",
+        "/v1/admin",
+        "/v1/admin/keys",
+        "/v1/admin/jobs",
+        "/v1/watches/1/deliveries",
+        "/metrics",
+        "/debug",
+        "/admin",
+        "/.env",
+    ] {
+        for m in METHODS {
+            let method = reqwest::Method::from_bytes(m.as_bytes()).unwrap();
+            let r = api
+                .http
+                .request(method, format!("{}{path}", api.base))
+                .send()
+                .await
+                .unwrap();
+            let body = problem(r, StatusCode::NOT_FOUND).await;
+            assert_eq!(body["detail"], "no such resource", "{m} {path}");
+        }
+    }
+    // The non-API routes are the document and its UI, read-only.
+    for path in NOT_API {
+        let r = api
+            .http
+            .get(format!("{}{path}", api.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success() || r.status().is_redirection(),
+            "{path}"
+        );
+    }
+}
+
+// ---- secrets never reach the logs ----------------------------------------------
+
+/// The binary with only this test's settings and debug logs as JSON.
+fn shelfwatch(db_url: &str, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shelfwatch"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SHELFWATCH_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.args(["--log-format", "json"])
+        .args(args)
+        .env("DATABASE_URL", db_url)
+        .env("RUST_LOG", "debug");
+    cmd
+}
+
+type Received = Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>>;
+
+async fn receiver() -> (SocketAddr, Received) {
+    let received: Received = Arc::default();
+    let store = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: String| async move {
+                store.lock().unwrap().push((headers, body));
+                axum::http::StatusCode::NO_CONTENT
+            },
+        ),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (addr, received)
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_logs() {
+    use std::io::{BufRead, BufReader};
+    let db = seeded().await;
+    let password = reqwest::Url::parse(&db.url)
+        .unwrap()
+        .password()
+        .unwrap()
+        .to_owned();
+    assert!(password.len() >= 8, "the test cluster has a real password");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // A key, printed once on stdout.
+    let out = shelfwatch(
+        &db.url,
+        &["apikey", "create", "--name", "logs", "--scopes", "watch"],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(key.starts_with("sw_"));
+    let mut logs = String::from_utf8(out.stderr).unwrap();
+
+    // A wrong password must not be printed either.
+    let wrong_password = "Wr0ng-pa55word-for-the-log-test";
+    let mut wrong = reqwest::Url::parse(&db.url).unwrap();
+    wrong.set_password(Some(wrong_password)).unwrap();
+    let out = shelfwatch(wrong.as_str(), &["serve", "--bind", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let refused = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!refused.contains(wrong_password), "{refused}");
+    logs.push_str(&refused);
+
+    let config = dir.path().join("shelfwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[api]\nrequire_key_for_reads = true\n\
+             [api.jwt]\nissuer = \"https://idp.example\"\naudience = \"shelfwatch\"\n\
+             hs256_secret = \"{JWT_SECRET}\"\n\
+             [api.webhooks]\nallowed_hosts = [\"127.0.0.1\"]\nevaluate_every_secs = 1\n\
+             poll_interval_ms = 100\n"
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("serve.log");
+    let mut child = shelfwatch(
+        &db.url,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--metrics-bind",
+            "127.0.0.1:0",
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::fs::File::create(&log_path).unwrap())
+    .spawn()
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = tokio::task::spawn_blocking(move || rx.recv().unwrap())
+        .await
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("API listening on ")
+        .unwrap()
+        .to_owned();
+    let http = reqwest::Client::new();
+    let token = jwt("log-user", "watch");
+    let wrong_key = "sw_ThisIsNotAKeyButMustNotBeLoggedEither0123456";
+    // Credentials in both headers, good and bad.
+    for (name, value, want) in [
+        ("x-api-key", key.clone(), StatusCode::OK),
+        ("authorization", format!("Bearer {key}"), StatusCode::OK),
+        ("authorization", format!("Bearer {token}"), StatusCode::OK),
+        ("x-api-key", wrong_key.to_owned(), StatusCode::UNAUTHORIZED),
+        (
+            "authorization",
+            format!("Bearer {token}x"),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let r = http
+            .get(format!("{base}/v1/watches"))
+            .header(name, &value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "{name}");
+    }
+    // A watch whose webhook is signed with its secret, and delivered.
+    let (hook, received) = receiver().await;
+    let product: Value = http
+        .get(format!("{base}/v1/products/1000"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cheapest = product["cheapest"][0]["effective_price"]["amount_minor"]
+        .as_i64()
+        .unwrap();
+    let created: Value = http
+        .post(format!("{base}/v1/watches"))
+        .bearer_auth(&key)
+        .json(
+            &json!({"product_id": 1000, "target_price_pence": cheapest + 1,
+                      "webhook_url": format!("http://{hook}/hook")}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    poll("the webhook", Duration::from_secs(20), async || {
+        !received.lock().unwrap().is_empty()
+    })
+    .await;
+    let (headers, body) = received.lock().unwrap()[0].clone();
+    assert_eq!(
+        headers["x-shelfwatch-signature"].to_str().unwrap(),
+        shelfwatch::api::watches::sign(&secret, body.as_bytes())
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    logs.push_str(&std::fs::read_to_string(&log_path).unwrap());
+
+    // The logs were on and detailed: JSON lines at debug, requests included.
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(lines.len() > 20, "{logs}");
+    assert!(lines.iter().any(|l| l["level"] == "DEBUG"), "{logs}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "request" && l["route"] == "/v1/watches"),
+        "{logs}"
+    );
+    for (what, secret) in [
+        ("database password", password.as_str()),
+        ("API key", key.as_str()),
+        ("API key body", &key[3..]),
+        ("wrong API key", wrong_key),
+        ("JWT", token.as_str()),
+        ("JWT signature", token.rsplit('.').next().unwrap()),
+        ("JWT signing secret", JWT_SECRET),
+        ("webhook secret", secret.as_str()),
+        ("webhook secret body", &secret["whsec_".len()..]),
+    ] {
+        assert!(!logs.contains(secret), "the {what} is in the logs");
+    }
+}
+
+// ---- dependencies failing: the database stops and comes back -------------------
+
+/// A cluster of the test's own, stopped and started on purpose.
+struct OwnCluster {
+    _dir: tempfile::TempDir,
+    cluster: Cluster,
+    port: u16,
+    url: String,
+}
+
+impl OwnCluster {
+    async fn start() -> OwnCluster {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cluster =
+            Cluster::new(dir.path().join("pg"), PgBinaries::locate(None).unwrap()).unwrap();
+        let port = cluster.start(0, &[]).unwrap();
+        shelfwatch::db::create_database_if_missing(&cluster.url("postgres").unwrap(), "shelfwatch")
+            .await
+            .unwrap();
+        let url = cluster.url("shelfwatch").unwrap();
+        let p = crate::support::pool(&url, 2).await;
+        shelfwatch::db::migrate(&p).await.unwrap();
+        p.close().await;
+        OwnCluster {
+            _dir: dir,
+            cluster,
+            port,
+            url,
+        }
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = self.cluster.stop();
+    }
+}
+
+#[tokio::test]
+async fn stopped_database_gives_quick_503s_and_recovers_by_itself() {
+    let pg = OwnCluster::start().await;
+    let settings = DatabaseSettings {
+        max_connections: 4,
+        ..DatabaseSettings::default()
+    };
+    // The pool `serve` builds: default settings, waits capped.
+    let pool = shelfwatch::api::connect(&Secret::new(pg.url.clone()), &settings)
+        .await
+        .unwrap();
+    let (_, key) = create_key(&pool, "outage", &[Scope::Watch]).await.unwrap();
+    let running = shelfwatch::api::start(pool, crate::api::test_settings())
+        .await
+        .unwrap();
+    let base = format!("http://{}", running.addr);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let get = |path: &str, key: Option<&str>| {
+        let mut r = http.get(format!("{base}{path}"));
+        if let Some(k) = key {
+            r = r.header("x-api-key", k);
+        }
+        r.send()
+    };
+    for path in ["/readyz", "/v1/retailers"] {
+        assert_eq!(get(path, None).await.unwrap().status(), StatusCode::OK);
+    }
+
+    let cluster =
+        Cluster::new(pg._dir.path().join("pg"), PgBinaries::locate(None).unwrap()).unwrap();
+    tokio::task::spawn_blocking(move || cluster.stop().unwrap())
+        .await
+        .unwrap();
+    // Twice each: the first finds the pool's dead connections, the second
+    // an empty pool that cannot connect.
+    for _ in 0..2 {
+        for (path, key) in [
+            ("/readyz", None),
+            ("/v1/retailers", None),
+            ("/v1/products/1", None),
+            // A key not yet seen must be looked up, and cannot be.
+            ("/v1/watches", Some(key.as_str())),
+        ] {
+            let started = Instant::now();
+            let r = get(path, key).await.unwrap();
+            let took = started.elapsed();
+            let body = problem(r, StatusCode::SERVICE_UNAVAILABLE).await;
+            assert!(took < Duration::from_secs(3), "{path} took {took:?}");
+            assert!(
+                body["detail"].as_str().unwrap().contains("database"),
+                "{path}: {body}"
+            );
+        }
+    }
+    // The process itself is alive.
+    assert_eq!(
+        get("/healthz", None).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // The database returns on the same port; the API was never restarted.
+    let port = pg.port;
+    let cluster =
+        Cluster::new(pg._dir.path().join("pg"), PgBinaries::locate(None).unwrap()).unwrap();
+    tokio::task::spawn_blocking(move || cluster.start(port, &[]).unwrap())
+        .await
+        .unwrap();
+    poll(
+        "the API to be ready again",
+        Duration::from_secs(15),
+        async || {
+            get("/readyz", None)
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        },
+    )
+    .await;
+    assert_eq!(
+        get("/v1/retailers", None).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get("/v1/watches", Some(&key)).await.unwrap().status(),
+        StatusCode::OK
+    );
+    running.shutdown(Duration::from_secs(5)).await;
+}
+
+#[test]
+fn rate_limit_holds_under_concurrent_callers() {
+    // The limiter counts one caller's requests exactly even when they
+    // arrive on many threads at once (API4; it needs no database).
+    let limiter = Arc::new(shelfwatch::api::ratelimit::Limiter::new(1.0, 10));
+    let granted = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let limiter = limiter.clone();
+            let granted = granted.clone();
+            std::thread::spawn(move || {
+                for _ in 0..10 {
+                    if limiter.check("one-caller").is_ok() {
+                        granted.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // A burst of 10, plus at most one refilled while the threads ran.
+    let n = granted.load(Ordering::SeqCst);
+    assert!((10..=11).contains(&n), "{n}");
+}
