@@ -103,8 +103,10 @@ pub static METRICS: LazyLock<ScrapeMetrics> = LazyLock::new(|| ScrapeMetrics {
 
 /// Page outcomes and retry causes every retailer exports from its first
 /// run, at zero until they happen.
-pub const PAGE_OUTCOMES: [&str; 8] = [
+pub const PAGE_OUTCOMES: [&str; 10] = [
     "ok",
+    "hostile",
+    "robots_disallowed",
     "rate_limited",
     "http_5xx",
     "http_4xx",
@@ -122,9 +124,10 @@ impl ScrapeMetrics {
         for outcome in PAGE_OUTCOMES {
             self.pages.with_label_values(&[retailer, outcome]);
         }
-        for outcome in &PAGE_OUTCOMES[1..] {
+        for outcome in &PAGE_OUTCOMES[3..] {
             self.retries.with_label_values(&[retailer, outcome]);
         }
+        self.page_duration.with_label_values(&[retailer]);
         self.products.with_label_values(&[retailer]);
         self.parse_errors.with_label_values(&[retailer]);
         self.suspect_runs.with_label_values(&[retailer]);

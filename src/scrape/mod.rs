@@ -158,6 +158,9 @@ impl Scraper {
         let mut db = settings.database.clone();
         db.acquire_timeout_secs = sc.db_timeout_secs.max(1);
         let pool = crate::db::connect_lazy(&url, &db)?;
+        for c in &configs {
+            metrics::METRICS.touch(c.slug.as_str());
+        }
         Ok(Self {
             configs,
             pool,

@@ -802,11 +802,12 @@ async fn every_dashboard_query_returns_data_from_the_running_stack() {
     // watches, then some API traffic.
     let spool = dir.path().join("spool");
     let settings = crate::scrape::settings(&db.url, &shop, &spool);
-    let report = crate::scrape::scraper(&settings, &[])
-        .await
-        .pass()
-        .await
-        .unwrap();
+    let scraper = crate::scrape::scraper(&settings, &[]).await;
+    // Creating the scraper puts its series at zero; let Prometheus see
+    // them so before the pass, or the pass's first increase is lost to
+    // rate() (other tests in this process may have created them already).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let report = scraper.pass().await.unwrap();
     for r in &report.runs {
         assert_eq!(r.status, "succeeded", "{r:?}");
     }
