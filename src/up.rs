@@ -124,7 +124,10 @@ pub async fn run(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> 
     // 6. The API, and workers that take the scrape and forecast jobs it
     // queues (and rescrape and reforecast on a schedule).
     let grace = std::time::Duration::from_secs(settings.api.shutdown_grace_secs);
-    let api = crate::api::start(pool.clone(), settings.api.clone()).await?;
+    // The API's own pool waits at most api::DB_WAIT for a connection, so
+    // it answers 503 quickly while the database is away.
+    let api_pool = crate::api::connect(&url, &settings.database).await?;
+    let api = crate::api::start(api_pool, settings.api.clone()).await?;
     let mut prometheus = match api.metrics_addr {
         Some(metrics) => start_prometheus(&args.prometheus_bind, metrics)
             .await
