@@ -155,6 +155,10 @@ impl Sink {
             Ok(ingestor) => spool.replay(ingestor).await,
             Err(e) => Err(e),
         };
+        let result = match result {
+            Ok(r) => self.replay_runs().await.map(|()| r),
+            Err(e) => Err(e),
+        };
         match result {
             Ok(r) => {
                 if r.records > 0 {
@@ -173,6 +177,19 @@ impl Sink {
                 None
             }
         }
+    }
+
+    /// Writes the spooled run records; they are removed once written.
+    async fn replay_runs(&mut self) -> anyhow::Result<()> {
+        let runs = self.spool.runs()?;
+        for run in &runs {
+            record_spooled_run(&self.pool, run).await?;
+        }
+        if !runs.is_empty() {
+            tracing::info!(runs = runs.len(), "spooled run records written");
+            self.spool.clear_runs()?;
+        }
+        Ok(())
     }
 
     /// Stores `observations`, or spools `records` (the same tiles, raw)
@@ -217,7 +234,7 @@ pub struct RunOptions {
 }
 
 /// What a run did, as recorded in `scrape_runs`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunSummary {
     pub retailer: String,
     pub run_id: Option<i64>,
@@ -475,12 +492,16 @@ async fn start_run(
     Ok((id, previous.and_then(|p| u32::try_from(p).ok())))
 }
 
-async fn finish_run(pool: &PgPool, s: &RunSummary) -> anyhow::Result<()> {
+async fn finish_run(
+    pool: &PgPool,
+    s: &RunSummary,
+    finished_at: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
     let Some(id) = s.run_id else {
-        return Ok(());
+        anyhow::bail!("the run was never recorded");
     };
     sqlx::query(
-        "UPDATE scrape_runs SET finished_at = now(), status = $2, pages = $3, products = $4, \
+        "UPDATE scrape_runs SET finished_at = $11, status = $2, pages = $3, products = $4, \
          errors = $5, parse_errors = $6, retries = $7, browser_restarts = $8, spooled = $9, \
          message = $10 WHERE id = $1",
     )
@@ -494,9 +515,39 @@ async fn finish_run(pool: &PgPool, s: &RunSummary) -> anyhow::Result<()> {
     .bind(s.browser_restarts as i32)
     .bind(s.spooled as i32)
     .bind(&s.message)
+    .bind(finished_at)
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Writes a run that could not be recorded while the database was away:
+/// its row is created (when it never was) and closed.
+pub(crate) async fn record_spooled_run(pool: &PgPool, run: &SpooledRun) -> anyhow::Result<()> {
+    let mut s = run.summary.clone();
+    if s.run_id.is_none() {
+        sqlx::query(
+            "INSERT INTO retailers (slug, name) VALUES ($1, $1) ON CONFLICT (slug) DO NOTHING",
+        )
+        .bind(&s.retailer)
+        .execute(pool)
+        .await?;
+        let retailer_id: i64 = sqlx::query_scalar("SELECT id FROM retailers WHERE slug = $1")
+            .bind(&s.retailer)
+            .fetch_one(pool)
+            .await?;
+        let (id, _) = start_run(pool, retailer_id, run.started_at).await?;
+        s.run_id = Some(id);
+    }
+    finish_run(pool, &s, run.finished_at).await
+}
+
+/// A run's record kept in the spool until the database returns.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SpooledRun {
+    pub summary: RunSummary,
+    pub started_at: chrono::DateTime<Utc>,
+    pub finished_at: chrono::DateTime<Utc>,
 }
 
 /// Scrapes one retailer once.
@@ -581,8 +632,22 @@ pub async fn scrape_retailer(
             s.run_id = Some(run_id);
         }
     }
-    if let Err(e) = finish_run(sink.pool(), &s).await {
-        tracing::warn!(retailer = %slug, error = format!("{e:#}"), "could not record the run's end");
+    let finished_at = Utc::now();
+    if let Err(e) = finish_run(sink.pool(), &s, finished_at).await {
+        // Kept with the spooled pages, and written when they are replayed.
+        let run = SpooledRun {
+            summary: s.clone(),
+            started_at,
+            finished_at,
+        };
+        match sink.spool.append_run(&run) {
+            Ok(()) => {
+                tracing::warn!(retailer = %slug, error = format!("{e:#}"), "the run's record is spooled until the database returns")
+            }
+            Err(spool_error) => {
+                tracing::error!(retailer = %slug, error = format!("{e:#}"), spool_error = format!("{spool_error:#}"), "the run's record could not be kept")
+            }
+        }
     }
     tracing::info!(
         retailer = %slug,

@@ -43,6 +43,7 @@ pub struct Replayed {
 }
 
 const ACTIVE: &str = "spool.jsonl";
+const RUNS: &str = "runs.jsonl";
 const REPLAYING: &str = "replaying.jsonl";
 
 impl Spool {
@@ -76,6 +77,54 @@ impl Spool {
             .and_then(|()| file.sync_data())
             .with_context(|| format!("writing the spool {}", path.display()))?;
         Ok(())
+    }
+
+    /// Appends a run's record (written to `scrape_runs` on replay).
+    pub fn append_run(&self, run: &super::run::SpooledRun) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating the spool directory {}", self.dir.display()))?;
+        let path = self.dir.join(RUNS);
+        let mut line = serde_json::to_vec(run)?;
+        line.push(b'\n');
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        file.write_all(&line)
+            .and_then(|()| file.sync_data())
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The spooled run records (unreadable lines are skipped and logged).
+    pub fn runs(&self) -> anyhow::Result<Vec<super::run::SpooledRun>> {
+        let path = self.dir.join(RUNS);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        Ok(text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| match serde_json::from_str(l) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, file = %path.display(), "unreadable spooled run skipped");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// Removes the spooled run records (after they are written).
+    pub fn clear_runs(&self) -> anyhow::Result<()> {
+        let path = self.dir.join(RUNS);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+        }
     }
 
     /// Spooled records not yet replayed.

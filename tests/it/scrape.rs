@@ -603,6 +603,28 @@ async fn a_database_stopped_mid_scrape_loses_nothing() {
     );
     // Replaying again stores nothing twice.
     assert_eq!(sc.replay_all().await, Some(0));
+    // The runs' records waited in the spool too: both are closed, with
+    // what they did.
+    let runs: Vec<(String, String, i32, i32)> = sqlx::query_as(
+        "SELECT r.slug, s.status, s.products, s.spooled FROM scrape_runs s \
+         JOIN retailers r ON r.id = s.retailer_id WHERE s.finished_at IS NOT NULL ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let want: Vec<(String, String, i32, i32)> = report
+        .runs
+        .iter()
+        .map(|r| {
+            (
+                r.retailer.clone(),
+                r.status.clone(),
+                r.products as i32,
+                r.spooled as i32,
+            )
+        })
+        .collect();
+    assert_eq!(runs, want);
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM price_observations")
         .fetch_one(&pool)
         .await
