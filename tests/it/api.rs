@@ -1237,15 +1237,8 @@ fn committed_openapi_document_matches_the_code() {
 
 /// The binary with only this test's settings.
 fn shelfwatch_on(db_url: &str, args: &[&str]) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shelfwatch"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SHELFWATCH_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.args(args)
-        .env("DATABASE_URL", db_url)
-        .env("RUST_LOG", "warn");
+    let mut cmd = crate::support::shelfwatch_command(args);
+    cmd.env("DATABASE_URL", db_url);
     cmd
 }
 

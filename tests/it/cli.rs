@@ -7,16 +7,7 @@ use std::process::{Command, Output};
 /// The binary with only this test's settings: none from the environment
 /// the tests run in.
 fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shelfwatch"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SHELFWATCH_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.args(args)
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "warn");
-    cmd
+    crate::support::shelfwatch_command(args)
 }
 
 /// The binary in `dir`, with no database configured.

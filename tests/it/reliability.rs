@@ -1,80 +1,14 @@
 //! Breaking things on purpose: PostgreSQL or shelfwatch killed with SIGKILL
 //! in the middle of an import.
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
-use shelfwatch::db::embedded::{Cluster, PgBinaries, Status};
 use shelfwatch::domain::retailer::RetailerSlug;
 use shelfwatch::ingest::{Ingestor, Observation};
 use sqlx::PgPool;
 
-use crate::support::pool;
-
-/// A cluster of the test's own (it is killed on purpose), with a migrated
-/// `shelfwatch` database.
-struct OwnCluster {
-    _dir: tempfile::TempDir,
-    cluster: Cluster,
-    port: u16,
-    url: String,
-}
-
-impl OwnCluster {
-    async fn start() -> OwnCluster {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let cluster =
-            Cluster::new(dir.path().join("pg"), PgBinaries::locate(None).unwrap()).unwrap();
-        let port = cluster.start(0, &[]).unwrap();
-        shelfwatch::db::create_database_if_missing(&cluster.url("postgres").unwrap(), "shelfwatch")
-            .await
-            .unwrap();
-        let url = cluster.url("shelfwatch").unwrap();
-        let p = pool(&url, 2).await;
-        shelfwatch::db::migrate(&p).await.unwrap();
-        p.close().await;
-        OwnCluster {
-            _dir: dir,
-            cluster,
-            port,
-            url,
-        }
-    }
-
-    /// SIGKILLs the postmaster (its backends follow).
-    fn kill(&self) {
-        let Status::Running { pid, .. } = self.cluster.status().unwrap() else {
-            panic!("the cluster is not running");
-        };
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
-    }
-
-    /// Starts it again on the same port, waiting out the killed backends
-    /// and crash recovery, until it takes connections.
-    async fn restart(&self) {
-        for _ in 0..200 {
-            if self.cluster.start(self.port, &[]).is_ok()
-                && sqlx::PgPool::connect(&self.url).await.is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the cluster did not restart");
-    }
-}
-
-impl Drop for OwnCluster {
-    fn drop(&mut self) {
-        let _ = self.cluster.stop();
-    }
-}
+use crate::support::{OwnCluster, pool, shelfwatch_command};
 
 fn observations(listings: usize, days: i64) -> Vec<Observation> {
     let start = Utc.with_ymd_and_hms(2026, 6, 1, 8, 0, 0).unwrap();
@@ -227,15 +161,8 @@ async fn shelfwatch_killed_mid_import_converges_when_run_again() {
         .unwrap() as i64;
     let csv = csv.to_str().unwrap().to_owned();
     let import = |url: &str| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shelfwatch"));
-        for (name, _) in std::env::vars() {
-            if name.starts_with("SHELFWATCH_") {
-                cmd.env_remove(name);
-            }
-        }
-        cmd.args(["import", &csv, "--batch-size", "500", "--no-progress"])
-            .env("DATABASE_URL", url)
-            .env("RUST_LOG", "error");
+        let mut cmd = shelfwatch_command(&["import", &csv, "--batch-size", "500", "--no-progress"]);
+        cmd.env("DATABASE_URL", url).env("RUST_LOG", "error");
         cmd
     };
 
@@ -298,13 +225,7 @@ async fn an_import_cut_off_by_the_database_says_which_lines_are_stored() {
             std::io::BufWriter::new(file),
         )
         .unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shelfwatch"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SHELFWATCH_") {
-            cmd.env_remove(name);
-        }
-    }
-    let child = cmd
+    let child = shelfwatch_command(&[])
         .args([
             "import",
             csv.to_str().unwrap(),

@@ -544,20 +544,9 @@ async fn a_killed_chromedriver_is_restarted_and_the_run_completes() {
 
 #[tokio::test]
 async fn a_database_stopped_mid_scrape_loses_nothing() {
-    use shelfwatch::db::embedded::{Cluster, PgBinaries};
-    use std::os::unix::fs::PermissionsExt;
     // A cluster of this test's own, since it is stopped on purpose.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let cluster = Cluster::new(dir.path().join("pg"), PgBinaries::locate(None).unwrap()).unwrap();
-    let port = cluster.start(0, &[("fsync", "off")]).unwrap();
-    shelfwatch::db::create_database_if_missing(&cluster.url("postgres").unwrap(), "shelfwatch")
-        .await
-        .unwrap();
-    let url = cluster.url("shelfwatch").unwrap();
-    let pool = crate::support::pool(&url, 2).await;
-    shelfwatch::db::migrate(&pool).await.unwrap();
-    pool.close().await;
+    let pg = crate::support::OwnCluster::start().await;
+    let url = pg.url.clone();
 
     let shop = shop().await;
     let (_d, spool) = spool_dir();
@@ -568,8 +557,7 @@ async fn a_database_stopped_mid_scrape_loses_nothing() {
     }
     let store = shop.store.clone();
     let stopper = {
-        let cluster =
-            Cluster::new(dir.path().join("pg"), PgBinaries::locate(None).unwrap()).unwrap();
+        let cluster = pg.handle();
         tokio::spawn(async move {
             for _ in 0..600 {
                 let pages = store
@@ -592,7 +580,7 @@ async fn a_database_stopped_mid_scrape_loses_nothing() {
     let spooled: u64 = report.runs.iter().map(|r| r.spooled).sum();
     assert!(spooled > 0, "nothing was spooled: {report:?}");
 
-    cluster.start(port, &[("fsync", "off")]).unwrap();
+    pg.restart().await;
     let replayed = sc.replay_all().await.expect("the database is back");
     assert!(replayed > 0, "replayed {replayed}; the scrape: {report:?}");
     let pool = crate::support::pool(&url, 2).await;
@@ -632,7 +620,6 @@ async fn a_database_stopped_mid_scrape_loses_nothing() {
     let distinct: BTreeSet<(String, String)> = stored(&pool).await.into_keys().collect();
     assert_eq!(count as usize, distinct.len(), "a listing was stored twice");
     pool.close().await;
-    cluster.stop().unwrap();
 }
 
 #[tokio::test]
@@ -722,13 +709,7 @@ async fn the_scheduled_scraper_takes_queued_jobs_and_serves_metrics() {
     let (_d, spool) = spool_dir();
     let metrics_port = shelfwatch::db::embedded::free_port().unwrap();
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shelfwatch"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SHELFWATCH_") {
-            cmd.env_remove(name);
-        }
-    }
-    let mut child = cmd
+    let mut child = crate::support::shelfwatch_command(&[])
         .args([
             "scrape",
             "--every",

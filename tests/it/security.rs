@@ -15,7 +15,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shelfwatch::api::auth::{JwtSettings, Scope, create_key};
 use shelfwatch::config::{DatabaseSettings, Secret};
-use shelfwatch::db::embedded::{Cluster, PgBinaries};
 
 use crate::api::{Api, seeded, serve};
 use crate::support::{TestDb, repo_path};
@@ -733,14 +732,8 @@ async fn router_serves_exactly_the_documented_operations() {
 
 /// The binary with only this test's settings and debug logs as JSON.
 fn shelfwatch(db_url: &str, args: &[&str]) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shelfwatch"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SHELFWATCH_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.args(["--log-format", "json"])
-        .args(args)
+    let mut cmd = crate::support::shelfwatch_command(&["--log-format", "json"]);
+    cmd.args(args)
         .env("DATABASE_URL", db_url)
         .env("RUST_LOG", "debug");
     cmd
@@ -948,46 +941,9 @@ async fn secrets_never_reach_the_logs() {
 
 // ---- dependencies failing: the database stops and comes back -------------------
 
-/// A cluster of the test's own, stopped and started on purpose.
-struct OwnCluster {
-    _dir: tempfile::TempDir,
-    cluster: Cluster,
-    port: u16,
-    url: String,
-}
-
-impl OwnCluster {
-    async fn start() -> OwnCluster {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let cluster =
-            Cluster::new(dir.path().join("pg"), PgBinaries::locate(None).unwrap()).unwrap();
-        let port = cluster.start(0, &[]).unwrap();
-        shelfwatch::db::create_database_if_missing(&cluster.url("postgres").unwrap(), "shelfwatch")
-            .await
-            .unwrap();
-        let url = cluster.url("shelfwatch").unwrap();
-        let p = crate::support::pool(&url, 2).await;
-        shelfwatch::db::migrate(&p).await.unwrap();
-        p.close().await;
-        OwnCluster {
-            _dir: dir,
-            cluster,
-            port,
-            url,
-        }
-    }
-}
-
-impl Drop for OwnCluster {
-    fn drop(&mut self) {
-        let _ = self.cluster.stop();
-    }
-}
-
 #[tokio::test]
 async fn stopped_database_gives_quick_503s_and_recovers_by_itself() {
-    let pg = OwnCluster::start().await;
+    let pg = crate::support::OwnCluster::start().await;
     let settings = DatabaseSettings {
         max_connections: 4,
         ..DatabaseSettings::default()
@@ -1016,8 +972,7 @@ async fn stopped_database_gives_quick_503s_and_recovers_by_itself() {
         assert_eq!(get(path, None).await.unwrap().status(), StatusCode::OK);
     }
 
-    let cluster =
-        Cluster::new(pg._dir.path().join("pg"), PgBinaries::locate(None).unwrap()).unwrap();
+    let cluster = pg.handle();
     tokio::task::spawn_blocking(move || cluster.stop().unwrap())
         .await
         .unwrap();
@@ -1049,12 +1004,7 @@ async fn stopped_database_gives_quick_503s_and_recovers_by_itself() {
     );
 
     // The database returns on the same port; the API was never restarted.
-    let port = pg.port;
-    let cluster =
-        Cluster::new(pg._dir.path().join("pg"), PgBinaries::locate(None).unwrap()).unwrap();
-    tokio::task::spawn_blocking(move || cluster.start(port, &[]).unwrap())
-        .await
-        .unwrap();
+    pg.restart().await;
     poll(
         "the API to be ready again",
         Duration::from_secs(15),

@@ -111,3 +111,87 @@ pub async fn pool(url: &str, max: u32) -> PgPool {
 pub fn repo_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
+
+/// The `shelfwatch` binary with only the test's own settings: no
+/// `SHELFWATCH_*` or `DATABASE_URL` from the environment the tests run in,
+/// and warnings only in its logs.
+pub fn shelfwatch_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shelfwatch"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SHELFWATCH_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.args(args)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+/// A cluster of a test's own, for tests that stop or kill PostgreSQL on
+/// purpose, with a migrated `shelfwatch` database. Stopped when dropped.
+pub struct OwnCluster {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    pub url: String,
+}
+
+impl OwnCluster {
+    pub async fn start() -> OwnCluster {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cluster =
+            Cluster::new(dir.path().join("pg"), PgBinaries::locate(None).unwrap()).unwrap();
+        let port = cluster.start(0, &[]).unwrap();
+        shelfwatch::db::create_database_if_missing(&cluster.url("postgres").unwrap(), "shelfwatch")
+            .await
+            .unwrap();
+        let url = cluster.url("shelfwatch").unwrap();
+        let p = pool(&url, 2).await;
+        shelfwatch::db::migrate(&p).await.unwrap();
+        p.close().await;
+        OwnCluster { dir, port, url }
+    }
+
+    /// A handle on the cluster, to move into another task.
+    pub fn handle(&self) -> Cluster {
+        Cluster::new(
+            self.dir.path().join("pg"),
+            PgBinaries::locate(None).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// SIGKILLs the postmaster (its backends follow).
+    pub fn kill(&self) {
+        let Status::Running { pid, .. } = self.handle().status().unwrap() else {
+            panic!("the cluster is not running");
+        };
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+
+    /// Starts it again on the same port, waiting out killed backends and
+    /// crash recovery, until it takes connections.
+    pub async fn restart(&self) {
+        let cluster = self.handle();
+        for _ in 0..200 {
+            if cluster.start(self.port, &[]).is_ok()
+                && sqlx::PgPool::connect(&self.url).await.is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the cluster did not restart");
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = self.handle().stop();
+    }
+}
