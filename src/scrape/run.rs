@@ -200,7 +200,7 @@ impl Sink {
         records: &[SpoolRecord],
     ) -> anyhow::Result<Stored> {
         if !self.database_down() {
-            if self.spool.pending().unwrap_or(0) > 0 {
+            if self.spool.has_pending() {
                 self.replay().await;
             }
             if !self.database_down() {

@@ -7,7 +7,7 @@
 //! The spool keeps the raw tile text, not parsed observations: replay
 //! parses it with the same code as a live scrape.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -127,18 +127,12 @@ impl Spool {
         }
     }
 
-    /// Spooled records not yet replayed.
-    pub fn pending(&self) -> anyhow::Result<u64> {
-        let mut n = 0;
-        for name in [REPLAYING, ACTIVE] {
-            let path = self.dir.join(name);
-            if path.exists() {
-                let file = std::fs::File::open(&path)
-                    .with_context(|| format!("opening {}", path.display()))?;
-                n += std::io::BufReader::new(file).lines().count() as u64;
-            }
-        }
-        Ok(n)
+    /// Whether anything (tiles or run records) waits to be replayed. A
+    /// look at the directory, not a read: it is asked once per page.
+    pub fn has_pending(&self) -> bool {
+        [REPLAYING, ACTIVE, RUNS]
+            .iter()
+            .any(|name| self.dir.join(name).exists())
     }
 
     /// Stores everything spooled through `ingestor`, then removes it. The
