@@ -2,7 +2,7 @@
 //! driving headless Chromium through thirtyfour. When either dies, the next
 //! call starts them again with a fresh profile.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -154,11 +154,6 @@ impl Browser {
             let _ = tokio::time::timeout(Duration::from_secs(5), s.quit()).await;
         }
         self.kill_driver().await;
-    }
-
-    /// The Chromium profile directory of the current session.
-    pub fn profile_dir(&self) -> Option<&Path> {
-        self.profile.as_deref()
     }
 
     /// Opens a session on the configured remote WebDriver server; the

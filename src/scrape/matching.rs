@@ -154,14 +154,6 @@ fn prepare(c: &Candidate) -> Prepared {
     }
 }
 
-/// How alike two titles are, 0-1: word overlap and trigram overlap,
-/// averaged.
-pub fn similarity(a: &str, b: &str) -> f64 {
-    let (wa, wb) = (normalise(a), normalise(b));
-    0.5 * dice(&wa.iter().cloned().collect(), &wb.iter().cloned().collect())
-        + 0.5 * dice(&trigrams(&wa), &trigrams(&wb))
-}
-
 /// What a title whose words all appear in the other's scores at least: a
 /// short title ("Heinz Beanz 415G") names the same product as a long one
 /// ("Heinz Baked Beans in Tomato Sauce 415g") when brand and pack agree,
@@ -506,7 +498,8 @@ mod tests {
             normalise("Heinz Baked Beans in Tomato Sauce 4 x 415g"),
             vec!["heinz", "baked", "bean", "tomato", "sauce"]
         );
-        assert!(similarity("Heinz Beanz 415G", "HEINZ BEANS 415g") > 0.9);
+        let (a, b) = (c(1, "a", "Heinz Beanz 415G"), c(2, "b", "HEINZ BEANS 415g"));
+        assert!(score(&prepare(&a), &prepare(&b)) > 0.9);
     }
 
     #[test]
