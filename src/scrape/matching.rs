@@ -353,7 +353,10 @@ pub async fn run(pool: &PgPool) -> anyhow::Result<MatchReport> {
             pack,
         });
     }
-    let groups = match_listings(&candidates);
+    // Pairwise scoring is CPU work: off the async runtime.
+    let groups = tokio::task::spawn_blocking(move || match_listings(&candidates))
+        .await
+        .context("the matcher thread failed")?;
     // Products already in use by automatic matching, reused where a group
     // keeps (some of) its listings, so ids are stable across passes.
     let mut taken: BTreeSet<i64> = BTreeSet::new();
