@@ -25,7 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod demo_store;
-pub mod domain;
+pub use shelfwatch_domain as domain;
 pub mod forecast;
 pub mod fuzz;
 pub mod ingest;

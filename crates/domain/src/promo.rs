@@ -487,7 +487,7 @@ fn loyalty(w: &[&str]) -> Found {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::money::MAX_PRICE_PENCE;
+    use crate::money::MAX_PRICE_PENCE;
     use proptest::prelude::*;
 
     fn loyal(scheme: &str, price_pence: Option<i64>) -> Promo {
