@@ -1,27 +1,31 @@
 # syntax=docker/dockerfile:1
-# One image for every shelfwatch role (migrate, serve, scrape, forecast,
-# demo-store); docker-compose.yml picks the role by command.
+# Two images from one build:
+# - the service image (the default, last stage): every production role
+#   (migrate, serve, scrape, forecast, import, backtest), built without the
+#   `demo` feature, so the demo store and the developer tools are not in it;
+# - `--target demo`: the same binary with the demo store and `up`, for the
+#   stand-in shops in docker-compose.yml.
 
 # --- build ---------------------------------------------------------------
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# Dependencies first, so a source change does not rebuild them: a stub
-# crate with the real manifest and lock file.
-COPY Cargo.toml Cargo.lock build.rs ./
-RUN mkdir -p src tests/it benches \
-    && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs tests/it/main.rs \
-    && cargo build --release --locked --bin shelfwatch \
-    && rm -rf src tests
-COPY migrations migrations
+COPY Cargo.toml Cargo.lock ./
+COPY crates crates
 COPY src src
 COPY tests tests
-# Touch so cargo sees the real sources as newer than the stub's build.
-RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked --bin shelfwatch
+COPY migrations migrations
+# The registry and target directories are cache mounts, so a source change
+# rebuilds only the crates it touches; the binaries are copied out of the
+# cache in the same step.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --no-default-features --bin shelfwatch \
+    && cp target/release/shelfwatch /shelfwatch-service \
+    && cargo build --release --locked --bin shelfwatch \
+    && cp target/release/shelfwatch /shelfwatch-demo
 
-# --- run -----------------------------------------------------------------
-FROM debian:bookworm-slim AS run
+# --- shared runtime base -------------------------------------------------
+FROM debian:bookworm-slim AS base
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates tini \
     && rm -rf /var/lib/apt/lists/* \
@@ -29,12 +33,20 @@ RUN apt-get update \
     && mkdir -p /app/.shelfwatch \
     && chown -R shelfwatch /app
 WORKDIR /app
-COPY --from=build /src/target/release/shelfwatch /usr/local/bin/shelfwatch
 COPY retailers retailers
 COPY shelfwatch.example.toml shelfwatch.example.toml
 USER shelfwatch
-# API, its /metrics, the scraper's and the forecaster's /metrics, the demo store.
-EXPOSE 8080 9464 9466 9467 8700
 # tini forwards SIGTERM, so every role shuts down cleanly on `docker stop`.
 ENTRYPOINT ["/usr/bin/tini", "--", "shelfwatch"]
 CMD ["--help"]
+
+# --- the demo store and `up` (docker build --target demo) ----------------
+FROM base AS demo
+COPY --from=build /shelfwatch-demo /usr/local/bin/shelfwatch
+EXPOSE 8700
+
+# --- the service image (default) -----------------------------------------
+FROM base AS service
+COPY --from=build /shelfwatch-service /usr/local/bin/shelfwatch
+# API, its /metrics, the scraper's and the forecaster's /metrics.
+EXPOSE 8080 9464 9466 9467

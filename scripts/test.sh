@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_base
 start_timescale
-cargo test --locked "$@"
+cargo test --locked --workspace "$@"
 # The API against its OpenAPI document, fuzzed (SKIP_SCHEMATHESIS=1 skips it).
 if [ -z "${SKIP_SCHEMATHESIS:-}" ]; then
     ./scripts/schemathesis.sh

@@ -8,9 +8,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{LogFormat, Settings};
-use crate::db::{self, embedded};
-use crate::ingest::Ingestor;
-use crate::ingest::csv_import::{self, ImportOptions};
+use shelfwatch_store::db::{self, embedded};
+use shelfwatch_store::ingest::Ingestor;
+use shelfwatch_store::ingest::csv_import::{self, ImportOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,6 +37,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole demo on this machine: database, demo store, history, a scrape, a forecast.
+    #[cfg(feature = "demo")]
     Up(crate::up::UpArgs),
     /// Manage the embedded PostgreSQL cluster under .shelfwatch/.
     #[command(subcommand)]
@@ -44,7 +45,7 @@ pub enum Command {
     /// Apply the embedded database migrations (safe to run concurrently).
     Migrate,
     /// Scrape retailers through headless Chromium (retailers/*.toml).
-    Scrape(crate::scrape::ScrapeArgs),
+    Scrape(crate::scrape_cmd::ScrapeArgs),
     /// Backfill prices from a CSV file through the ingest path.
     Import(ImportArgs),
     /// Run the forecast batch job over the daily aggregates.
@@ -52,17 +53,20 @@ pub enum Command {
     /// Measure forecast accuracy and confidence calibration on stored history.
     Backtest(BacktestArgs),
     /// Serve the REST API (and /metrics on its own listener).
-    Serve(crate::api::ServeArgs),
+    Serve(crate::serve_cmd::ServeArgs),
     /// Manage API keys (the key is printed once; only its SHA-256 is stored).
     #[command(subcommand)]
     Apikey(ApikeyCommand),
     /// Run the local demo supermarket site.
-    DemoStore(crate::demo_store::DemoStoreArgs),
+    #[cfg(feature = "demo")]
+    DemoStore(shelfwatch_demo_store::DemoStoreArgs),
     /// Hold the API at a fixed request rate while scrapes and forecasts run;
     /// report errors, latency and memory (figures for RELIABILITY.md).
-    Soak(crate::soak::SoakArgs),
+    #[cfg(feature = "demo")]
+    Soak(shelfwatch_devtools::soak::SoakArgs),
     /// Benchmarks that write their figures as Markdown for BENCHMARKS.md.
     #[command(subcommand)]
+    #[cfg(feature = "demo")]
     Bench(BenchCommand),
 }
 
@@ -122,11 +126,11 @@ pub struct ForecastArgs {
     #[arg(long, conflicts_with = "every")]
     pub once: bool,
     /// Run on a schedule, e.g. 30m, 1h, 1d, until SIGTERM or Ctrl-C.
-    #[arg(long, value_name = "INTERVAL", value_parser = parse_interval)]
+    #[arg(long, value_name = "INTERVAL", value_parser = shelfwatch_runtime::signal::parse_interval)]
     pub every: Option<std::time::Duration>,
     /// Only listings whose id is i modulo n, e.g. 0/4 (for parallel workers).
-    #[arg(long, value_name = "i/n", value_parser = crate::forecast::load::Shard::parse)]
-    pub shard: Option<crate::forecast::load::Shard>,
+    #[arg(long, value_name = "i/n", value_parser = shelfwatch_forecast::load::Shard::parse)]
+    pub shard: Option<shelfwatch_forecast::load::Shard>,
     /// Days in the weighted moving average.
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u16).range(1..=365))]
     pub window: u16,
@@ -152,42 +156,20 @@ pub struct BacktestArgs {
     pub json: bool,
 }
 
-/// Reads `90s`, `30m`, `1h`, `1d`.
-pub fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} has no unit: write e.g. 30m, 1h or 1d"))?;
-    let (n, unit) = text.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
-    };
-    if secs == 0 {
-        return Err("the interval must be more than zero".into());
-    }
-    Ok(std::time::Duration::from_secs(secs))
-}
-
+#[cfg(feature = "demo")]
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Ingest N observations through the project's path and, beside it, psql
     /// COPY of the same rows into an identical table; plus the daily refresh
     /// cost with short and long history. Uses fresh databases it drops after.
-    Ingest(crate::bench::IngestBenchArgs),
+    Ingest(shelfwatch_devtools::bench::IngestBenchArgs),
     /// The forecast job on synthetic history (default 100,000 listings x
     /// 365 days): read, compute and write times, peak memory, against a
     /// plain pass, psql's COPY and (with --python) statsforecast.
-    Forecast(crate::bench::ForecastBenchArgs),
+    Forecast(shelfwatch_devtools::bench::ForecastBenchArgs),
     /// Pages per minute scraping the demo store through Chromium, beside a
     /// bare thirtyfour loop over the same pages, with 1, 2 and 4 sessions.
-    Scrape(crate::scrape::bench::ScrapeBenchArgs),
+    Scrape(shelfwatch_devtools::scrape_bench::ScrapeBenchArgs),
 }
 
 /// Entry point used by `main`.
@@ -200,7 +182,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    crate::telemetry::init(
+    shelfwatch_runtime::telemetry::init(
         cli.log_format.unwrap_or(settings.log.format),
         &settings.log.filter,
     );
@@ -236,29 +218,35 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Import(args) => import(args, &settings).await,
+        #[cfg(feature = "demo")]
         Command::Up(args) => crate::up::run(args, &settings).await,
+        #[cfg(feature = "demo")]
         Command::Bench(BenchCommand::Ingest(args)) => {
-            crate::bench::ingest(args, &settings).await?;
+            shelfwatch_devtools::bench::ingest(args, &settings.dev_tools()).await?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "demo")]
         Command::Bench(BenchCommand::Forecast(args)) => {
-            crate::bench::forecast(args, &settings).await?;
+            shelfwatch_devtools::bench::forecast(args, &settings.dev_tools()).await?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "demo")]
         Command::Bench(BenchCommand::Scrape(args)) => {
-            crate::scrape::bench::run(args, &settings).await?;
+            shelfwatch_devtools::scrape_bench::run(args, &settings.dev_tools()).await?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "demo")]
         Command::Soak(args) => {
-            crate::soak::run(args, &settings).await?;
+            shelfwatch_devtools::soak::run(args, &settings.dev_tools()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Forecast(args) => forecast(args, &settings).await,
         Command::Backtest(args) => backtest(args, &settings).await,
-        Command::Scrape(args) => crate::scrape::run(args, &settings).await,
-        Command::Serve(args) => crate::api::run(args, &settings).await,
+        Command::Scrape(args) => crate::scrape_cmd::run(args, &settings).await,
+        Command::Serve(args) => crate::serve_cmd::run(args, &settings).await,
         Command::Apikey(cmd) => apikey(cmd, &settings).await,
-        Command::DemoStore(args) => crate::demo_store::run(args, &settings).await,
+        #[cfg(feature = "demo")]
+        Command::DemoStore(args) => shelfwatch_demo_store::run(args).await,
     }
 }
 
@@ -360,32 +348,34 @@ async fn import(args: ImportArgs, settings: &Settings) -> anyhow::Result<ExitCod
 }
 
 async fn forecast(args: ForecastArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    use crate::forecast::{self, RunOutcome, load::Shard};
+    use shelfwatch_forecast::{RunOutcome, load::Shard};
     let pool = connect(settings).await?;
     let params = forecast_params(args.window, args.horizon);
     let shard = args.shard.unwrap_or(Shard::ALL);
     let report = |outcome: &RunOutcome| println!("{}", outcome_line(outcome));
     let Some(every) = args.every else {
-        report(&forecast::run_once(&pool, &params, shard).await?);
+        report(&shelfwatch_forecast::run_once(&pool, &params, shard).await?);
         evaluate_watches(&pool).await;
         return Ok(ExitCode::SUCCESS);
     };
-    let mut stop = std::pin::pin!(shutdown_signal()?);
-    crate::metrics::forecast::init();
+    let mut stop = std::pin::pin!(shelfwatch_runtime::signal::shutdown_signal()?);
+    shelfwatch_forecast::metrics::init();
     if let Some(bind) = &settings.forecast.metrics_bind {
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .with_context(|| format!("binding the metrics listener {bind}"))?;
         tracing::info!(addr = %bind, "metrics at /metrics");
         tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(listener, std::future::pending()).await {
+            if let Err(e) =
+                shelfwatch_runtime::metrics::serve(listener, std::future::pending()).await
+            {
                 tracing::error!(error = %e, "metrics listener failed");
             }
         });
     }
     loop {
         // A failed run is logged and retried at the next tick, not fatal.
-        match crate::metrics::forecast::timed_run(&pool, &params, shard).await {
+        match shelfwatch_forecast::metrics::timed_run(&pool, &params, shard).await {
             Ok(outcome) => report(&outcome),
             Err(e) => tracing::error!(error = format!("{e:#}"), "forecast run failed"),
         }
@@ -393,14 +383,14 @@ async fn forecast(args: ForecastArgs, settings: &Settings) -> anyhow::Result<Exi
         // Until the next tick, run forecasts queued through the API.
         let next = tokio::time::Instant::now() + every;
         let run_job = |_job| async {
-            let outcome = crate::metrics::forecast::timed_run(&pool, &params, shard).await;
+            let outcome = shelfwatch_forecast::metrics::timed_run(&pool, &params, shard).await;
             evaluate_watches(&pool).await;
             outcome
                 .map(|o| outcome_line(&o))
                 .map_err(|e| format!("{e:#}"))
         };
-        let jobs = crate::jobs::JobKind::Forecast;
-        if !crate::jobs::work_until(&pool, jobs, next, &mut stop, run_job).await {
+        let jobs = shelfwatch_store::jobs::JobKind::Forecast;
+        if !shelfwatch_store::jobs::work_until(&pool, jobs, next, &mut stop, run_job).await {
             tracing::info!("stopping the forecast schedule");
             return Ok(ExitCode::SUCCESS);
         }
@@ -410,7 +400,7 @@ async fn forecast(args: ForecastArgs, settings: &Settings) -> anyhow::Result<Exi
 /// Queues webhooks for watches the new prices or recommendations meet; a
 /// failure is logged, never fatal to the run that preceded it.
 async fn evaluate_watches(pool: &sqlx::PgPool) {
-    if let Err(e) = crate::api::evaluate_watches(pool).await {
+    if let Err(e) = shelfwatch_api::evaluate_watches(pool).await {
         tracing::error!(error = format!("{e:#}"), "evaluating watches failed");
     }
 }
@@ -419,10 +409,10 @@ async fn apikey(cmd: ApikeyCommand, settings: &Settings) -> anyhow::Result<ExitC
     let pool = connect(settings).await?;
     match cmd {
         ApikeyCommand::Create { name, scopes } => {
-            let scopes = crate::api::auth::parse_scopes(&scopes).map_err(anyhow::Error::msg)?;
-            let (id, key) = crate::api::auth::create_key(&pool, &name, &scopes).await?;
+            let scopes = shelfwatch_api::auth::parse_scopes(&scopes).map_err(anyhow::Error::msg)?;
+            let (id, key) = shelfwatch_api::auth::create_key(&pool, &name, &scopes).await?;
             let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-            crate::api::audit::record(
+            shelfwatch_api::audit::record(
                 &pool,
                 "cli",
                 "apikey.create",
@@ -447,7 +437,7 @@ async fn apikey(cmd: ApikeyCommand, settings: &Settings) -> anyhow::Result<ExitC
                 eprintln!("no active key {id}");
                 return Ok(ExitCode::from(3));
             }
-            crate::api::audit::record(
+            shelfwatch_api::audit::record(
                 &pool,
                 "cli",
                 "apikey.revoke",
@@ -462,12 +452,12 @@ async fn apikey(cmd: ApikeyCommand, settings: &Settings) -> anyhow::Result<ExitC
 }
 
 async fn backtest(args: BacktestArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    use crate::forecast::{self, backtest};
+    use shelfwatch_forecast::backtest;
     let pool = connect(settings).await?;
     let params = forecast_params(args.window, args.horizon);
-    let from = args
-        .from
-        .map(|d| forecast::load::epoch_day(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()));
+    let from = args.from.map(|d| {
+        shelfwatch_forecast::load::epoch_day(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+    });
     let report = backtest::run(&pool, &params, from).await?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -477,39 +467,23 @@ async fn backtest(args: BacktestArgs, settings: &Settings) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-fn forecast_params(window: u16, horizon: u16) -> crate::forecast::Params {
-    crate::forecast::Params {
+fn forecast_params(window: u16, horizon: u16) -> shelfwatch_forecast::Params {
+    shelfwatch_forecast::Params {
         wma_window: usize::from(window),
         horizon: usize::from(horizon),
-        ..crate::forecast::Params::default()
+        ..shelfwatch_forecast::Params::default()
     }
 }
 
-pub(crate) fn outcome_line(outcome: &crate::forecast::RunOutcome) -> String {
+pub(crate) fn outcome_line(outcome: &shelfwatch_forecast::RunOutcome) -> String {
     match outcome {
-        crate::forecast::RunOutcome::Unchanged { run_id } => {
+        shelfwatch_forecast::RunOutcome::Unchanged { run_id } => {
             format!("inputs unchanged since forecast run {run_id}; nothing to do")
         }
-        crate::forecast::RunOutcome::Completed { run_id, series } => {
+        shelfwatch_forecast::RunOutcome::Completed { run_id, series } => {
             format!("forecast run {run_id}: {series} listings forecast and recommended")
         }
     }
-}
-
-/// A future that resolves on SIGTERM or Ctrl-C (SIGINT). The handlers are
-/// installed when this is called, not when the future is first polled, so a
-/// signal that arrives while the first run is still working is not lost
-/// (nor does it kill the process).
-pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    })
 }
 
 #[cfg(test)]

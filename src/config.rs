@@ -3,11 +3,14 @@
 //! `SHELFWATCH_DATABASE__MAX_CONNECTIONS=4` sets `database.max_connections`),
 //! then `DATABASE_URL`. Unknown keys are rejected with the key named.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+pub use shelfwatch_runtime::Secret;
+pub use shelfwatch_runtime::telemetry::{LogFormat, LogSettings};
+pub use shelfwatch_store::db::DatabaseSettings;
+pub use shelfwatch_store::ingest::IngestSettings;
 
 /// The file read when `--config` is not given (it may be absent).
 pub const DEFAULT_CONFIG_FILE: &str = "shelfwatch.toml";
@@ -19,8 +22,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub log: LogSettings,
     pub ingest: IngestSettings,
-    pub scrape: crate::scrape::ScrapeSettings,
-    pub api: crate::api::ApiSettings,
+    pub scrape: shelfwatch_scrape::ScrapeSettings,
+    pub api: shelfwatch_api::ApiSettings,
     pub forecast: ForecastSettings,
 }
 
@@ -32,99 +35,6 @@ pub struct ForecastSettings {
     /// unset: none. One-shot runs are reported by the API's listener from
     /// the database instead.
     pub metrics_bind: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DatabaseSettings {
-    /// A server to use instead of the embedded cluster (TimescaleDB in
-    /// docker-compose, a managed server). `DATABASE_URL` sets it too.
-    pub url: Option<Secret>,
-    pub max_connections: u32,
-    /// Seconds to wait for a pooled connection before giving up.
-    pub acquire_timeout_secs: u64,
-    /// Where `shelfwatch db start` keeps its private cluster.
-    pub embedded_dir: PathBuf,
-    /// Port for the embedded cluster; 0 picks a free one on first start and
-    /// keeps it afterwards.
-    pub embedded_port: u16,
-    /// Directory holding `initdb`, `pg_ctl` and `postgres`; found
-    /// automatically under /usr/lib/postgresql when unset.
-    pub pg_bin: Option<PathBuf>,
-}
-
-impl Default for DatabaseSettings {
-    fn default() -> Self {
-        Self {
-            url: None,
-            max_connections: 8,
-            acquire_timeout_secs: 10,
-            embedded_dir: PathBuf::from(".shelfwatch/pg"),
-            embedded_port: 0,
-            pg_bin: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Pretty,
-    Json,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogSettings {
-    pub format: LogFormat,
-    /// A tracing filter such as `info` or `shelfwatch=debug,sqlx=warn`;
-    /// `RUST_LOG` wins when set.
-    pub filter: String,
-}
-
-impl Default for LogSettings {
-    fn default() -> Self {
-        Self {
-            format: LogFormat::Pretty,
-            filter: "info,sqlx=warn".to_owned(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IngestSettings {
-    /// Observations written per COPY batch.
-    pub batch_size: usize,
-}
-
-impl Default for IngestSettings {
-    fn default() -> Self {
-        Self {
-            batch_size: 200_000,
-        }
-    }
-}
-
-/// A string that never prints itself (database URLs carry passwords).
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
 }
 
 impl Settings {
@@ -198,10 +108,23 @@ impl Settings {
             }
         }
         if let Some(url) = &self.scrape.browser.webdriver_url {
-            crate::scrape::browser::check_webdriver_url(url)
+            shelfwatch_scrape::browser::check_webdriver_url(url)
                 .context("scrape.browser.webdriver_url")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(feature = "demo")]
+impl Settings {
+    /// The parts of these settings the developer tools use.
+    pub fn dev_tools(&self) -> shelfwatch_devtools::Settings {
+        shelfwatch_devtools::Settings {
+            database: self.database.clone(),
+            ingest: self.ingest.clone(),
+            scrape: self.scrape.clone(),
+            api: self.api.clone(),
+        }
     }
 }
 

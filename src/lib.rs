@@ -1,37 +1,24 @@
 //! shelfwatch: grocery price intelligence.
 //!
-//! A module a concern, each owning its SQL:
-//! - [`config`] holds layered settings (defaults, `shelfwatch.toml`, environment);
-//! - [`telemetry`] holds logging;
-//! - [`db`] holds connections, migrations, the embedded PostgreSQL cluster and the
-//!   TimescaleDB-or-native schema flavour;
-//! - [`domain`] holds money, pack sizes, unit prices, promotions, parsed once from
-//!   shelf text;
-//! - [`ingest`] holds the one path by which observations are stored (CSV import
-//!   and, later, the scraper);
-//! - [`forecast`] holds the polars batch job, the calibrated confidence
-//!   model and the backtest;
-//! - [`scrape`] holds the headless-browser scraper and retailer configs;
-//! - [`demo_store`] holds the local supermarket site the demo and tests scrape;
-//! - [`api`] holds the versioned REST API, watches and their webhooks;
-//! - [`jobs`] holds the job queue the API fills and workers drain;
-//! - [`metrics`] holds the process's Prometheus registry;
-//! - [`bench`] holds benchmarks with in-run baselines;
-//! - [`cli`] holds the `shelfwatch` command line, and [`up`] the one-command demo.
+//! This package is the binary's wiring: the command line ([`cli`]), layered
+//! settings ([`config`]), the commands that run the pipeline's crates
+//! together, and `up`, the one-command demo. The work itself lives in the
+//! crates under `crates/`, each owning one step of a price's path:
+//!
+//! - `shelfwatch-domain`: the vocabulary (money, packs, unit prices,
+//!   promotions, actions), built by parsing, with no I/O;
+//! - `shelfwatch-runtime`: logging, metrics registry, shutdown signals;
+//! - `shelfwatch-store`: the only crate that speaks SQL;
+//! - `shelfwatch-scrape`: reads shelves through headless Chromium;
+//! - `shelfwatch-forecast`: the polars batch job and the backtest;
+//! - `shelfwatch-api`: the versioned REST API;
+//! - `shelfwatch-demo-store` and `shelfwatch-devtools`: the demo shop and
+//!   the benchmarks, soak test and fuzzer, compiled in only with the `demo`
+//!   feature (on by default; off in the service image).
 
-pub mod api;
-pub mod bench;
 pub mod cli;
 pub mod config;
-pub mod db;
-pub mod demo_store;
-pub use shelfwatch_domain as domain;
-pub mod forecast;
-pub mod fuzz;
-pub mod ingest;
-pub mod jobs;
-pub mod metrics;
-pub mod scrape;
-pub mod soak;
-pub mod telemetry;
+mod scrape_cmd;
+mod serve_cmd;
+#[cfg(feature = "demo")]
 pub mod up;

@@ -4,7 +4,6 @@
 //! API (with workers for the jobs it queues) until Ctrl-C.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -12,9 +11,7 @@ use chrono::Utc;
 use clap::Args;
 
 use crate::config::{Secret, Settings};
-use crate::demo_store::DemoStore;
-use crate::ingest::Ingestor;
-use crate::ingest::csv_import::{self, ImportOptions};
+use shelfwatch_demo_store::local::backfill;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -40,7 +37,7 @@ pub struct UpArgs {
 
 pub async fn run(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     // Signals first, so a Ctrl-C during the steps is not lost.
-    let shutdown = crate::cli::shutdown_signal()?;
+    let shutdown = shelfwatch_runtime::signal::shutdown_signal()?;
 
     // 1. Database and schema. An embedded cluster this command starts, it
     // also stops.
@@ -51,15 +48,15 @@ pub async fn run(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> 
             let cluster = crate::cli::cluster(settings)?;
             if !matches!(
                 cluster.status()?,
-                crate::db::embedded::Status::Running { .. }
+                shelfwatch_store::db::embedded::Status::Running { .. }
             ) {
                 started_cluster = Some(cluster);
             }
             Secret::new(crate::cli::start_embedded(settings, None).await?)
         }
     };
-    let pool = crate::db::connect(&url, &settings.database).await?;
-    let flavour = crate::db::migrate(&pool).await?;
+    let pool = shelfwatch_store::db::connect(&url, &settings.database).await?;
+    let flavour = shelfwatch_store::db::migrate(&pool).await?;
     println!(
         "1/6 database ready (time-series schema: {})",
         flavour.as_str()
@@ -67,7 +64,7 @@ pub async fn run(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> 
 
     // 2. The demo store.
     let today = Utc::now().date_naive();
-    let local = LocalStore::start(args.seed, today, &args.store_bind)
+    let local = shelfwatch_demo_store::local::LocalStore::start(args.seed, today, &args.store_bind)
         .await
         .context("is the address in use? --store-bind 127.0.0.1:0 picks a free port")?;
     let store_origin = local.origin.clone();
@@ -88,7 +85,13 @@ pub async fn run(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> 
     );
 
     // 4. Today's shelves, through Chromium; products matched across shops.
-    let scraper = crate::scrape::Scraper::new(settings, &[], Some(store_origin.clone()), None)?;
+    let scraper = shelfwatch_scrape::Scraper::new(
+        &settings.scrape,
+        &settings.database,
+        &[],
+        Some(store_origin.clone()),
+        None,
+    )?;
     let pass = scraper.pass().await?;
     let products: u32 = pass.runs.iter().map(|r| r.products).sum();
     let statuses: Vec<String> = pass
@@ -107,10 +110,10 @@ pub async fn run(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> 
     );
 
     // 5. Forecast and recommendations.
-    let outcome = crate::forecast::run_once(
+    let outcome = shelfwatch_forecast::run_once(
         &pool,
-        &crate::forecast::Params::default(),
-        crate::forecast::load::Shard::ALL,
+        &shelfwatch_forecast::Params::default(),
+        shelfwatch_forecast::load::Shard::ALL,
     )
     .await?;
     println!("5/6 {}", crate::cli::outcome_line(&outcome));
@@ -126,8 +129,8 @@ pub async fn run(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> 
     let grace = std::time::Duration::from_secs(settings.api.shutdown_grace_secs);
     // The API's own pool waits at most api::DB_WAIT for a connection, so
     // it answers 503 quickly while the database is away.
-    let api_pool = crate::api::connect(&url, &settings.database).await?;
-    let api = crate::api::start(api_pool, settings.api.clone()).await?;
+    let api_pool = shelfwatch_api::connect(&url, &settings.database).await?;
+    let api = shelfwatch_api::start(api_pool, settings.api.clone()).await?;
     let mut prometheus = match api.metrics_addr {
         Some(metrics) => start_prometheus(&args.prometheus_bind, metrics)
             .await
@@ -228,7 +231,7 @@ async fn start_prometheus(
 
 fn print_where(
     store: &str,
-    api: Option<&crate::api::Running>,
+    api: Option<&shelfwatch_api::Running>,
     prometheus: Option<&str>,
     url: &Secret,
 ) {
@@ -272,7 +275,7 @@ async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
 
 /// Scrapes every six hours and runs scrape jobs queued through the API.
 async fn scrape_worker(
-    scraper: std::sync::Arc<crate::scrape::Scraper>,
+    scraper: std::sync::Arc<shelfwatch_scrape::Scraper>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut stop = std::pin::pin!(stopped(stop));
@@ -280,15 +283,16 @@ async fn scrape_worker(
     loop {
         let next = tokio::time::Instant::now() + every;
         let s = &scraper;
-        let run_job = |job: crate::jobs::Job| async move {
+        let run_job = |job: shelfwatch_store::jobs::Job| async move {
             let only = job.params.get("retailer").and_then(|v| v.as_str());
             s.pass_only(only)
                 .await
                 .map(|r| format!("{} retailers scraped", r.runs.len()))
                 .map_err(|e| format!("{e:#}"))
         };
-        let kind = crate::jobs::JobKind::Scrape;
-        if !crate::jobs::work_until(&scraper.pool, kind, next, &mut stop, run_job).await {
+        let kind = shelfwatch_store::jobs::JobKind::Scrape;
+        if !shelfwatch_store::jobs::work_until(&scraper.pool, kind, next, &mut stop, run_job).await
+        {
             return;
         }
         if let Err(e) = scraper.pass().await {
@@ -301,112 +305,23 @@ async fn scrape_worker(
 async fn forecast_worker(pool: sqlx::PgPool, stop: tokio::sync::watch::Receiver<bool>) {
     let mut stop = std::pin::pin!(stopped(stop));
     let every = std::time::Duration::from_secs(3600);
-    let params = crate::forecast::Params::default();
-    let shard = crate::forecast::load::Shard::ALL;
+    let params = shelfwatch_forecast::Params::default();
+    let shard = shelfwatch_forecast::load::Shard::ALL;
     loop {
         let next = tokio::time::Instant::now() + every;
         let (pool_ref, params_ref) = (&pool, &params);
-        let run_job = |_job: crate::jobs::Job| async move {
-            crate::forecast::run_once(pool_ref, params_ref, shard)
+        let run_job = |_job: shelfwatch_store::jobs::Job| async move {
+            shelfwatch_forecast::run_once(pool_ref, params_ref, shard)
                 .await
                 .map(|o| crate::cli::outcome_line(&o))
                 .map_err(|e| format!("{e:#}"))
         };
-        let kind = crate::jobs::JobKind::Forecast;
-        if !crate::jobs::work_until(&pool, kind, next, &mut stop, run_job).await {
+        let kind = shelfwatch_store::jobs::JobKind::Forecast;
+        if !shelfwatch_store::jobs::work_until(&pool, kind, next, &mut stop, run_job).await {
             return;
         }
-        if let Err(e) = crate::forecast::run_once(&pool, &params, shard).await {
+        if let Err(e) = shelfwatch_forecast::run_once(&pool, &params, shard).await {
             tracing::error!(error = format!("{e:#}"), "scheduled forecast failed");
         }
     }
-}
-
-/// A demo store served in-process until [`LocalStore::stop`].
-pub(crate) struct LocalStore {
-    pub store: DemoStore,
-    /// `http://127.0.0.1:PORT`
-    pub origin: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl LocalStore {
-    pub(crate) async fn start(
-        seed: u64,
-        date: chrono::NaiveDate,
-        bind: &str,
-    ) -> anyhow::Result<LocalStore> {
-        let store = DemoStore::new(seed, date);
-        let listener = tokio::net::TcpListener::bind(bind)
-            .await
-            .with_context(|| format!("binding the demo store to {bind}"))?;
-        let origin = format!("http://{}", listener.local_addr()?);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::demo_store::serve(
-            listener,
-            store.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        Ok(LocalStore {
-            store,
-            origin,
-            stop,
-            server,
-        })
-    }
-
-    pub(crate) async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.server.await;
-    }
-}
-
-/// Loads `days` of `store`'s history, ending yesterday, through the CSV
-/// import path. Returns the first and last day and the import's report.
-pub(crate) async fn backfill(
-    store: &DemoStore,
-    pool: &sqlx::PgPool,
-    days: u32,
-    batch_size: usize,
-    progress: bool,
-) -> anyhow::Result<(
-    chrono::NaiveDate,
-    chrono::NaiveDate,
-    csv_import::ImportReport,
-)> {
-    let to = store
-        .date()
-        .pred_opt()
-        .context("the day has no day before it")?;
-    let from = to
-        .checked_sub_days(chrono::Days::new(u64::from(days.max(1)) - 1))
-        .context("the history reaches before the calendar")?;
-    let csv = history_file()?;
-    {
-        let file =
-            std::fs::File::create(&csv).with_context(|| format!("creating {}", csv.display()))?;
-        store.history_csv(from, to, std::io::BufWriter::new(file))?;
-    }
-    let mut ingestor = Ingestor::new(pool.clone()).await?;
-    let options = ImportOptions {
-        batch_size,
-        rejects: None,
-        progress,
-    };
-    let imported = csv_import::import_file(&mut ingestor, &csv, &options).await;
-    let _ = std::fs::remove_file(&csv);
-    let imported = imported.context("backfilling the demo store's history")?;
-    Ok((from, to, imported))
-}
-
-fn history_file() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir();
-    Ok(dir.join(format!(
-        "shelfwatch-up-history-{}-{}.csv",
-        std::process::id(),
-        rand::random::<u32>()
-    )))
 }

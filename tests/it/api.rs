@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use shelfwatch::api::auth::{Scope, create_key};
-use shelfwatch::api::{self, ApiSettings, Running};
-use shelfwatch::forecast::{self, Params, load::Shard};
+use shelfwatch_api::auth::{Scope, create_key};
+use shelfwatch_api::{self as api, ApiSettings, Running};
+use shelfwatch_forecast::{self as forecast, Params, load::Shard};
 
 use crate::support::{TestDb, cluster, pool};
 
@@ -198,7 +198,7 @@ fn check_money(v: &Value) {
     assert_eq!(v["currency"], "GBP");
     assert_eq!(
         v["formatted"],
-        shelfwatch::domain::money::format_pence(minor),
+        shelfwatch_domain::money::format_pence(minor),
         "{v}"
     );
 }
@@ -582,7 +582,7 @@ async fn credentials_and_scopes() {
         .unwrap();
     let api = serve(db, |s| {
         s.require_key_for_reads = true;
-        s.jwt = Some(shelfwatch::api::auth::JwtSettings {
+        s.jwt = Some(shelfwatch_api::auth::JwtSettings {
             issuer: "https://idp.example".into(),
             audience: "shelfwatch".into(),
             hs256_secret: Some(shelfwatch::config::Secret::new(JWT_SECRET)),
@@ -1001,7 +1001,7 @@ async fn met_watches_get_signed_webhooks_with_retries() {
     for (headers, body) in &received {
         assert_eq!(
             headers["x-shelfwatch-signature"].to_str().unwrap(),
-            shelfwatch::api::watches::sign(&secret, body.as_bytes())
+            shelfwatch_api::watches::sign(&secret, body.as_bytes())
         );
         let event: Value = serde_json::from_str(body).unwrap();
         assert_eq!(event["event"], "price_at_target");
@@ -1083,7 +1083,7 @@ async fn admin_jobs_are_queued_and_never_waited_on() {
         "queued; no forecaster seen in the last 10 minutes, the job waits"
     );
     // Asking again while queued is asking once.
-    shelfwatch::jobs::heartbeat(&api.db.pool, "forecaster")
+    shelfwatch_store::jobs::heartbeat(&api.db.pool, "forecaster")
         .await
         .unwrap();
     let again: Value = api
@@ -1107,17 +1107,18 @@ async fn admin_jobs_are_queued_and_never_waited_on() {
     );
 
     // A worker takes it; the API reports how it went.
-    let job = shelfwatch::jobs::claim(&api.db.pool, shelfwatch::jobs::JobKind::Forecast)
-        .await
-        .unwrap()
-        .unwrap();
+    let job =
+        shelfwatch_store::jobs::claim(&api.db.pool, shelfwatch_store::jobs::JobKind::Forecast)
+            .await
+            .unwrap()
+            .unwrap();
     assert!(
-        shelfwatch::jobs::claim(&api.db.pool, shelfwatch::jobs::JobKind::Forecast)
+        shelfwatch_store::jobs::claim(&api.db.pool, shelfwatch_store::jobs::JobKind::Forecast)
             .await
             .unwrap()
             .is_none()
     );
-    shelfwatch::jobs::finish(&api.db.pool, job.id, Ok("done".into()))
+    shelfwatch_store::jobs::finish(&api.db.pool, job.id, Ok("done".into()))
         .await
         .unwrap();
     let view: Value = api.get_as(&location, &admin).await.json().await.unwrap();
@@ -1220,7 +1221,7 @@ async fn metrics_are_labelled_by_matched_route() {
 
 #[test]
 fn committed_openapi_document_matches_the_code() {
-    let generated = shelfwatch::api::openapi::document();
+    let generated = shelfwatch_api::openapi::document();
     let path = crate::support::repo_path("openapi/openapi.json");
     if std::env::var_os("UPDATE_OPENAPI").is_some() {
         std::fs::write(&path, &generated).unwrap();
@@ -1321,7 +1322,7 @@ async fn binary_serves_creates_keys_and_stops_on_sigterm() {
     assert!(doc.status.success());
     assert_eq!(
         String::from_utf8(doc.stdout).unwrap(),
-        shelfwatch::api::openapi::document()
+        shelfwatch_api::openapi::document()
     );
 }
 
@@ -1343,15 +1344,15 @@ async fn scheduled_forecaster_takes_queued_jobs() {
     });
     let pool = db.pool.clone();
     wait_for("the forecaster's heartbeat", async || {
-        shelfwatch::jobs::last_seen(&pool, "forecaster")
+        shelfwatch_store::jobs::last_seen(&pool, "forecaster")
             .await
             .unwrap()
             .is_some()
     })
     .await;
-    let (job, _) = shelfwatch::jobs::enqueue(
+    let (job, _) = shelfwatch_store::jobs::enqueue(
         &db.pool,
-        shelfwatch::jobs::JobKind::Forecast,
+        shelfwatch_store::jobs::JobKind::Forecast,
         &serde_json::json!({}),
         "test",
     )
@@ -1359,13 +1360,16 @@ async fn scheduled_forecaster_takes_queued_jobs() {
     .unwrap();
     let pool = db.pool.clone();
     for _ in 0..4 {
-        let done = shelfwatch::jobs::get(&pool, job.id).await.unwrap().unwrap();
+        let done = shelfwatch_store::jobs::get(&pool, job.id)
+            .await
+            .unwrap()
+            .unwrap();
         if done.status == "succeeded" {
             break;
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
-    let done = shelfwatch::jobs::get(&db.pool, job.id)
+    let done = shelfwatch_store::jobs::get(&db.pool, job.id)
         .await
         .unwrap()
         .unwrap();
@@ -1426,7 +1430,7 @@ async fn docs_page_renders_every_endpoint_in_a_browser() {
     let profile = tempfile::tempdir().unwrap();
     let mut caps = DesiredCapabilities::chrome();
     caps.set_binary("/usr/bin/chromium").unwrap();
-    for arg in shelfwatch::scrape::browser::CHROMIUM_FLAGS {
+    for arg in shelfwatch_scrape::browser::CHROMIUM_FLAGS {
         caps.add_arg(arg).unwrap();
     }
     caps.add_arg(&format!("--user-data-dir={}", profile.path().display()))
@@ -1519,7 +1523,7 @@ async fn rs256_tokens_from_an_identity_provider() {
     assert!(ok, "openssl could not make a key pair");
     let public_pem = std::fs::read_to_string(&public).unwrap();
     let api = serve(seeded().await, |s| {
-        s.jwt = Some(shelfwatch::api::auth::JwtSettings {
+        s.jwt = Some(shelfwatch_api::auth::JwtSettings {
             issuer: "https://idp.example".into(),
             audience: "shelfwatch".into(),
             hs256_secret: None,

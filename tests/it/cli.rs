@@ -245,7 +245,7 @@ async fn up_runs_the_whole_demo_and_serves_the_api() {
     let db = crate::support::TestDb::empty().await;
     let prometheus = format!(
         "127.0.0.1:{}",
-        shelfwatch::db::embedded::free_port().unwrap()
+        shelfwatch_store::db::embedded::free_port().unwrap()
     );
     let dir = tempfile::tempdir().unwrap();
     let mut child = shelfwatch_on(

@@ -9,10 +9,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use shelfwatch::demo_store::{DemoStore, Fault, Retailer, TruthListing, serve};
-use shelfwatch::domain::money::parse_pence;
-use shelfwatch::ingest::Ingestor;
-use shelfwatch::ingest::csv_import::{ImportOptions, import_file};
+use shelfwatch_demo_store::{DemoStore, Fault, Retailer, TruthListing, serve};
+use shelfwatch_domain::money::parse_pence;
+use shelfwatch_store::ingest::Ingestor;
+use shelfwatch_store::ingest::csv_import::{ImportOptions, import_file};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -574,7 +574,7 @@ async fn chromium_renders_the_tiles() {
     let profile = tempfile::tempdir().unwrap();
     let url = format!("http://{}/morrow/", s.addr);
     let out = tokio::process::Command::new(chromium)
-        .args(shelfwatch::scrape::browser::CHROMIUM_FLAGS)
+        .args(shelfwatch_scrape::browser::CHROMIUM_FLAGS)
         .arg("--virtual-time-budget=5000")
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(["--dump-dom", &url])

@@ -2,11 +2,11 @@
 //! path.
 
 use chrono::{Duration, TimeZone, Utc};
-use shelfwatch::forecast::load::Shard;
-use shelfwatch::forecast::recommend::Action;
-use shelfwatch::forecast::{self, Params, RunOutcome, backtest};
-use shelfwatch::ingest::csv_import::{ImportOptions, import_file};
-use shelfwatch::ingest::{Ingestor, Observation};
+use shelfwatch_forecast::load::Shard;
+use shelfwatch_forecast::recommend::Action;
+use shelfwatch_forecast::{self as forecast, Params, RunOutcome, backtest};
+use shelfwatch_store::ingest::csv_import::{ImportOptions, import_file};
+use shelfwatch_store::ingest::{Ingestor, Observation};
 use sqlx::PgPool;
 
 use crate::ingest::obs;
@@ -239,12 +239,12 @@ async fn product_offers_compare_retailers_for_matched_products() {
     for d in 0..30 {
         let t = day0 + Duration::days(d);
         let mut a = obs("tesco", "beans-t", t, 135);
-        a.pack = Some(shelfwatch::domain::quantity::parse_pack("415g").unwrap());
+        a.pack = Some(shelfwatch_domain::quantity::parse_pack("415g").unwrap());
         let mut b = obs("aldi", "beans-a", t, 99);
-        b.pack = Some(shelfwatch::domain::quantity::parse_pack("4 x 415g").unwrap());
+        b.pack = Some(shelfwatch_domain::quantity::parse_pack("4 x 415g").unwrap());
         // On the last day Tesco's multi-buy makes it cheapest per tin.
         if d == 29 {
-            a.promo = Some(shelfwatch::domain::promo::parse_promo("2 for £1.50").unwrap());
+            a.promo = Some(shelfwatch_domain::promo::parse_promo("2 for £1.50").unwrap());
         }
         let unmatched = obs("tesco", "other", t, 50);
         rows.extend([a, b, unmatched]);

@@ -1,7 +1,7 @@
 use std::path::Path;
 
-use shelfwatch::ingest::Ingestor;
-use shelfwatch::ingest::csv_import::{ImportOptions, import_file};
+use shelfwatch_store::ingest::Ingestor;
+use shelfwatch_store::ingest::csv_import::{ImportOptions, import_file};
 
 use crate::support::TestDb;
 

@@ -1,8 +1,8 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use shelfwatch::domain::promo::parse_promo;
-use shelfwatch::domain::quantity::parse_pack;
-use shelfwatch::domain::retailer::RetailerSlug;
-use shelfwatch::ingest::{Ingestor, Observation};
+use shelfwatch_domain::promo::parse_promo;
+use shelfwatch_domain::quantity::parse_pack;
+use shelfwatch_domain::retailer::RetailerSlug;
+use shelfwatch_store::ingest::{Ingestor, Observation};
 use sqlx::PgPool;
 
 use crate::support::TestDb;

@@ -2,10 +2,10 @@
 //! matches across retailers, and manual overrides that win.
 
 use chrono::Utc;
-use shelfwatch::domain::quantity::parse_pack;
-use shelfwatch::domain::retailer::RetailerSlug;
-use shelfwatch::ingest::{Ingestor, Observation};
-use shelfwatch::scrape::matching;
+use shelfwatch_domain::quantity::parse_pack;
+use shelfwatch_domain::retailer::RetailerSlug;
+use shelfwatch_scrape::matching;
+use shelfwatch_store::ingest::{Ingestor, Observation};
 
 use crate::support::TestDb;
 

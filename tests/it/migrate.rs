@@ -1,5 +1,5 @@
 use crate::support::TestDb;
-use shelfwatch::db::{self, Flavour};
+use shelfwatch_store::db::{self, Flavour};
 
 #[tokio::test]
 async fn fresh_database_gets_the_native_schema() {

@@ -543,7 +543,7 @@ impl Prometheus {
         }
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).unwrap();
-        let port = shelfwatch::db::embedded::free_port().unwrap();
+        let port = shelfwatch_store::db::embedded::free_port().unwrap();
         let log = dir.path().join("prometheus.log");
         let log_file = std::fs::File::create(&log).unwrap();
         let child = Command::new(binary)
@@ -759,34 +759,37 @@ async fn every_dashboard_query_returns_data_from_the_running_stack() {
             std::fs::File::create(&history).unwrap(),
         )
         .unwrap();
-    let mut ingestor = shelfwatch::ingest::Ingestor::new(db.pool.clone())
+    let mut ingestor = shelfwatch_store::ingest::Ingestor::new(db.pool.clone())
         .await
         .unwrap();
-    let options = shelfwatch::ingest::csv_import::ImportOptions {
+    let options = shelfwatch_store::ingest::csv_import::ImportOptions {
         batch_size: 5000,
         rejects: Some(dir.path().join("rejects.csv")),
         progress: false,
     };
-    shelfwatch::ingest::csv_import::import_file(&mut ingestor, &history, &options)
+    shelfwatch_store::ingest::csv_import::import_file(&mut ingestor, &history, &options)
         .await
         .unwrap();
 
     // The API with its metrics listener, and the scraper role's listener
     // (the process registry, as `scrape --every` serves it).
-    let api = shelfwatch::api::start(db.pool.clone(), crate::api::test_settings())
+    let api = shelfwatch_api::start(db.pool.clone(), crate::api::test_settings())
         .await
         .unwrap();
     let api_metrics = api.metrics_addr.expect("a metrics listener");
     let scraper_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let scraper_metrics = scraper_listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(shelfwatch::metrics::serve(scraper_listener, async {
-        let _ = stop_rx.await;
-    }));
+    tokio::spawn(shelfwatch_runtime::metrics::serve(
+        scraper_listener,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
 
     // As `forecast --every` does at start: the forecaster's series exist
     // at zero before its first run.
-    shelfwatch::metrics::forecast::init();
+    shelfwatch_forecast::metrics::init();
     let prom = Prometheus::start(
         &prometheus_bin,
         &[
@@ -811,15 +814,15 @@ async fn every_dashboard_query_returns_data_from_the_running_stack() {
     for r in &report.runs {
         assert_eq!(r.status, "succeeded", "{r:?}");
     }
-    let outcome = shelfwatch::metrics::forecast::timed_run(
+    let outcome = shelfwatch_forecast::metrics::timed_run(
         &db.pool,
-        &shelfwatch::forecast::Params::default(),
-        shelfwatch::forecast::load::Shard::ALL,
+        &shelfwatch_forecast::Params::default(),
+        shelfwatch_forecast::load::Shard::ALL,
     )
     .await
     .unwrap();
     assert!(
-        matches!(outcome, shelfwatch::forecast::RunOutcome::Completed { .. }),
+        matches!(outcome, shelfwatch_forecast::RunOutcome::Completed { .. }),
         "{outcome:?}"
     );
     let http = reqwest::Client::new();
@@ -1011,7 +1014,7 @@ async fn the_api_metrics_listener_reads_the_database_and_answers_without_it() {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/metrics", listener.local_addr().unwrap());
-    tokio::spawn(shelfwatch::metrics::serve_with_db(
+    tokio::spawn(shelfwatch_store::gauges::serve(
         listener,
         db.pool.clone(),
         std::future::pending(),
@@ -1182,6 +1185,14 @@ fn compose_file_agrees_with_the_binary_prometheus_and_grafana() {
                 repo_path(&context).join(&dockerfile).is_file(),
                 "{name}: no {context}/{dockerfile}"
             );
+            if let Some(target) = build.get("target").map(str_of) {
+                let text = std::fs::read_to_string(repo_path(&context).join(&dockerfile)).unwrap();
+                assert!(
+                    text.lines().any(|l| l.starts_with("FROM ")
+                        && l.trim_end().ends_with(&format!(" AS {target}"))),
+                    "{name}: the Dockerfile has no stage {target}"
+                );
+            }
         }
         for dep in service
             .get("depends_on")
@@ -1238,6 +1249,15 @@ fn compose_file_agrees_with_the_binary_prometheus_and_grafana() {
             assert_eq!((host.as_str(), port), ("timescaledb", 5432), "{name}");
         }
         for args in shelfwatch_commands(&name, service) {
+            // The service image is built without the `demo` feature.
+            if image(&name) == "shelfwatch:latest" {
+                let demo_only = ["demo-store", "up", "bench", "soak"];
+                assert!(
+                    !args.iter().any(|a| demo_only.contains(&a.as_str())),
+                    "{name}: `{}` needs the demo image",
+                    args.join(" ")
+                );
+            }
             let mut argv = vec!["shelfwatch".to_owned()];
             argv.extend(args.iter().cloned());
             let cli = Cli::try_parse_from(&argv)
@@ -1429,7 +1449,10 @@ fn dockerfile_builds_in_stages_and_runs_the_binary() {
     // The builder's Rust is at least the crate's rust-version.
     let manifest: toml::Table =
         toml::from_str(&std::fs::read_to_string(repo_path("Cargo.toml")).unwrap()).unwrap();
-    let wanted = manifest["package"]["rust-version"].as_str().unwrap();
+    let wanted = manifest["package"]["rust-version"]
+        .as_str()
+        .or_else(|| manifest["workspace"]["package"]["rust-version"].as_str())
+        .unwrap();
     let builder = froms[0]
         .split_whitespace()
         .nth(1)

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
-use shelfwatch::domain::retailer::RetailerSlug;
-use shelfwatch::ingest::{Ingestor, Observation};
+use shelfwatch_domain::retailer::RetailerSlug;
+use shelfwatch_store::ingest::{Ingestor, Observation};
 use sqlx::PgPool;
 
 use crate::support::{OwnCluster, pool, shelfwatch_command};
@@ -45,7 +45,7 @@ async fn postgres_killed_mid_ingest_loses_no_acknowledged_row() {
     // The writer: batch after batch; a failed batch is retried until the
     // database takes it (what `import` does when it is run again).
     let writer = tokio::spawn(async move {
-        let db = shelfwatch::db::connect_lazy(
+        let db = shelfwatch_store::db::connect_lazy(
             &shelfwatch::config::Secret::new(url),
             &shelfwatch::config::DatabaseSettings {
                 max_connections: 2,
@@ -150,7 +150,7 @@ async fn shelfwatch_killed_mid_import_converges_when_run_again() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("history.csv");
     let store =
-        shelfwatch::demo_store::DemoStore::new(7, NaiveDate::from_ymd_opt(2026, 11, 1).unwrap());
+        shelfwatch_demo_store::DemoStore::new(7, NaiveDate::from_ymd_opt(2026, 11, 1).unwrap());
     let file = std::fs::File::create(&csv).unwrap();
     let rows = store
         .history_csv(
@@ -216,7 +216,7 @@ async fn an_import_cut_off_by_the_database_says_which_lines_are_stored() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("history.csv");
     let store =
-        shelfwatch::demo_store::DemoStore::new(7, NaiveDate::from_ymd_opt(2026, 11, 1).unwrap());
+        shelfwatch_demo_store::DemoStore::new(7, NaiveDate::from_ymd_opt(2026, 11, 1).unwrap());
     let file = std::fs::File::create(&csv).unwrap();
     store
         .history_csv(

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use shelfwatch::config::Settings;
-use shelfwatch::demo_store::{DemoStore, Fault, Retailer, Robots, TruthListing};
-use shelfwatch::scrape::{PassReport, Scraper};
+use shelfwatch_demo_store::{DemoStore, Fault, Retailer, Robots, TruthListing};
+use shelfwatch_scrape::{PassReport, Scraper};
 use sqlx::Row;
 
 use crate::support::{TestDb, repo_path};
@@ -31,7 +31,7 @@ pub async fn shop() -> Shop {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let s = store.clone();
     tokio::spawn(async move {
-        shelfwatch::demo_store::serve(listener, s, async {
+        shelfwatch_demo_store::serve(listener, s, async {
             let _ = rx.await;
         })
         .await
@@ -59,7 +59,7 @@ pub fn settings(db_url: &str, shop: &Shop, spool: &Path) -> Settings {
 
 pub async fn scraper(settings: &Settings, retailers: &[&str]) -> Scraper {
     let names: Vec<String> = retailers.iter().map(|s| (*s).to_owned()).collect();
-    let mut sc = Scraper::new(settings, &names, None, None).unwrap();
+    let mut sc = Scraper::new(&settings.scrape, &settings.database, &names, None, None).unwrap();
     // Tests that want a quick failure get it from fewer, shorter backoffs.
     for c in &mut sc.configs {
         c.politeness.backoff_ms = 100;
@@ -157,7 +157,7 @@ pub fn assert_matches_truth(
     );
 }
 
-fn run<'a>(report: &'a PassReport, retailer: &str) -> &'a shelfwatch::scrape::run::RunSummary {
+fn run<'a>(report: &'a PassReport, retailer: &str) -> &'a shelfwatch_scrape::run::RunSummary {
     report
         .runs
         .iter()
@@ -259,7 +259,7 @@ async fn every_retailer_is_scraped_to_the_truth_and_matched() {
     assert!(recall >= 0.9, "recall {recall:.3}");
 
     // A second pass changes no product assignment.
-    let again = shelfwatch::scrape::matching::run(&db.pool).await.unwrap();
+    let again = shelfwatch_scrape::matching::run(&db.pool).await.unwrap();
     assert_eq!(again.changed, 0);
 }
 
@@ -371,7 +371,7 @@ async fn broken_tiles_are_counted_and_the_rest_of_the_page_kept() {
     assert_eq!(r.parse_errors as usize, broken, "{r:?}");
     assert_eq!(r.status, "partial");
     assert_matches_truth(&truth, &stored(&db.pool).await, &[Retailer::Morrow]);
-    let metrics = shelfwatch::metrics::encode();
+    let metrics = shelfwatch_runtime::metrics::encode();
     assert!(metrics.contains("shelfwatch_scrape_parse_errors_total{retailer=\"morrow\"}"));
 }
 
@@ -441,7 +441,7 @@ async fn a_drop_in_products_flags_the_run_suspect() {
             .unwrap();
     assert_eq!(status, "suspect");
     assert!(
-        shelfwatch::metrics::encode()
+        shelfwatch_runtime::metrics::encode()
             .contains("shelfwatch_scrape_suspect_runs_total{retailer=\"aldwick\"}")
     );
 }
@@ -707,7 +707,7 @@ async fn the_scheduled_scraper_takes_queued_jobs_and_serves_metrics() {
     let db = TestDb::new().await;
     let shop = shop().await;
     let (_d, spool) = spool_dir();
-    let metrics_port = shelfwatch::db::embedded::free_port().unwrap();
+    let metrics_port = shelfwatch_store::db::embedded::free_port().unwrap();
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
     let mut child = crate::support::shelfwatch_command(&[])
         .args([
@@ -750,9 +750,9 @@ async fn the_scheduled_scraper_takes_queued_jobs_and_serves_metrics() {
     );
 
     // A scrape asked for through the queue (as the API's admin endpoint does).
-    let (job, _) = shelfwatch::jobs::enqueue(
+    let (job, _) = shelfwatch_store::jobs::enqueue(
         &db.pool,
-        shelfwatch::jobs::JobKind::Scrape,
+        shelfwatch_store::jobs::JobKind::Scrape,
         &serde_json::json!({ "retailer": "aldwick" }),
         "test",
     )
@@ -760,7 +760,7 @@ async fn the_scheduled_scraper_takes_queued_jobs_and_serves_metrics() {
     .unwrap();
     let mut status = String::new();
     for _ in 0..300 {
-        let j = shelfwatch::jobs::get(&db.pool, job.id)
+        let j = shelfwatch_store::jobs::get(&db.pool, job.id)
             .await
             .unwrap()
             .unwrap();
@@ -794,7 +794,7 @@ async fn the_scheduled_scraper_takes_queued_jobs_and_serves_metrics() {
 /// or crash the scraper; the other shops in the pass are unaffected.
 #[tokio::test]
 async fn hostile_pages_are_refused_without_a_hang() {
-    use shelfwatch::demo_store::HostilePage;
+    use shelfwatch_demo_store::HostilePage;
     let db = TestDb::new().await;
     let shop = shop().await;
     let (_d, spool) = spool_dir();
@@ -856,7 +856,7 @@ async fn hostile_pages_are_refused_without_a_hang() {
         &stored(&db.pool).await,
         &[Retailer::Morrow, Retailer::Sainsway],
     );
-    let metrics = shelfwatch::metrics::encode();
+    let metrics = shelfwatch_runtime::metrics::encode();
     assert!(
         metrics.contains("shelfwatch_scrape_pages_total{outcome=\"hostile\",retailer=\"aldwick\"}"),
         "{metrics}"
@@ -889,7 +889,7 @@ async fn a_remote_webdriver_is_used_instead_of_starting_chromedriver() {
     let db = TestDb::new().await;
     let shop = shop().await;
     let (_d, spool) = spool_dir();
-    let port = shelfwatch::db::embedded::free_port().unwrap();
+    let port = shelfwatch_store::db::embedded::free_port().unwrap();
     let _driver = RemoteDriver(
         std::process::Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shelfwatch::api::auth::{JwtSettings, Scope, create_key};
 use shelfwatch::config::{DatabaseSettings, Secret};
+use shelfwatch_api::auth::{JwtSettings, Scope, create_key};
 
 use crate::api::{Api, seeded, serve};
 use crate::support::{TestDb, repo_path};
@@ -458,7 +458,7 @@ async fn webhook_redirects_are_not_followed() {
     // ...and so is a detour through an allowed receiver that redirects there.
     met_watch(&api, &key, &format!("http://{redirector}/hook")).await;
     assert_eq!(
-        shelfwatch::api::evaluate_watches(&api.db.pool)
+        shelfwatch_api::evaluate_watches(&api.db.pool)
             .await
             .unwrap(),
         1
@@ -493,7 +493,7 @@ async fn webhook_targets_are_checked_again_when_delivered() {
     .await;
     met_watch(&api, &key, &format!("http://{receiver}/hook")).await;
     assert_eq!(
-        shelfwatch::api::evaluate_watches(&api.db.pool)
+        shelfwatch_api::evaluate_watches(&api.db.pool)
             .await
             .unwrap(),
         1
@@ -898,7 +898,7 @@ async fn secrets_never_reach_the_logs() {
     let (headers, body) = received.lock().unwrap()[0].clone();
     assert_eq!(
         headers["x-shelfwatch-signature"].to_str().unwrap(),
-        shelfwatch::api::watches::sign(&secret, body.as_bytes())
+        shelfwatch_api::watches::sign(&secret, body.as_bytes())
     );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
@@ -949,11 +949,11 @@ async fn stopped_database_gives_quick_503s_and_recovers_by_itself() {
         ..DatabaseSettings::default()
     };
     // The pool `serve` builds: default settings, waits capped.
-    let pool = shelfwatch::api::connect(&Secret::new(pg.url.clone()), &settings)
+    let pool = shelfwatch_api::connect(&Secret::new(pg.url.clone()), &settings)
         .await
         .unwrap();
     let (_, key) = create_key(&pool, "outage", &[Scope::Watch]).await.unwrap();
-    let running = shelfwatch::api::start(pool, crate::api::test_settings())
+    let running = shelfwatch_api::start(pool, crate::api::test_settings())
         .await
         .unwrap();
     let base = format!("http://{}", running.addr);
@@ -1030,7 +1030,7 @@ async fn stopped_database_gives_quick_503s_and_recovers_by_itself() {
 fn rate_limit_holds_under_concurrent_callers() {
     // The limiter counts one caller's requests exactly even when they
     // arrive on many threads at once (API4; it needs no database).
-    let limiter = Arc::new(shelfwatch::api::ratelimit::Limiter::new(1.0, 10));
+    let limiter = Arc::new(shelfwatch_api::ratelimit::Limiter::new(1.0, 10));
     let granted = Arc::new(AtomicUsize::new(0));
     let threads: Vec<_> = (0..8)
         .map(|_| {

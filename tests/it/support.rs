@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use shelfwatch::db::embedded::{Cluster, PgBinaries, Status};
+use shelfwatch_store::db::embedded::{Cluster, PgBinaries, Status};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -77,7 +77,9 @@ impl TestDb {
     /// A new database with every migration applied.
     pub async fn new() -> TestDb {
         let db = Self::empty().await;
-        shelfwatch::db::migrate(&db.pool).await.expect("migrate");
+        shelfwatch_store::db::migrate(&db.pool)
+            .await
+            .expect("migrate");
         db
     }
 
@@ -89,7 +91,7 @@ impl TestDb {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::SeqCst)
         );
-        shelfwatch::db::create_database_if_missing(&c.admin_url, &name)
+        shelfwatch_store::db::create_database_if_missing(&c.admin_url, &name)
             .await
             .expect("create test database");
         let (server, _) = c.admin_url.rsplit_once('/').expect("url has a database");
@@ -143,12 +145,15 @@ impl OwnCluster {
         let cluster =
             Cluster::new(dir.path().join("pg"), PgBinaries::locate(None).unwrap()).unwrap();
         let port = cluster.start(0, &[]).unwrap();
-        shelfwatch::db::create_database_if_missing(&cluster.url("postgres").unwrap(), "shelfwatch")
-            .await
-            .unwrap();
+        shelfwatch_store::db::create_database_if_missing(
+            &cluster.url("postgres").unwrap(),
+            "shelfwatch",
+        )
+        .await
+        .unwrap();
         let url = cluster.url("shelfwatch").unwrap();
         let p = pool(&url, 2).await;
-        shelfwatch::db::migrate(&p).await.unwrap();
+        shelfwatch_store::db::migrate(&p).await.unwrap();
         p.close().await;
         OwnCluster { dir, port, url }
     }

@@ -4,8 +4,8 @@
 //! Set TIMESCALE_TEST_URL to run it; CI always does.
 
 use chrono::{Duration, TimeZone, Utc};
-use shelfwatch::db::{self, Flavour};
-use shelfwatch::ingest::Ingestor;
+use shelfwatch_store::db::{self, Flavour};
+use shelfwatch_store::ingest::Ingestor;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
 
@@ -68,7 +68,7 @@ async fn timescaledb_flavour_matches_native() {
             100 + (i * 13) % 30,
         );
         if i % 5 == 0 {
-            o.promo = Some(shelfwatch::domain::promo::parse_promo("2 for £1.50").unwrap());
+            o.promo = Some(shelfwatch_domain::promo::parse_promo("2 for £1.50").unwrap());
         }
         rows.push(o);
     }
@@ -87,19 +87,19 @@ async fn timescaledb_flavour_matches_native() {
     assert_eq!(from_ts, from_native);
 
     // The forecast job reads the continuous aggregate like the table.
-    let params = shelfwatch::forecast::Params::default();
-    let shard = shelfwatch::forecast::load::Shard::ALL;
-    let run = shelfwatch::forecast::run_once(&ts, &params, shard)
+    let params = shelfwatch_forecast::Params::default();
+    let shard = shelfwatch_forecast::load::Shard::ALL;
+    let run = shelfwatch_forecast::run_once(&ts, &params, shard)
         .await
         .unwrap();
-    let shelfwatch::forecast::RunOutcome::Completed { run_id, series } = run else {
+    let shelfwatch_forecast::RunOutcome::Completed { run_id, series } = run else {
         panic!("{run:?}");
     };
     assert_eq!(series, 2);
     assert_eq!(
-        shelfwatch::forecast::run_once(&ts, &params, shard)
+        shelfwatch_forecast::run_once(&ts, &params, shard)
             .await
             .unwrap(),
-        shelfwatch::forecast::RunOutcome::Unchanged { run_id }
+        shelfwatch_forecast::RunOutcome::Unchanged { run_id }
     );
 }

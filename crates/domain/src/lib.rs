@@ -4,6 +4,7 @@
 //! Every parser is hand-written, never panics, and reports failures as a
 //! [`ParseError`] naming the text and the reason.
 
+pub mod action;
 pub mod money;
 pub mod promo;
 pub mod quantity;

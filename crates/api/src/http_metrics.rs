@@ -1,0 +1,116 @@
+//! The API's Prometheus collectors, labelled by matched route (never the
+//! raw path, which would make a series per product id).
+
+use std::sync::LazyLock;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
+
+use shelfwatch_runtime::metrics::register;
+
+static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "shelfwatch_http_requests_total",
+                "HTTP requests answered, by matched route, method and status.",
+            ),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+static DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new(
+                "shelfwatch_http_request_duration_seconds",
+                "Time to answer an HTTP request, by matched route and method.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["route", "method"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+static IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "shelfwatch_http_in_flight",
+            "HTTP requests being answered now.",
+        )
+        .expect("valid metric"),
+    )
+});
+
+static RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "shelfwatch_http_rate_limited_total",
+                "Requests refused with 429, by the limit that refused them (ip, key, auth_failures).",
+            ),
+            &["limit"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+static WEBHOOKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "shelfwatch_webhook_attempts_total",
+                "Webhook delivery attempts by outcome (delivered, retry, failed).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// Registers every collector, so they are exported before first use.
+pub fn init() {
+    LazyLock::force(&REQUESTS);
+    LazyLock::force(&DURATION);
+    LazyLock::force(&IN_FLIGHT);
+    LazyLock::force(&RATE_LIMITED);
+    LazyLock::force(&WEBHOOKS);
+}
+
+pub fn observe(route: &str, method: &str, status: u16, seconds: f64) {
+    REQUESTS
+        .with_label_values(&[route, method, &status.to_string()])
+        .inc();
+    DURATION
+        .with_label_values(&[route, method])
+        .observe(seconds);
+}
+
+/// Counts a request in flight until dropped (also when the client goes away).
+pub struct InFlight;
+
+impl InFlight {
+    pub fn start() -> Self {
+        IN_FLIGHT.inc();
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.dec();
+    }
+}
+
+pub fn rate_limited(limit: &str) {
+    RATE_LIMITED.with_label_values(&[limit]).inc();
+}
+
+pub fn webhook_attempt(outcome: &str) {
+    WEBHOOKS.with_label_values(&[outcome]).inc();
+}

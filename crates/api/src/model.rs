@@ -1,0 +1,159 @@
+//! Values shared by the API's responses: money, units, pagination cursors.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
+
+use super::error::ApiError;
+
+/// An amount of money in one currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+pub struct Money {
+    /// Integer minor units (pence for GBP).
+    #[schema(example = 125)]
+    pub amount_minor: i64,
+    /// The amount as a shopper reads it.
+    #[schema(example = "£1.25")]
+    pub formatted: String,
+    /// ISO 4217 code.
+    #[schema(example = "GBP")]
+    pub currency: String,
+}
+
+impl Money {
+    pub fn new(amount_minor: i64, currency: &str) -> Self {
+        Self {
+            amount_minor,
+            formatted: format_money(amount_minor, currency),
+            currency: currency.to_owned(),
+        }
+    }
+}
+
+/// `£1.25`, `€1.25`, `$1.25`, or `1.25 SEK` for currencies without a
+/// symbol here. Amounts are never summed across currencies.
+pub fn format_money(minor: i64, currency: &str) -> String {
+    let gbp = shelfwatch_domain::money::format_pence(minor);
+    let symbol = match currency {
+        "GBP" => return gbp,
+        "EUR" => "€",
+        "USD" => "$",
+        _ => "",
+    };
+    let (sign, digits) = match gbp.strip_prefix('-') {
+        Some(rest) => ("-", rest.trim_start_matches('£')),
+        None => ("", gbp.trim_start_matches('£')),
+    };
+    if symbol.is_empty() {
+        format!("{sign}{digits} {currency}")
+    } else {
+        format!("{sign}{symbol}{digits}")
+    }
+}
+
+/// RFC 3339 in UTC with a `Z`, to the second (or finer when the value has it).
+pub fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+}
+
+pub fn rfc3339_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => rfc3339(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// An opaque position in a sorted list: base64url of the last item's sort key.
+pub fn encode_cursor<T: Serialize>(key: &T) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(key).unwrap_or_default())
+}
+
+pub fn decode_cursor<T: DeserializeOwned>(cursor: &str) -> Result<T, ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "cursor is not one this API gave out (pass next_cursor back unchanged)",
+        )
+    };
+    if cursor.len() > 512 {
+        return Err(bad());
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    serde_json::from_slice(&bytes).map_err(|_| bad())
+}
+
+/// Page size: default when absent, 400 outside 1..=max.
+pub fn limit(requested: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match requested {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {max}, not {n}"
+        ))),
+    }
+}
+
+/// Reads an RFC 3339 time or a `YYYY-MM-DD` date (midnight UTC).
+pub fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        && let Some(t) = d.and_hms_opt(0, 0, 0)
+    {
+        return Ok(t.and_utc());
+    }
+    Err(ApiError::bad_request(format!(
+        "{name} must be an RFC 3339 time (2026-01-02T08:00:00Z) or a date (2026-01-02), not {text:?}"
+    )))
+}
+
+/// A retailer slug from a query parameter, checked for shape before any
+/// lookup (the lookup decides whether it exists).
+pub fn retailer_slug(text: &str) -> Result<shelfwatch_domain::retailer::RetailerSlug, ApiError> {
+    shelfwatch_domain::retailer::RetailerSlug::parse(text)
+        .map_err(|_| ApiError::bad_request(format!("unknown retailer {text:?}")))
+}
+
+/// A price per kilogram, litre or item.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UnitPrice {
+    pub price: Money,
+    /// `kg`, `l` or `each`.
+    #[schema(example = "kg")]
+    pub per: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_formats_per_currency() {
+        assert_eq!(format_money(125, "GBP"), "£1.25");
+        assert_eq!(format_money(-20, "GBP"), "-£0.20");
+        assert_eq!(format_money(123456, "EUR"), "€1,234.56");
+        assert_eq!(format_money(5, "SEK"), "0.05 SEK");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let c = encode_cursor(&("Beans", 42i64));
+        let back: (String, i64) = decode_cursor(&c).unwrap();
+        assert_eq!(back, ("Beans".to_owned(), 42));
+        assert!(decode_cursor::<(String, i64)>("!!!").is_err());
+        assert!(decode_cursor::<(String, i64)>(&encode_cursor(&7)).is_err());
+    }
+
+    #[test]
+    fn times_and_limits() {
+        assert!(parse_time("from", "2026-01-02").is_ok());
+        assert!(parse_time("from", "2026-01-02T08:00:00+01:00").is_ok());
+        assert!(parse_time("from", "yesterday").is_err());
+        assert_eq!(limit(None, 20, 100).unwrap(), 20);
+        assert!(limit(Some(0), 20, 100).is_err());
+        assert!(limit(Some(101), 20, 100).is_err());
+    }
+}

@@ -1,0 +1,603 @@
+//! The forecast batch job: daily aggregates in, forecasts and
+//! recommendations out.
+//!
+//! 1. `load` streams `price_daily` out of PostgreSQL into dense columns.
+//! 2. `features` computes per (listing, day) features with polars.
+//! 3. Every past day with a known future is a labelled example: what would
+//!    have been claimed that day, and did it come true? A logistic model per
+//!    action learns, from those examples, the probability that its claim
+//!    holds: that probability is the confidence (`model`).
+//! 4. For each listing's latest day, `recommend` picks the action and the
+//!    forecast path; results are written in one transaction per run.
+
+pub mod backtest;
+pub mod events;
+pub mod features;
+pub mod load;
+pub mod metrics;
+pub mod model;
+pub mod recommend;
+#[cfg(test)]
+mod reference;
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+use features::FeatureParams;
+use load::Shard;
+use model::Calibrated;
+use recommend::{Action, Claim, Snapshot};
+use shelfwatch_store::ingest::copy::BinaryCopy;
+
+/// Stored with every run; bump when the method changes.
+pub const MODEL_VERSION: &str = "events-path-logit-isotonic-3";
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Params {
+    pub wma_window: usize,
+    pub horizon: usize,
+    pub vol_window: usize,
+    pub promo_window: usize,
+    /// A listing unseen for longer than this many days gets no forecast.
+    pub max_gap_days: i32,
+    /// At most this many training examples per action (evenly spaced).
+    pub max_examples: usize,
+    pub ridge: f64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            wma_window: 7,
+            horizon: 7,
+            vol_window: 28,
+            promo_window: 56,
+            max_gap_days: 7,
+            max_examples: 300_000,
+            ridge: 1.0,
+        }
+    }
+}
+
+impl Params {
+    pub fn features(&self) -> FeatureParams {
+        FeatureParams {
+            wma_window: self.wma_window,
+            horizon: self.horizon,
+            vol_window: self.vol_window,
+            promo_window: self.promo_window,
+        }
+    }
+}
+
+/// The feature columns, taken out of the polars frame once.
+pub struct Frame {
+    pub listing_id: Vec<i64>,
+    pub day: Vec<i32>,
+    pub price: Vec<f64>,
+    pub promo: Vec<bool>,
+    pub observed: Vec<bool>,
+    pub history_days: Vec<f64>,
+    pub wma: Vec<f64>,
+    pub regular: Vec<f64>,
+    pub volatility: Vec<f64>,
+    pub promo_freq: Vec<f64>,
+    pub future_min: Vec<f64>,
+    pub future_max: Vec<f64>,
+    /// Promotion facts read from the shelf price (`events`).
+    pub cut: Vec<bool>,
+    pub since_start: Vec<f32>,
+    pub cut_share: Vec<f32>,
+    pub promos_ended: Vec<f32>,
+    pub days_in_promo: Vec<f32>,
+    pub days_since_promo: Vec<f32>,
+    pub mean_promo_len: Vec<f32>,
+    pub mean_promo_gap: Vec<f32>,
+    pub gap_sd: Vec<f32>,
+    pub cut_depth: Vec<f32>,
+}
+
+/// The input columns come back from polars as they went in (never null).
+fn typed_column<T>(
+    df: &polars::prelude::DataFrame,
+    name: &str,
+    read: impl Fn(&polars::prelude::Column) -> polars::prelude::PolarsResult<Vec<T>>,
+) -> anyhow::Result<Vec<T>> {
+    let column = df
+        .column(name)
+        .with_context(|| format!("feature column {name}"))?;
+    read(column).with_context(|| format!("feature column {name}"))
+}
+
+fn f64_column(df: &polars::prelude::DataFrame, name: &str) -> anyhow::Result<Vec<f64>> {
+    let column = df
+        .column(name)
+        .with_context(|| format!("feature column {name}"))?;
+    let values = column
+        .f64()
+        .with_context(|| format!("feature column {name} as f64"))?;
+    Ok(values.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+}
+
+fn bool_column(df: &polars::prelude::DataFrame, name: &str) -> anyhow::Result<Vec<bool>> {
+    let column = df
+        .column(name)
+        .with_context(|| format!("feature column {name}"))?;
+    let values = column
+        .bool()
+        .with_context(|| format!("feature column {name} as bool"))?;
+    Ok(values.iter().map(|v| v.unwrap_or(false)).collect())
+}
+
+impl Frame {
+    /// Computes features for `series` (CPU-bound: call off the async runtime).
+    /// The feature pipeline sees the promotion flag of `events` (flagged or
+    /// cut), not the stored flag alone; the run features (days in and
+    /// since, mean length and gap) are taken from `events`, which can
+    /// forget a drop that turned out to be a permanent price change.
+    pub fn compute(mut series: features::DailySeries, params: &Params) -> anyhow::Result<Self> {
+        let mut events = events::annotate(&series);
+        series.promo = std::mem::take(&mut events.promo);
+        let df = features::compute(series, &params.features())?;
+        Ok(Self {
+            cut: events.cut,
+            since_start: events.since_start,
+            cut_share: events.cut_share,
+            promos_ended: events.ended,
+            days_in_promo: events.days_in_promo,
+            days_since_promo: events.days_since_promo,
+            mean_promo_len: events.mean_promo_len,
+            mean_promo_gap: events.mean_promo_gap,
+            gap_sd: events.gap_sd,
+            cut_depth: events.cut_depth,
+            listing_id: typed_column(&df, "listing_id", |c| {
+                Ok(c.i64()?.iter().map(|v| v.unwrap_or(-1)).collect())
+            })?,
+            day: typed_column(&df, "day", |c| {
+                Ok(c.i32()?.iter().map(|v| v.unwrap_or(i32::MIN)).collect())
+            })?,
+            price: f64_column(&df, "price")?,
+            promo: bool_column(&df, "promo")?,
+            observed: bool_column(&df, "observed")?,
+            history_days: f64_column(&df, "history_days")?,
+            wma: f64_column(&df, "wma")?,
+            regular: f64_column(&df, "regular")?,
+            volatility: f64_column(&df, "volatility")?,
+            promo_freq: f64_column(&df, "promo_freq")?,
+            future_min: f64_column(&df, "future_min")?,
+            future_max: f64_column(&df, "future_max")?,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.listing_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.listing_id.is_empty()
+    }
+
+    pub fn snapshot(&self, i: usize) -> Snapshot {
+        let finite = |v: f64| v.is_finite().then_some(v);
+        Snapshot {
+            price: self.price[i],
+            regular: finite(self.regular[i]).unwrap_or(self.price[i]),
+            wma: finite(self.wma[i]).unwrap_or(self.price[i]),
+            volatility: finite(self.volatility[i]).unwrap_or(0.0),
+            promo: self.promo[i],
+            promo_freq: finite(self.promo_freq[i]).unwrap_or(0.0),
+            days_in_promo: finite(f64::from(self.days_in_promo[i])).unwrap_or(0.0),
+            days_since_promo: finite(f64::from(self.days_since_promo[i]))
+                .unwrap_or(features::NO_PROMO_YET),
+            mean_promo_len: finite(f64::from(self.mean_promo_len[i])),
+            mean_promo_gap: finite(f64::from(self.mean_promo_gap[i])),
+            history_days: finite(self.history_days[i]).unwrap_or(1.0),
+            cut: self.cut[i],
+            since_start: finite(f64::from(self.since_start[i])),
+            cut_share: finite(f64::from(self.cut_share[i])),
+            promos_ended: f64::from(self.promos_ended[i]),
+            gap_sd: finite(f64::from(self.gap_sd[i])),
+            cut_depth: finite(f64::from(self.cut_depth[i])),
+        }
+    }
+
+    /// Price `h` days after row `i` of the same listing, if the series has it.
+    pub fn ahead(&self, i: usize, h: usize) -> Option<f64> {
+        let j = i + h;
+        (j < self.len() && self.listing_id[j] == self.listing_id[i]).then(|| self.price[j])
+    }
+}
+
+/// One logistic model per action, and the one behind the forecast path.
+#[derive(Debug, Clone, Serialize)]
+pub struct Models {
+    pub buy_now: Calibrated,
+    pub wait: Calibrated,
+    pub hold: Calibrated,
+    /// On a day the shelf price is cut: the probability that `k` days
+    /// ahead it is back at the regular price (closer to it than to
+    /// today's), one model per `k` in 1..=horizon.
+    pub back_to_regular: Vec<Calibrated>,
+}
+
+impl Models {
+    pub fn get(&self, action: Action) -> &Calibrated {
+        match action {
+            Action::BuyNow => &self.buy_now,
+            Action::Wait => &self.wait,
+            Action::Hold => &self.hold,
+        }
+    }
+
+    /// Trains on the labelled examples at rows where `use_row` holds (at
+    /// most `max_examples` per action, evenly spaced, so large histories
+    /// stay cheap). A day the rules call buy_now is a buy_now example;
+    /// every other day is a hold example (any of them may end as hold),
+    /// and also a wait example when a wait could be said of the listing at
+    /// all (`recommend::wait_eligible`), due or not, so the wait model
+    /// learns how timing and habit change the odds from many more days
+    /// than the few it is finally stated on.
+    pub fn train(frame: &Frame, params: &Params, use_row: impl Fn(usize) -> bool) -> Self {
+        let examples = |i: usize| -> Option<(Claim, bool)> {
+            if !use_row(i)
+                || !frame.observed[i]
+                || !frame.future_min[i].is_finite()
+                || !frame.future_max[i].is_finite()
+            {
+                return None;
+            }
+            let s = frame.snapshot(i);
+            Some((
+                recommend::decide(&s, params.horizon),
+                recommend::wait_eligible(&s),
+            ))
+        };
+        // The claims a day teaches, as (model slot, claim).
+        let slots = |claim: Claim, wait_ok: bool| {
+            let as_action = |action| Claim { action, ..claim };
+            let mut out = [None; 2];
+            if claim.action == Action::BuyNow {
+                out[0] = Some(claim);
+            } else {
+                out[0] = Some(as_action(Action::Hold));
+                if wait_ok {
+                    out[1] = Some(as_action(Action::Wait));
+                }
+            }
+            out
+        };
+        // First pass: count each action's examples, so the second keeps
+        // every k-th one and never holds more than `max_examples` rows.
+        let mut counts = [0usize; 3];
+        for i in 0..frame.len() {
+            if let Some((claim, wait_ok)) = examples(i) {
+                for c in slots(claim, wait_ok).into_iter().flatten() {
+                    counts[c.action.index()] += 1;
+                }
+            }
+        }
+        let cap = params.max_examples.max(1);
+        let steps = counts.map(|n| n.div_ceil(cap).max(1));
+        let mut seen = [0usize; 3];
+        let mut data: [(Vec<Vec<f64>>, Vec<bool>); 3] = Default::default();
+        for i in 0..frame.len() {
+            let Some((claim, wait_ok)) = examples(i) else {
+                continue;
+            };
+            let s = frame.snapshot(i);
+            let (fmin, fmax) = (frame.future_min[i], frame.future_max[i]);
+            let mut x = None;
+            for c in slots(claim, wait_ok).into_iter().flatten() {
+                let slot = c.action.index();
+                if seen[slot] % steps[slot] == 0 {
+                    let row = x
+                        .get_or_insert_with(|| recommend::features(&s, params.horizon))
+                        .clone();
+                    data[slot].0.push(row);
+                    data[slot].1.push(c.came_true(fmin, fmax));
+                }
+                seen[slot] += 1;
+            }
+        }
+        let fit = |(rows, labels): &(Vec<Vec<f64>>, Vec<bool>)| {
+            Calibrated::fit(rows, labels, params.ridge)
+        };
+        Self {
+            buy_now: fit(&data[0]),
+            wait: fit(&data[1]),
+            hold: fit(&data[2]),
+            back_to_regular: Self::train_path(frame, params, &use_row),
+        }
+    }
+
+    /// The path models learn from every cut day at rows where `use_row`
+    /// holds: `k` days later, was the price closer to the regular price
+    /// than to the cut one? (At most `max_examples` per model, evenly
+    /// spaced.)
+    fn train_path(
+        frame: &Frame,
+        params: &Params,
+        use_row: &impl Fn(usize) -> bool,
+    ) -> Vec<Calibrated> {
+        let applies = |i: usize| {
+            use_row(i) && frame.observed[i] && recommend::path_applies(&frame.snapshot(i))
+        };
+        let rows: Vec<usize> = (0..frame.len()).filter(|i| applies(*i)).collect();
+        let step = rows.len().div_ceil(params.max_examples.max(1)).max(1);
+        (1..=params.horizon)
+            .map(|k| {
+                let (mut x, mut y) = (Vec::new(), Vec::new());
+                for i in rows.iter().step_by(step) {
+                    let Some(later) = frame.ahead(*i, k) else {
+                        continue;
+                    };
+                    let s = frame.snapshot(*i);
+                    x.push(recommend::path_features(&s, k));
+                    y.push((later - s.regular).abs() < (later - s.price).abs());
+                }
+                Calibrated::fit(&x, &y, params.ridge)
+            })
+            .collect()
+    }
+
+    /// The forecast path of row `i`.
+    pub fn path(&self, s: &Snapshot, horizon: usize) -> Vec<recommend::ForecastPoint> {
+        recommend::forecast_path(s, horizon, |k| {
+            self.back_to_regular
+                .get(k.wrapping_sub(1))
+                .map_or(0.0, |m| m.predict(&recommend::path_features(s, k)))
+        })
+    }
+
+    /// The claim for row `i` with its confidence. A wait that is less likely
+    /// than not becomes a hold: we do not tell people to wait on a coin flip.
+    pub fn recommend(&self, frame: &Frame, i: usize, horizon: usize) -> (Claim, f64) {
+        let s = frame.snapshot(i);
+        let x = recommend::features(&s, horizon);
+        let claim = recommend::decide(&s, horizon);
+        let p = self.get(claim.action).predict(&x);
+        if claim.action == Action::Wait && p < 0.5 {
+            let hold = Claim {
+                action: Action::Hold,
+                ..claim
+            };
+            return (hold, self.hold.predict(&x));
+        }
+        (claim, p)
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Nothing changed since run `run_id`, which already has the results.
+    Unchanged {
+        run_id: i64,
+    },
+    Completed {
+        run_id: i64,
+        series: usize,
+    },
+}
+
+/// Runs the job once over `shard`, as of the latest day with data.
+#[tracing::instrument(skip_all, fields(shard = %shard))]
+pub async fn run_once(pool: &PgPool, params: &Params, shard: Shard) -> anyhow::Result<RunOutcome> {
+    let fingerprint = fingerprint(pool, params, shard).await?;
+    let previous: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM forecast_runs WHERE status = 'succeeded' AND input_fingerprint = $1
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(&fingerprint)
+    .fetch_optional(pool)
+    .await
+    .context("looking for an identical earlier run")?;
+    if let Some(run_id) = previous {
+        tracing::info!(run_id, "inputs unchanged since that run; nothing to do");
+        return Ok(RunOutcome::Unchanged { run_id });
+    }
+    let Some(as_of_day) = load::latest_day(pool, shard).await? else {
+        anyhow::bail!(
+            "price_daily has no data{}: import or scrape prices first",
+            {
+                if shard == Shard::ALL {
+                    String::new()
+                } else {
+                    format!(" in shard {shard}")
+                }
+            }
+        );
+    };
+    let as_of = load::day_to_date(as_of_day)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .context("as-of day out of range")?;
+    let run_id: i64 = sqlx::query_scalar(
+        "INSERT INTO forecast_runs (model_version, params, as_of, shard, input_fingerprint)
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(MODEL_VERSION)
+    .bind(sqlx::types::Json(params))
+    .bind(as_of)
+    .bind(shard.to_string())
+    .bind(&fingerprint)
+    .fetch_one(pool)
+    .await
+    .context("recording the forecast run")?;
+    match compute_and_store(pool, params, shard, as_of_day, as_of, run_id).await {
+        Ok(series) => Ok(RunOutcome::Completed { run_id, series }),
+        Err(e) => {
+            let _ = sqlx::query(
+                "UPDATE forecast_runs SET status = 'failed', finished_at = now(), message = $2
+                 WHERE id = $1",
+            )
+            .bind(run_id)
+            .bind(format!("{e:#}"))
+            .execute(pool)
+            .await;
+            Err(e)
+        }
+    }
+}
+
+/// Identifies the inputs of a run: the shard's daily data, the method and
+/// its parameters. An equal fingerprint means an equal result.
+async fn fingerprint(pool: &PgPool, params: &Params, shard: Shard) -> anyhow::Result<String> {
+    let sql = format!(
+        "SELECT count(*), coalesce(sum(observations), 0)::bigint, coalesce(sum(sum_pence), 0)::bigint, \
+         max(last_at) FROM price_daily WHERE {}",
+        shard.sql_filter("listing_id")
+    );
+    let (rows, observations, pence, last): (i64, i64, i64, Option<DateTime<Utc>>) =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_one(pool)
+            .await
+            .context("summarising price_daily")?;
+    let mut h = DefaultHasher::new();
+    (
+        rows,
+        observations,
+        pence,
+        last.map(|t| t.timestamp_micros()),
+    )
+        .hash(&mut h);
+    MODEL_VERSION.hash(&mut h);
+    serde_json::to_string(params)?.hash(&mut h);
+    shard.to_string().hash(&mut h);
+    Ok(format!("{:016x}", h.finish()))
+}
+
+/// Per listing, what is stored.
+pub struct Output {
+    listing_id: i64,
+    claim: Claim,
+    confidence: f64,
+    path: Vec<recommend::ForecastPoint>,
+}
+
+async fn compute_and_store(
+    pool: &PgPool,
+    params: &Params,
+    shard: Shard,
+    as_of_day: i32,
+    as_of: DateTime<Utc>,
+    run_id: i64,
+) -> anyhow::Result<usize> {
+    let series = load::load(pool, shard, as_of_day, params.max_gap_days).await?;
+    let p = *params;
+    let (outputs, models) = tokio::task::spawn_blocking(move || compute(series, &p, as_of_day))
+        .await
+        .context("the forecast computation panicked")??;
+    store(pool, params, run_id, as_of, &outputs, &models).await
+}
+
+/// Writes a run's results and marks it succeeded, in one transaction.
+pub async fn store(
+    pool: &PgPool,
+    params: &Params,
+    run_id: i64,
+    as_of: DateTime<Utc>,
+    outputs: &[Output],
+    models: &Models,
+) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let mut rec = BinaryCopy::with_capacity(outputs.len() * 200);
+    let mut fc = BinaryCopy::with_capacity(outputs.len() * params.horizon * 60);
+    for o in outputs {
+        rec.row(10)
+            .int8(run_id)
+            .int8(o.listing_id)
+            .timestamptz(as_of)
+            .text(o.claim.action.as_str())
+            .text(&o.claim.statement())
+            .int8(o.claim.price)
+            .int8(o.claim.regular)
+            .int8(o.claim.expected_change())
+            .float8(o.confidence)
+            .text(&o.claim.message(o.confidence));
+        for (h, point) in o.path.iter().enumerate() {
+            fc.row(6)
+                .int8(run_id)
+                .int8(o.listing_id)
+                .timestamptz(as_of + chrono::Duration::days(h as i64 + 1))
+                .int8(point.predicted.round() as i64)
+                .int8(point.lower.round() as i64)
+                .int8(point.upper.round() as i64);
+        }
+    }
+    for (sql, bytes) in [
+        (
+            "COPY recommendations (run_id, listing_id, as_of, action, claim, current_pence, \
+             regular_pence, expected_change_pence, confidence, message) FROM STDIN (FORMAT binary)",
+            rec.finish(),
+        ),
+        (
+            "COPY forecasts (run_id, listing_id, day, predicted_pence, lower_pence, upper_pence) \
+             FROM STDIN (FORMAT binary)",
+            fc.finish(),
+        ),
+    ] {
+        let mut copy = tx.copy_in_raw(sql).await.context("storing results")?;
+        copy.send(bytes.as_slice())
+            .await
+            .context("storing results")?;
+        copy.finish().await.context("storing results")?;
+    }
+    sqlx::query(
+        "UPDATE forecast_runs SET status = 'succeeded', finished_at = now(), series = $2,
+             params = params || jsonb_build_object('confidence_models', $3::jsonb)
+         WHERE id = $1",
+    )
+    .bind(run_id)
+    .bind(i32::try_from(outputs.len()).unwrap_or(i32::MAX))
+    .bind(sqlx::types::Json(models))
+    .execute(&mut *tx)
+    .await
+    .context("finishing the forecast run")?;
+    tx.commit().await.context("committing the forecast run")?;
+    Ok(outputs.len())
+}
+
+/// Features, training and recommendations for every listing that has a
+/// row on `as_of_day`.
+pub(crate) fn compute(
+    series: features::DailySeries,
+    params: &Params,
+    as_of_day: i32,
+) -> anyhow::Result<(Vec<Output>, Models)> {
+    let frame = Frame::compute(series, params)?;
+    let models = Models::train(&frame, params, |_| true);
+    let outputs = recommend_all(&frame, &models, params, as_of_day);
+    Ok((outputs, models))
+}
+
+/// The recommendation and forecast path of every listing whose last row is
+/// on `as_of_day`.
+pub fn recommend_all(
+    frame: &Frame,
+    models: &Models,
+    params: &Params,
+    as_of_day: i32,
+) -> Vec<Output> {
+    let mut outputs = Vec::new();
+    for i in 0..frame.len() {
+        let last_of_listing =
+            i + 1 == frame.len() || frame.listing_id[i + 1] != frame.listing_id[i];
+        if !last_of_listing || frame.day[i] != as_of_day {
+            continue;
+        }
+        let (claim, confidence) = models.recommend(frame, i, params.horizon);
+        outputs.push(Output {
+            listing_id: frame.listing_id[i],
+            claim,
+            confidence,
+            path: models.path(&frame.snapshot(i), params.horizon),
+        });
+    }
+    outputs
+}

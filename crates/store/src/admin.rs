@@ -1,0 +1,1 @@
+//! What the admin endpoints read: runs, workers and queued jobs.

@@ -1,0 +1,1 @@
+//! Scratch databases and tables for the benchmarks and the soak test.

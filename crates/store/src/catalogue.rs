@@ -1,0 +1,1 @@
+//! Retailers, products, listings and their prices, as the API reads them.

@@ -1,0 +1,1 @@
+//! Forecast runs, forecasts and recommendations: what the batch job reads and writes.

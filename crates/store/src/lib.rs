@@ -1,0 +1,24 @@
+//! The only crate that speaks SQL.
+//!
+//! - [`db`]: connections, migrations, the embedded PostgreSQL cluster and
+//!   the TimescaleDB-or-native schema flavour;
+//! - [`ingest`]: the one path by which observations are stored (COPY, the
+//!   daily aggregate, CSV import);
+//! - [`jobs`]: the `SKIP LOCKED` job queue;
+//! - [`gauges`]: figures read from the database for `/metrics`.
+//!
+//! Every function returns domain types or plain row structs; callers never
+//! see a SQL string.
+
+pub mod access;
+pub mod admin;
+pub mod bench;
+pub mod catalogue;
+pub mod db;
+pub mod forecasts;
+pub mod gauges;
+pub mod ingest;
+pub mod jobs;
+pub mod listings;
+pub mod scrape_runs;
+pub mod watches;

@@ -1,0 +1,1 @@
+//! Listings and canonical products: what the scraper records and product matching links.

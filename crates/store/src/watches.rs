@@ -1,0 +1,1 @@
+//! Price watches and their webhook deliveries.
