@@ -15,6 +15,7 @@ pub mod admin;
 pub mod bench;
 pub mod catalogue;
 pub mod db;
+pub mod error;
 pub mod forecasts;
 pub mod gauges;
 pub mod ingest;
@@ -22,3 +23,7 @@ pub mod jobs;
 pub mod listings;
 pub mod scrape_runs;
 pub mod watches;
+
+/// The connection pool every query takes. Crates above the store name it
+/// through this re-export and need no sqlx of their own.
+pub use sqlx::PgPool;
