@@ -185,21 +185,7 @@ mod tests {
             ("1.25 GBP", "unexpected"),
             ("£1.25 each", "unexpected"),
         ];
-        for &(text, why) in cases {
-            let e = parse_pence(text).expect_err(text);
-            assert_eq!(e.input, text);
-            assert_eq!(e.what, "a price");
-            assert!(
-                e.reason.contains(why),
-                "{text:?}: {:?} lacks {why:?}",
-                e.reason
-            );
-            let shown = e.to_string();
-            assert!(
-                shown.starts_with(&format!("cannot read {text:?} as a price: ")),
-                "{shown}"
-            );
-        }
+        crate::assert_rejects(parse_pence, "a price", cases);
     }
 
     #[test]

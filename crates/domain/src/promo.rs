@@ -662,20 +662,7 @@ mod tests {
             ("Clubcard Price £0", "the loyalty price \"£0\""),
             ("Clubcard Price €1", "only pounds"),
         ];
-        for &(text, why) in cases {
-            let e = parse_promo(text).expect_err(text);
-            assert_eq!(e.input, text);
-            assert_eq!(e.what, "a promotion");
-            assert!(
-                e.reason.contains(why),
-                "{text:?}: {:?} lacks {why:?}",
-                e.reason
-            );
-            assert!(
-                e.to_string()
-                    .starts_with(&format!("cannot read {text:?} as a promotion: "))
-            );
-        }
+        crate::assert_rejects(parse_promo, "a promotion", cases);
     }
 
     #[test]

@@ -34,7 +34,7 @@ impl BaseUnit {
     }
 
     /// Plural name for messages: "grams", "millilitres", "items".
-    fn plural(self) -> &'static str {
+    pub(crate) fn plural(self) -> &'static str {
         match self {
             BaseUnit::Gram => "grams",
             BaseUnit::Millilitre => "millilitres",
@@ -366,20 +366,7 @@ mod tests {
             ("5 per box", "unknown unit \"per box\""),
             ("10001 per pack", "more than 10,000 items"),
         ];
-        for &(text, why) in cases {
-            let e = parse_pack(text).expect_err(text);
-            assert_eq!(e.input, text);
-            assert_eq!(e.what, "a pack size");
-            assert!(
-                e.reason.contains(why),
-                "{text:?}: {:?} lacks {why:?}",
-                e.reason
-            );
-            assert!(
-                e.to_string()
-                    .starts_with(&format!("cannot read {text:?} as a pack size: "))
-            );
-        }
+        crate::assert_rejects(parse_pack, "a pack size", cases);
     }
 
     #[test]
