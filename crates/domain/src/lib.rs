@@ -1,10 +1,11 @@
 //! Reading the text printed on supermarket shelves: prices, pack sizes,
-//! unit prices and promotions (plus retailer slugs).
+//! unit prices, promotions and structured offers (plus retailer slugs).
 //!
 //! Every parser is hand-written, never panics, and reports failures as a
 //! [`ParseError`] naming the text and the reason.
 
 pub mod money;
+pub mod offer;
 pub mod promo;
 pub mod quantity;
 pub mod retailer;
@@ -246,6 +247,7 @@ mod tests {
             let _ = unit_price::parse_unit_price(&s);
             let _ = unit_price::parse_precise_unit_price(&s);
             let _ = promo::parse_promo(&s);
+            let _ = offer::parse_offer(&s);
         }
     }
 
