@@ -157,6 +157,17 @@ pub(crate) fn starts_negative(s: &str) -> bool {
     s.starts_with(['-', '\u{2212}'])
 }
 
+/// Test helper: checks that `parse` reads each text of `cases` as its value.
+#[cfg(test)]
+pub(crate) fn assert_reads<T: std::fmt::Debug + PartialEq + Clone>(
+    parse: impl Fn(&str) -> Result<T, ParseError>,
+    cases: &[(&str, T)],
+) {
+    for (text, want) in cases {
+        assert_eq!(parse(text), Ok(want.clone()), "{text:?}");
+    }
+}
+
 /// Test helper: checks that `parse` refuses each text of `cases` as `what`,
 /// with a reason holding the case's words, and that the error shows both.
 #[cfg(test)]

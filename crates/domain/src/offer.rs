@@ -662,9 +662,7 @@ mod tests {
             ("Meal Deal £3.50", meal(None, Some(350))),
             ("£3.50 Meal Deal", meal(None, Some(350))),
         ];
-        for (text, want) in cases {
-            assert_eq!(parse_offer(text), Ok(want), "{text:?}");
-        }
+        crate::assert_reads(parse_offer, &cases);
     }
 
     #[test]

@@ -700,9 +700,7 @@ mod tests {
             ),
             ("Nectar Price £1.25", loyal("nectar", Some(125))),
         ];
-        for (text, want) in cases {
-            assert_eq!(parse_promo(text), Ok(want), "{text:?}");
-        }
+        crate::assert_reads(parse_promo, &cases);
     }
 
     #[test]

@@ -322,9 +322,7 @@ mod tests {
             ("4x18g", pack(4, 18, Gram)),
             ("2l", pack(1, 2000, Millilitre)),
         ];
-        for &(text, want) in cases {
-            assert_eq!(parse_pack(text), Ok(want), "{text:?}");
-        }
+        crate::assert_reads(parse_pack, cases);
     }
 
     #[test]

@@ -467,9 +467,7 @@ mod tests {
             ("£0.50/pint", up(88, Millilitre)),
             ("50p per pint", up(88, Millilitre)),
         ];
-        for &(text, want) in cases {
-            assert_eq!(parse_unit_price(text), Ok(want), "{text:?}");
-        }
+        crate::assert_reads(parse_unit_price, cases);
     }
 
     #[test]
