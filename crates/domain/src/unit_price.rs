@@ -175,12 +175,19 @@ fn read_printed(lower: &str) -> Result<Printed<'_>, String> {
     if s.is_empty() {
         return Err("it is empty".into());
     }
-    let (centipence, rest) = read_price(s)?;
+    let (centipence, marked, rest) = read_price(s)?;
 
     // Separator: "/", "per" or nothing ("12.5p each").
     let mut rest = rest.trim_start();
     if let Some(r) = rest.strip_prefix('/') {
         rest = r.trim_start();
+    } else if !marked {
+        // "4 pint", "5 per pack", "415g": a pack size, not £4 per pint.
+        return Err(format!(
+            "a number with no £, p, GBP or GBX and no \"/\" before {:?} reads as a quantity, \
+             not a price",
+            rest
+        ));
     } else if let Some(r) = rest.strip_prefix("per")
         && (r.is_empty() || r.starts_with(|c: char| c.is_whitespace() || c.is_ascii_digit()))
     {
@@ -315,10 +322,12 @@ pub fn parse_precise_unit_price(text: &str) -> Result<PreciseUnitPrice, ParseErr
 }
 
 /// Reads the price at the start of `s` (lowercase) in hundredths of a penny,
-/// returning it and the rest of `s`.
-fn read_price(s: &str) -> Result<(u64, &str), String> {
+/// returning it, whether it was marked as money (£, p, GBP or GBX), and the
+/// rest of `s`.
+fn read_price(s: &str) -> Result<(u64, bool, &str), String> {
     let mut s = s;
-    if let Some(rest) = strip_prefix_ignore_case(s, "gbp") {
+    let gbp = strip_prefix_ignore_case(s, "gbp");
+    if let Some(rest) = gbp {
         s = rest.trim_start();
     }
     // GBX: the amount is in pence, as in "GBX 80.1/kg".
@@ -386,7 +395,8 @@ fn read_price(s: &str) -> Result<(u64, &str), String> {
             format_pence(MAX_PRICE_PENCE)
         ));
     }
-    Ok((centipence, rest))
+    let marked = gbp.is_some() || gbx || pounds_sign || pence_suffix.is_some();
+    Ok((centipence, marked, rest))
 }
 
 /// Unit price computed from a shelf price and a pack: pence per kg, per litre or
@@ -508,6 +518,11 @@ mod tests {
             ("GBX 80.123/kg", "more than 2 decimal places of a penny"),
             ("(£1.25/lt", "no price"),
             ("(£1.25/parsec)", "unknown unit \"parsec\""),
+            // Pack sizes in the unit price field are not prices.
+            ("4 pint", "no £, p, GBP or GBX and no \"/\" before \"pint\""),
+            ("5 per pack", "reads as a quantity"),
+            ("415g", "reads as a quantity"),
+            ("2.50 per kg", "reads as a quantity"),
         ];
         crate::assert_rejects(parse_unit_price, "a unit price", cases);
     }
