@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use super::money::format_pence;
+use super::money::{format_pence, parse_pence};
 use super::promo::{
     Found, Promo, PromoKind, fixed_phrase, is_scheme, loyalty, money_like, multibuy, percent_off,
     price, was_now, words,
@@ -300,6 +300,9 @@ impl fmt::Display for Offer {
 
 const WHAT: &str = "an offer";
 
+/// How [`parse_offer`] starts its reason for text that is no offer wording.
+const NOT_AN_OFFER: &str = "it is not an offer this reads";
+
 /// Reads an offer: a multibuy, a loyalty price, a was-price or a meal deal.
 ///
 /// Reads what [`crate::promo::parse_promo`] reads of those kinds, and also
@@ -315,11 +318,10 @@ pub fn parse_offer(text: &str) -> Result<Offer, ParseError> {
     match read(text).map_err(err)? {
         Some(Reading::Offer(o)) => Ok(o),
         Some(Reading::Promo(p)) => Offer::from_promo(p).map_err(err),
-        None => Err(err(
-            "it is not an offer this reads: expected e.g. \"Any 2 for £4\", \"3 for 2\", \
+        None => Err(err(format!(
+            "{NOT_AN_OFFER}: expected e.g. \"Any 2 for £4\", \"3 for 2\", \
              \"Clubcard Price £1.50\", \"Save 70p. Was £2.10\" or a meal deal"
-                .into(),
-        )),
+        ))),
     }
 }
 
@@ -350,6 +352,22 @@ pub fn parse_was_price(text: &str) -> Result<WasPrice, ParseError> {
     parse_one(text, "a was-price", |o| match o {
         Offer::WasPrice(w) => Ok(w),
         other => Err(other),
+    })
+}
+
+/// Reads a was-price field as the was price in pence: a plain price ("£2.10",
+/// "95p") or a was wording ("Was £2.10", "Save 70p. Was £2.10", "Was £1.55
+/// Now £1.30"). Rejects anything else, with the reason a was-price gives.
+pub fn parse_was_pence(text: &str) -> Result<i64, ParseError> {
+    parse_pence(text).or_else(|as_price| {
+        parse_was_price(text).map(|w| w.was_pence).map_err(|e| {
+            if e.reason.starts_with(NOT_AN_OFFER) {
+                // No wording at all: say what is wrong with it as a price.
+                ParseError::new(text, e.what, as_price.reason)
+            } else {
+                e
+            }
+        })
     })
 }
 
@@ -751,6 +769,28 @@ mod tests {
                 ("Meal Deal £3.50", "not a price of this item"),
             ],
         );
+        crate::assert_reads(
+            parse_was_pence,
+            &[
+                ("£2.10", 210),
+                ("95p", 95),
+                ("Was £2.10", 210),
+                ("Save 70p. Was £2.10", 210),
+                ("Was £1.55 Now £1.30", 155),
+            ],
+        );
+        crate::assert_rejects(
+            parse_was_pence,
+            "a was-price",
+            &[
+                ("", "empty"),
+                ("Now £1.30", "no was price"),
+                ("Add 2 for £4", "it is a multibuy, not a was-price"),
+                ("£0", "a shelf price of zero"),
+                ("£1.2.3", "more than one decimal point"),
+                ("Great value", "expected an amount"),
+            ],
+        );
         crate::assert_rejects(
             parse_was_price,
             "a was-price",
@@ -868,6 +908,7 @@ mod tests {
         fn never_panics_on_ascii(s in ".*") {
             let _ = parse_offer(&s);
             let _ = parse_loyalty_price(&s);
+            let _ = parse_was_pence(&s);
         }
 
         #[test]
