@@ -1,11 +1,12 @@
 //! Reading the text printed on supermarket shelves: prices, pack sizes,
-//! unit prices and promotions (plus retailer slugs).
+//! unit prices, promotions and structured offers (plus retailer slugs).
 //!
 //! Every parser is hand-written, never panics, and reports failures as a
 //! [`ParseError`] naming the text and the reason.
 
 pub mod action;
 pub mod money;
+pub mod offer;
 pub mod promo;
 pub mod quantity;
 pub mod retailer;
@@ -157,6 +158,42 @@ pub(crate) fn starts_negative(s: &str) -> bool {
     s.starts_with(['-', '\u{2212}'])
 }
 
+/// Test helper: checks that `parse` reads each text of `cases` as its value.
+#[cfg(test)]
+pub(crate) fn assert_reads<T: std::fmt::Debug + PartialEq + Clone>(
+    parse: impl Fn(&str) -> Result<T, ParseError>,
+    cases: &[(&str, T)],
+) {
+    for (text, want) in cases {
+        assert_eq!(parse(text), Ok(want.clone()), "{text:?}");
+    }
+}
+
+/// Test helper: checks that `parse` refuses each text of `cases` as `what`,
+/// with a reason holding the case's words, and that the error shows both.
+#[cfg(test)]
+pub(crate) fn assert_rejects<T: std::fmt::Debug>(
+    parse: impl Fn(&str) -> Result<T, ParseError>,
+    what: &str,
+    cases: &[(&str, &str)],
+) {
+    for &(text, why) in cases {
+        let e = parse(text).expect_err(text);
+        assert_eq!(e.input, text);
+        assert_eq!(e.what, what);
+        assert!(
+            e.reason.contains(why),
+            "{text:?}: {:?} lacks {why:?}",
+            e.reason
+        );
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(&format!("cannot read {text:?} as {what}: ")),
+            "{shown}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,7 +257,9 @@ mod tests {
             let _ = money::parse_pence(&s);
             let _ = quantity::parse_pack(&s);
             let _ = unit_price::parse_unit_price(&s);
+            let _ = unit_price::parse_precise_unit_price(&s);
             let _ = promo::parse_promo(&s);
+            let _ = offer::parse_offer(&s);
         }
     }
 

@@ -1,5 +1,8 @@
-//! Shelf prices as whole pence.
+//! Shelf prices as whole pence: [`parse_pence`] reads a price and nothing
+//! else; [`parse_price_in_text`] finds the one shelf price in labelled text
+//! ("actual price £1.65", "£1.75/unit").
 
+use super::quantity::lookup_unit;
 use super::{ParseError, read_decimal, starts_negative};
 
 /// £100,000: anything above is a parse error, not a price.
@@ -96,6 +99,249 @@ pub(crate) fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&
         .then(|| &s[prefix.len()..])
 }
 
+const WHAT_IN_TEXT: &str = "a shelf price";
+
+/// Labels that may stand before a shelf price ("actual price", "Item price",
+/// "Now", "Only").
+const LABELS: &[&str] = &["actual", "item", "price", "now", "only", "current", "our"];
+
+/// Words after a shelf price that say it is for one item ("each", "/unit",
+/// "per item").
+const PER_ITEM: &[&str] = &["each", "ea", "unit", "item", "only"];
+
+/// Words that mean the text holds some other price than the item's shelf
+/// price, with why.
+const NOT_SHELF: &[(&[&str], &str)] = &[
+    (
+        &["was", "rrp", "previously"],
+        "it marks an earlier or reference price, not the shelf price",
+    ),
+    (
+        &["save", "saving", "off", "discount"],
+        "it is a saving, not a shelf price",
+    ),
+    (
+        &["for", "any", "buy", "get", "free", "add", "multibuy", "mix"],
+        "it is an offer on several items, not the price of one",
+    ),
+    (
+        &["meal", "deal"],
+        "it is a meal deal: the price is for several items together, not this item",
+    ),
+    (
+        &["clubcard", "nectar", "member", "members", "loyalty"],
+        "it is a loyalty price, not the shelf price",
+    ),
+    (
+        &["guide", "estimated", "approx", "approximately"],
+        "a guide price is an estimate, not the shelf price",
+    ),
+    (
+        &["from"],
+        "a \"from\" price is the lowest of several, not this item's",
+    ),
+    (
+        &["spend", "when", "basket", "delivery", "total", "subtotal"],
+        "it is about the basket, not this item's price",
+    ),
+];
+
+/// A piece of lowercase shelf text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Token<'a> {
+    Price(i64),
+    Number(&'a str),
+    Word(&'a str),
+    Slash,
+}
+
+/// Finds the one shelf price in labelled text, as whole pence.
+///
+/// Reads what [`parse_pence`] reads, and also a price among labels
+/// ("actual price £1.65", "actual price£1.65", "Item price £1.75", "Now
+/// £1.30", "Only 95p") or with a per-item suffix ("£1.75/unit", "£1.25
+/// each", "£2 per item"). The same price twice ("£1.65 £1.65") is one price.
+///
+/// Rejects text holding two different prices ("Was £2.10 Now £1.80", "£2.10
+/// £1.80"), text whose words mark a price that is not the item's shelf price
+/// (was, save, off, multibuys, loyalty, meal deal, guide, from, spend), unit
+/// prices ("£18.86/kg", "Price per unit77p/litre"), any other word, and all
+/// that [`parse_pence`] rejects in the price itself.
+pub fn parse_price_in_text(text: &str) -> Result<i64, ParseError> {
+    let err = |reason: String| ParseError::new(text, WHAT_IN_TEXT, reason);
+    if text.trim().is_empty() {
+        return Err(err("it is empty".into()));
+    }
+    if let Ok(p) = parse_pence(text) {
+        return Ok(p);
+    }
+    let lower = text.to_lowercase();
+    let tokens = tokenise(&lower).map_err(&err)?;
+    let mut prices: Vec<i64> = Vec::new();
+    let mut not_shelf: Option<String> = None;
+    let mut odd: Option<String> = None;
+    let mut k = 0;
+    while let Some(&token) = tokens.get(k) {
+        k += 1;
+        let next = tokens.get(k).copied();
+        let (verdict, skip) = match token {
+            Token::Price(p) => {
+                if !prices.contains(&p) {
+                    prices.push(p);
+                }
+                match (next, tokens.get(k + 1)) {
+                    (Some(Token::Slash), Some(Token::Word(w))) if PER_ITEM.contains(w) => (None, 2),
+                    (Some(Token::Slash), Some(Token::Word(_) | Token::Number(_))) => (
+                        Some((
+                            true,
+                            "a price per quantity is a unit price, not a shelf price".into(),
+                        )),
+                        0,
+                    ),
+                    _ => (None, 0),
+                }
+            }
+            Token::Word("per") => match next {
+                Some(Token::Word(w)) if !prices.is_empty() && PER_ITEM.contains(&w) => (None, 1),
+                _ => (
+                    Some((true, "\"per\" marks a unit price, not a shelf price".into())),
+                    0,
+                ),
+            },
+            Token::Word(w) => (word_verdict(w, next, !prices.is_empty()), 0),
+            Token::Number(n) => (
+                Some((
+                    false,
+                    format!("the number {n} has no £ or p, so it is no price"),
+                )),
+                0,
+            ),
+            Token::Slash => (None, 0),
+        };
+        k += skip;
+        match verdict {
+            Some((true, why)) if not_shelf.is_none() => not_shelf = Some(why),
+            Some((false, why)) if odd.is_none() => odd = Some(why),
+            _ => {}
+        }
+    }
+    if let Some(why) = not_shelf {
+        return Err(err(why));
+    }
+    match (&prices[..], odd) {
+        ([_, _, ..], _) => {
+            let shown: Vec<String> = prices.iter().map(|p| format_pence(*p)).collect();
+            Err(err(format!(
+                "it holds {} different prices ({}), so which is the shelf price is not clear",
+                prices.len(),
+                shown.join(", ")
+            )))
+        }
+        (_, Some(why)) => Err(err(why)),
+        ([p], None) => Ok(*p),
+        ([], None) => Err(err("there is no price in it (no £ or p amount)".into())),
+    }
+}
+
+/// What a word beside a price says: `None` if it is a harmless label, else
+/// whether it marks another kind of price (`true`) or is only unexpected,
+/// and why.
+fn word_verdict(w: &str, next: Option<Token<'_>>, after_price: bool) -> Option<(bool, String)> {
+    if let Some((_, why)) = NOT_SHELF.iter().find(|(words, _)| words.contains(&w)) {
+        return Some((true, format!("{why} ({w:?})")));
+    }
+    if after_price && PER_ITEM.contains(&w) {
+        return None;
+    }
+    if w == "unit" {
+        return Some((
+            true,
+            "\"unit\" marks a unit price, not a shelf price".into(),
+        ));
+    }
+    if LABELS.contains(&w) {
+        return None;
+    }
+    if lookup_unit(w).is_some() {
+        return Some((
+            true,
+            format!("it names a quantity ({w:?}): a unit price or pack size, not a shelf price"),
+        ));
+    }
+    if next == Some(Token::Word("price")) {
+        return Some((true, format!("it is a {w:?} price, not the shelf price")));
+    }
+    Some((false, format!("unexpected {w:?} beside the price")))
+}
+
+/// Splits lowercase text into prices, bare numbers, words and slashes;
+/// other punctuation is dropped. Errors are reasons.
+fn tokenise(s: &str) -> Result<Vec<Token<'_>>, String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(c) = s[i..].chars().next() {
+        let rest = &s[i..];
+        let after = &rest[c.len_utf8()..];
+        let gbp = rest.starts_with("gbp") && !rest[3..].starts_with(char::is_alphabetic);
+        if c == '£' || gbp {
+            let sign = if gbp { 3 } else { c.len_utf8() };
+            let amount = rest[sign..].trim_start();
+            if starts_negative(amount) {
+                return Err("a shelf price cannot be negative".into());
+            }
+            let Some((_, _, tail)) = read_decimal(amount)? else {
+                return Err(format!("{} with no amount after it", &rest[..sign]));
+            };
+            if tail.starts_with('p') && !tail[1..].starts_with(char::is_alphabetic) {
+                return Err("it has both £ and p".into());
+            }
+            let end = s.len() - tail.len();
+            out.push(Token::Price(price_token(&s[i..end])?));
+            i = end;
+        } else if c.is_ascii_digit() {
+            let Some((_, read, tail)) = read_decimal(rest)? else {
+                return Err(format!("expected a number at {rest:?}"));
+            };
+            let spaced = tail.trim_start();
+            let pence = spaced.starts_with('p') && !spaced[1..].starts_with(char::is_alphabetic);
+            let end = if pence {
+                s.len() - spaced.len() + 1
+            } else {
+                s.len() - tail.len()
+            };
+            out.push(if pence {
+                Token::Price(price_token(&s[i..end])?)
+            } else {
+                Token::Number(read)
+            });
+            i = end;
+        } else if starts_negative(rest)
+            && after.starts_with(|c: char| c == '£' || c.is_ascii_digit())
+        {
+            return Err("a shelf price cannot be negative".into());
+        } else if is_other_currency(c) {
+            return Err(format!("only pounds (£) and pence (p) are read, not {c:?}"));
+        } else if c.is_alphabetic() {
+            let len = rest
+                .find(|c: char| !c.is_alphabetic())
+                .unwrap_or(rest.len());
+            out.push(Token::Word(&rest[..len]));
+            i += len;
+        } else {
+            if c == '/' {
+                out.push(Token::Slash);
+            }
+            i += c.len_utf8();
+        }
+    }
+    Ok(out)
+}
+
+/// Reads one price found in text, saying which.
+fn price_token(token: &str) -> Result<i64, String> {
+    parse_pence(token).map_err(|e| format!("the price {token:?}: {}", e.reason))
+}
+
 /// Formats pence for people: 125 -> "£1.25", 85 -> "£0.85",
 /// 129900 -> "£1,299.00", -20 -> "-£0.20".
 ///
@@ -144,9 +390,7 @@ mod tests {
             ("1,000p", 1000),
             ("£007.10", 710),
         ];
-        for &(text, want) in cases {
-            assert_eq!(parse_pence(text), Ok(want), "{text:?}");
-        }
+        crate::assert_reads(parse_pence, cases);
     }
 
     #[test]
@@ -185,21 +429,97 @@ mod tests {
             ("1.25 GBP", "unexpected"),
             ("£1.25 each", "unexpected"),
         ];
-        for &(text, why) in cases {
-            let e = parse_pence(text).expect_err(text);
-            assert_eq!(e.input, text);
-            assert_eq!(e.what, "a price");
-            assert!(
-                e.reason.contains(why),
-                "{text:?}: {:?} lacks {why:?}",
-                e.reason
-            );
-            let shown = e.to_string();
-            assert!(
-                shown.starts_with(&format!("cannot read {text:?} as a price: ")),
-                "{shown}"
-            );
-        }
+        crate::assert_rejects(parse_pence, "a price", cases);
+    }
+
+    #[test]
+    fn finds_the_price_in_labelled_text() {
+        let cases: &[(&str, i64)] = &[
+            // Real wordings: Asda, Waitrose, Tesco.
+            ("actual price £1.65", 165),
+            ("actual price£1.65", 165),
+            ("Item price£1.75", 175),
+            ("Item price £1.75", 175),
+            ("£1.75/unit", 175),
+            ("£1.75 / unit", 175),
+            ("£1.25 each", 125),
+            ("£1.25/each", 125),
+            ("£1.25 ea", 125),
+            ("£2 per item", 200),
+            ("£2.00 per unit", 200),
+            ("95p", 95),
+            ("£1.25", 125),
+            ("Now £1.30", 130),
+            ("Only 95p!", 95),
+            ("Price: £3.30", 330),
+            ("£1.65 £1.65", 165),
+            ("actual price £1.65 £1.65", 165),
+            ("  actual price\n\t£1.65 ", 165),
+            ("GBP 1.25 each", 125),
+            ("£1,299.00 each", 129900),
+        ];
+        crate::assert_reads(parse_price_in_text, cases);
+    }
+
+    #[test]
+    fn refuses_text_that_is_not_one_shelf_price() {
+        crate::assert_rejects(
+            parse_price_in_text,
+            "a shelf price",
+            &[
+                ("", "empty"),
+                ("actual price", "no price"),
+                (
+                    "Was £2.10 Now £1.80",
+                    "reference price, not the shelf price (\"was\")",
+                ),
+                ("£2.10 £1.80", "2 different prices (£2.10, £1.80)"),
+                ("Now £1.80 Price £2.10", "2 different prices"),
+                ("Was £2.10", "earlier or reference price"),
+                ("Save 70p. Was £2.10", "a saving"),
+                ("Add 2 for £4", "several items"),
+                ("Any 2 for £4", "several items"),
+                (
+                    "Clubcard Price £1.50",
+                    "loyalty price, not the shelf price (\"clubcard\")",
+                ),
+                ("£1.50 Clubcard Price", "loyalty price"),
+                ("Nectar Price £1.25", "loyalty price"),
+                (
+                    "£3.85 Meal Deal Main Clubcard Price £4.25 Meal Deal Main Regular Price",
+                    "meal deal",
+                ),
+                ("£65.95 Guide price", "guide price"),
+                ("From £1.50", "lowest of several"),
+                (
+                    "£2 off Cleaning and Household products\u{a0}when you spend £12",
+                    "a saving",
+                ),
+                ("£18.86/kg", "unit price"),
+                ("£0.73/litre", "unit price"),
+                ("(£1.25/lt)", "unit price"),
+                ("25p/100g", "unit price"),
+                ("(£24.35 per kilo)", "\"per\" marks a unit price"),
+                ("Price per unit77p/litre", "\"per\" marks a unit price"),
+                ("Unit price £1.75", "\"unit\" marks a unit price"),
+                ("£1.65 4 pint", "names a quantity (\"pint\")"),
+                ("Regular price £2.00", "\"regular\" price"),
+                ("Tesco Milk £1.65", "unexpected \"tesco\""),
+                ("price 1.65", "the number 1.65 has no £ or p"),
+                ("actual price -£1.65", "negative"),
+                ("actual price £-1.65", "negative"),
+                ("actual price £", "£ with no amount"),
+                ("actual price £1.2.3", "more than one decimal point"),
+                (
+                    "actual price £1.234",
+                    "the price \"£1.234\": 1.234 has more than 2 decimal",
+                ),
+                ("actual price 1.5p", "fraction of a penny"),
+                ("actual price £85p", "both £ and p"),
+                ("actual price €1.65", "only pounds"),
+                ("actual price £0.00", "zero"),
+            ],
+        );
     }
 
     #[test]
@@ -236,6 +556,43 @@ mod tests {
         #[test]
         fn never_panics_on_unicode(s in any::<String>()) {
             let _ = parse_pence(&s);
+        }
+
+        #[test]
+        fn labelled_prices_round_trip(p in 1..=MAX_PRICE_PENCE, label in prop::sample::select(vec![
+            "actual price", "Item price", "Now", "Only", "", "price:",
+        ]), suffix in prop::sample::select(vec!["", "/unit", " each", " per item", "/ea"])) {
+            for price in [format_pence(p), format!("{p}p")] {
+                let text = format!("{label}{price}{suffix}");
+                prop_assert_eq!(parse_price_in_text(&text), Ok(p), "{}", text);
+                let spaced = format!("{label} {price} {suffix}");
+                prop_assert_eq!(parse_price_in_text(&spaced), Ok(p), "{}", spaced);
+            }
+        }
+
+        #[test]
+        fn two_different_prices_are_refused(a in 1..=MAX_PRICE_PENCE, b in 1..=MAX_PRICE_PENCE) {
+            let text = format!("{} {}", format_pence(a), format_pence(b));
+            let read = parse_price_in_text(&text);
+            if a == b {
+                prop_assert_eq!(read, Ok(a));
+            } else {
+                prop_assert!(read.is_err(), "{}", text);
+            }
+        }
+
+        #[test]
+        fn text_finder_never_panics(s in any::<String>()) {
+            let _ = parse_price_in_text(&s);
+        }
+
+        #[test]
+        fn text_finder_never_panics_on_shelf_like(
+            s in "(actual |item |was |now |save [0-9]{1,3}p\\. )?(price)?(£|gbp|-)?[0-9,.]{0,12}p?(/unit|/kg| each| per unit| per kg)?( clubcard price| meal deal)?"
+        ) {
+            if let Ok(p) = parse_price_in_text(&s) {
+                prop_assert!((1..=MAX_PRICE_PENCE).contains(&p));
+            }
         }
 
         #[test]

@@ -1,10 +1,16 @@
 //! Promotions: "2 for £3", "3 for 2", "Clubcard Price £1", "Was £1.50 Now £1.20",
-//! "25% off", "Reduced to clear".
+//! "25% off", "Reduced to clear", and the wordings real shops print:
+//! "Add 2 for £4", "Save 70p. Was £2.10", "£1.35 Clubcard Price".
+//!
+//! [`crate::offer`] reads the same text into structured offers, including the
+//! ones a [`Promo`] cannot hold (Clubcard multibuys, loyalty unit prices,
+//! meal deals).
 
 use std::fmt;
 use std::str::FromStr;
 
 use super::money::{format_pence, parse_pence};
+use super::offer::{Reading, read};
 use super::{ParseError, div_round};
 
 const WHAT: &str = "a promotion";
@@ -171,43 +177,40 @@ impl fmt::Display for Promo {
 /// Reads a promotion from shelf text.
 ///
 /// Case-insensitive, tolerant of extra spaces, "only", "!" and "*" noise, and
-/// leading "Any"/"Buy" on multibuys. Also reads "Buy 1 get 1 free", "BOGOF",
-/// "3 for the price of 2" and "£1 Clubcard Price" (price first).
+/// leading "Any"/"Buy"/"Add" on multibuys. Also reads "Buy 1 get 1 free", "BOGOF",
+/// "3 for the price of 2", "£1 Clubcard Price" (price first), "Clubcard Price
+/// applied" (no price), "Save 70p. Was £2.10" (now £1.40), a loyalty price
+/// followed by its unit price in brackets (the unit price is dropped: see
+/// [`crate::offer::parse_offer`]) and a Tesco-style description after " - "
+/// ("- Selected Coffee Pods", "- Cheapest Product Free"), which is ignored.
 ///
 /// Rejects empty text, text that is none of the promotions above ("Buy me"),
 /// multibuys of fewer than 2 or more than [`MAX_MULTIBUY_QTY`] items, zero prices,
-/// "3 for 3" (pays for all), percentages outside 1..=99 ("150% off"), and a now
-/// price that is not below the was price.
+/// "3 for 3" (pays for all), percentages outside 1..=99 ("150% off"), a now
+/// price that is not below the was price, a saving that is not below the was
+/// price, a multibuy only for loyalty-card holders ("Any 2 for £5.50 Clubcard
+/// Price": a [`Promo`] cannot say so) and meal deals (their prices are for
+/// several items together, never this item's).
 pub fn parse_promo(text: &str) -> Result<Promo, ParseError> {
     let err = |reason: String| ParseError::new(text, WHAT, reason);
-    if text.trim().is_empty() {
-        return Err(err("it is empty".into()));
+    match read(text).map_err(err)? {
+        Some(Reading::Promo(p)) => Ok(p),
+        Some(Reading::Offer(o)) => o.into_promo().map_err(err),
+        None => Err(err(
+            "it is not a promotion this reads: expected e.g. \"2 for £3\", \"3 for 2\", \
+             \"Clubcard Price £1\", \"Was £1.50 Now £1.20\", \"25% off\" or \"Reduced to clear\""
+                .into(),
+        )),
     }
-    let owned = words(text);
-    let w: Vec<&str> = owned.iter().map(String::as_str).collect();
-    if w.is_empty() {
-        return Err(err("there are no words in it, only punctuation".into()));
-    }
-    let found = fixed_phrase(&w)
-        .or_else(|| multibuy(&w))
-        .or_else(|| was_now(&w))
-        .or_else(|| percent_off(&w))
-        .or_else(|| loyalty(&w))
-        .unwrap_or_else(|| {
-            Err("it is not a promotion this reads: expected e.g. \"2 for £3\", \"3 for 2\", \
-                 \"Clubcard Price £1\", \"Was £1.50 Now £1.20\", \"25% off\" or \"Reduced to clear\""
-                .into())
-        });
-    found.map_err(err)
 }
 
 /// What a recogniser gives: `None` if the words are not its kind of promo,
 /// otherwise the promo or why it is wrong.
-type Found = Option<Result<Promo, String>>;
+pub(crate) type Found = Option<Result<Promo, String>>;
 
 /// Lowercase words with noise removed: "!", "*", "only", lone dashes and bars,
 /// trailing ",;:.". A lone "£" or "%" is joined to its neighbour.
-fn words(text: &str) -> Vec<String> {
+pub(crate) fn words(text: &str) -> Vec<String> {
     let lower = text.to_lowercase().replace(['!', '*'], " ");
     let mut out: Vec<String> = Vec::new();
     for raw in lower.split_whitespace() {
@@ -224,7 +227,7 @@ fn words(text: &str) -> Vec<String> {
     out
 }
 
-fn fixed_phrase(w: &[&str]) -> Found {
+pub(crate) fn fixed_phrase(w: &[&str]) -> Found {
     Some(Ok(match w {
         ["reduced", "to", "clear"] | ["reduced"] | ["clearance"] => Promo::Clearance,
         ["half", "price"] | ["1/2", "price"] => Promo::PercentOff { percent: 50 },
@@ -251,7 +254,7 @@ fn count(word: &str) -> Option<Result<u32, String>> {
 }
 
 /// Whether a word looks like a price rather than a count: "£3", "85p", "1.50".
-fn money_like(word: &str) -> bool {
+pub(crate) fn money_like(word: &str) -> bool {
     word.starts_with('£')
         || word.starts_with("gbp")
         || word.contains('.')
@@ -259,15 +262,15 @@ fn money_like(word: &str) -> bool {
 }
 
 /// Reads a price word, saying which price it was if it is bad.
-fn price(word: &str, which: &str) -> Result<i64, String> {
+pub(crate) fn price(word: &str, which: &str) -> Result<i64, String> {
     parse_pence(word).map_err(|e| format!("{which} {word:?}: {}", e.reason))
 }
 
-fn multibuy(w: &[&str]) -> Found {
+pub(crate) fn multibuy(w: &[&str]) -> Found {
     let bought = matches!(w.first(), Some(&"buy"));
     let mut rest = w;
     while let [first, tail @ ..] = rest
-        && matches!(*first, "buy" | "any")
+        && matches!(*first, "buy" | "any" | "add")
     {
         rest = tail;
     }
@@ -327,14 +330,60 @@ fn multibuy_free(qty: u32, pay_for: u32) -> Result<Promo, String> {
     Ok(Promo::MultiBuyFree { qty, pay_for })
 }
 
-fn was_now(w: &[&str]) -> Found {
-    let (was, now) = match w {
-        ["was", was] => (*was, None),
-        ["was", was, "now", now] | ["now", now, "was", was] => (*was, Some(*now)),
+pub(crate) fn was_now(w: &[&str]) -> Found {
+    let (was, now, save) = match w {
+        ["was", was] => (*was, None, None),
+        ["was", was, "now", now] | ["now", now, "was", was] => (*was, Some(*now), None),
+        // Waitrose: "Save 70p. Was £2.10".
+        ["save", save, "was", was] | ["was", was, "save", save] if money_like(save) => {
+            (*was, None, Some(*save))
+        }
+        ["save", save, "was", was, "now", now] | ["was", was, "now", now, "save", save]
+            if money_like(save) =>
+        {
+            (*was, Some(*now), Some(*save))
+        }
         ["now", _] => return Some(Err("a now price with no was price".into())),
         _ => return None,
     };
-    Some(was_now_prices(was, now))
+    Some(was_now_prices(was, now).and_then(|p| with_saving(p, save)))
+}
+
+/// Sets the now price of a was/now promo to the was price less the saving,
+/// checking it against a now price the text also gives.
+fn with_saving(promo: Promo, save: Option<&str>) -> Result<Promo, String> {
+    let (
+        Some(save),
+        Promo::WasNow {
+            was_pence,
+            now_pence,
+        },
+    ) = (save, &promo)
+    else {
+        return Ok(promo);
+    };
+    let save_pence = price(save, "the saving")?;
+    if save_pence >= *was_pence {
+        return Err(format!(
+            "the saving {} is not below the was price {}",
+            format_pence(save_pence),
+            format_pence(*was_pence)
+        ));
+    }
+    let now = was_pence - save_pence;
+    match now_pence {
+        Some(stated) if *stated != now => Err(format!(
+            "the was price {} less the saving {} is {}, not the now price {}",
+            format_pence(*was_pence),
+            format_pence(save_pence),
+            format_pence(now),
+            format_pence(*stated)
+        )),
+        _ => Ok(Promo::WasNow {
+            was_pence: *was_pence,
+            now_pence: Some(now),
+        }),
+    }
 }
 
 /// Reads and checks the prices of a was/now promo.
@@ -362,7 +411,7 @@ fn was_now_prices(was: &str, now: Option<&str>) -> Result<Promo, String> {
     })
 }
 
-fn percent_off(w: &[&str]) -> Found {
+pub(crate) fn percent_off(w: &[&str]) -> Found {
     let amount = match w {
         [x, "off"] | ["save", x] | ["save", x, "off"] => *x,
         _ => return None,
@@ -451,24 +500,38 @@ const NOT_SCHEMES: &[&str] = &[
     "best",
     "great",
     "to",
+    "regular",
+    "guide",
+    "unit",
+    "item",
+    "actual",
+    "meal",
+    "deal",
 ];
 
-fn loyalty(w: &[&str]) -> Found {
+/// Whether a word can be part of a loyalty scheme's name ("clubcard", "co-op").
+pub(crate) fn scheme_word(s: &str) -> bool {
+    !NOT_SCHEMES.contains(&s)
+        && s.starts_with(char::is_alphabetic)
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '\'' | '&'))
+}
+
+/// Whether words name a loyalty scheme: one to three scheme words.
+pub(crate) fn is_scheme(words: &[&str]) -> bool {
+    (1..=3).contains(&words.len()) && words.iter().all(|w| scheme_word(w))
+}
+
+pub(crate) fn loyalty(w: &[&str]) -> Found {
     let at = w.iter().position(|x| *x == "price")?;
     let (before, after) = (&w[..at], &w[at + 1..]);
     let (price_word, scheme) = match (before, after) {
         ([m, scheme @ ..], []) if money_like(m) => (Some(*m), scheme),
-        (scheme, []) => (None, scheme),
+        (scheme, []) | (scheme, ["applied"]) => (None, scheme),
         (scheme, [m]) => (Some(*m), scheme),
         _ => return None,
     };
-    let scheme_word = |s: &&str| {
-        !NOT_SCHEMES.contains(s)
-            && s.starts_with(char::is_alphabetic)
-            && s.chars()
-                .all(|c| c.is_alphanumeric() || matches!(c, '-' | '\'' | '&'))
-    };
-    if scheme.is_empty() || scheme.len() > 3 || !scheme.iter().all(scheme_word) {
+    if !is_scheme(scheme) {
         return None;
     }
     let price_pence = match price_word
@@ -494,6 +557,17 @@ mod tests {
         Promo::Loyalty {
             scheme: scheme.into(),
             price_pence,
+        }
+    }
+
+    fn multi(qty: u32, total_pence: i64) -> Promo {
+        Promo::MultiBuy { qty, total_pence }
+    }
+
+    fn was_now_promo(was_pence: i64, now_pence: Option<i64>) -> Promo {
+        Promo::WasNow {
+            was_pence,
+            now_pence,
         }
     }
 
@@ -607,10 +681,26 @@ mod tests {
             ("REDUCED TO CLEAR.", Clearance),
             ("Clearance", Clearance),
             ("Reduced", Clearance),
+            // Real wordings: Waitrose, Asda, Ocado, Tesco.
+            ("Add 2 for £4", multi(2, 400)),
+            ("Buy any 2 for £4", multi(2, 400)),
+            ("buy 1 get 1 free", MultiBuyFree { qty: 2, pay_for: 1 }),
+            (
+                "Any 4 for 3 - Cheapest Product Free - Selected Coffee Pods",
+                MultiBuyFree { qty: 4, pay_for: 3 },
+            ),
+            ("Save 70p. Was £2.10", was_now_promo(210, Some(140))),
+            ("Save 45p. Was £1.95", was_now_promo(195, Some(150))),
+            ("Was £1.55 Now £1.30", was_now_promo(155, Some(130))),
+            ("£1.35 Clubcard Price", loyal("clubcard", Some(135))),
+            ("Clubcard Price applied", loyal("clubcard", None)),
+            (
+                "Clubcard Price £1.00 (£0.50/100g)",
+                loyal("clubcard", Some(100)),
+            ),
+            ("Nectar Price £1.25", loyal("nectar", Some(125))),
         ];
-        for (text, want) in cases {
-            assert_eq!(parse_promo(text), Ok(want), "{text:?}");
-        }
+        crate::assert_reads(parse_promo, &cases);
     }
 
     #[test]
@@ -661,21 +751,31 @@ mod tests {
             ),
             ("Clubcard Price £0", "the loyalty price \"£0\""),
             ("Clubcard Price €1", "only pounds"),
+            (
+                "£3.85 Meal Deal Main Clubcard Price £4.25 Meal Deal Main Regular Price - \
+                 Selected Drink + Snack + Tesco Or Branded Sandwich, Wrap, Roll, Salad Or Sushi",
+                "it is a meal deal",
+            ),
+            (
+                "Any 2 for £5.50 Clubcard Price - Selected Tesco Finest* Sliced Cooked Meat Products",
+                "a multibuy only for clubcard members",
+            ),
+            ("Regular Price £2.00", "not a promotion"),
+            ("Unit price £2.00", "not a promotion"),
+            ("Save 70p", "money off (70p) is not read"),
+            (
+                "Save 70p. Was 50p",
+                "the saving £0.70 is not below the was price £0.50",
+            ),
+            ("Save 70p. Was £2.10 Now £1.50", "not the now price £1.50"),
+            ("Add 2 for £0", "a shelf price of zero"),
+            ("2 for £3 (£1.50/kg)", "read only after a loyalty price"),
+            (
+                "Clubcard Price £1 (£1/parsec)",
+                "the unit price in brackets",
+            ),
         ];
-        for &(text, why) in cases {
-            let e = parse_promo(text).expect_err(text);
-            assert_eq!(e.input, text);
-            assert_eq!(e.what, "a promotion");
-            assert!(
-                e.reason.contains(why),
-                "{text:?}: {:?} lacks {why:?}",
-                e.reason
-            );
-            assert!(
-                e.to_string()
-                    .starts_with(&format!("cannot read {text:?} as a promotion: "))
-            );
-        }
+        crate::assert_rejects(parse_promo, "a promotion", cases);
     }
 
     #[test]
@@ -814,6 +914,11 @@ mod tests {
 
         #[test]
         fn never_panics_on_unicode(s in any::<String>()) {
+            let _ = parse_promo(&s);
+        }
+
+        #[test]
+        fn never_panics_on_real_like(s in "(add |any |buy |save [0-9£.p]{0,5}\\. )?[0-9£.p]{0,6} ?(for|was|now|meal deal|clubcard)? ?[0-9£.p]{0,6} ?(clubcard|nectar|regular)? ?(price|applied)? ?(\\([0-9£.p]{0,6}/[0-9]{0,3}(g|kg|lt)\\))?( - (selected|cheapest product free)[a-z ]{0,8})?") {
             let _ = parse_promo(&s);
         }
 

@@ -1,4 +1,4 @@
-//! Pack sizes: "415g", "4 x 330ml", "6 pack".
+//! Pack sizes: "415g", "4 x 330ml", "6 pack", "4 pints", "5 per pack".
 
 use std::fmt;
 use std::str::FromStr;
@@ -34,7 +34,7 @@ impl BaseUnit {
     }
 
     /// Plural name for messages: "grams", "millilitres", "items".
-    fn plural(self) -> &'static str {
+    pub(crate) fn plural(self) -> &'static str {
         match self {
             BaseUnit::Gram => "grams",
             BaseUnit::Millilitre => "millilitres",
@@ -79,6 +79,7 @@ pub(crate) fn lookup_unit(word: &str) -> Option<(BaseUnit, u64)> {
         }
         "cl" | "centilitre" | "centilitres" | "centiliter" | "centiliters" => (Millilitre, 10),
         "l" | "lt" | "ltr" | "ltrs" | "litre" | "litres" | "liter" | "liters" => (Millilitre, 1000),
+        "pint" | "pints" | "pt" | "pts" => (Millilitre, ML_PER_PINT),
         "each" | "ea" | "pack" | "packs" | "pk" | "pks" | "pc" | "pcs" | "piece" | "pieces" => {
             (Each, 1)
         }
@@ -86,8 +87,13 @@ pub(crate) fn lookup_unit(word: &str) -> Option<(BaseUnit, u64)> {
     })
 }
 
+/// Millilitres in a pint as UK shelves count it: the imperial pint is
+/// 568.26 ml, and milk is labelled 568ml (1 pint), 1.136litre (2 pints),
+/// 2.272litre (4 pints), so a pint is read as exactly 568 ml.
+pub const ML_PER_PINT: u64 = 568;
+
 /// The units [`lookup_unit`] knows, for messages.
-pub(crate) const KNOWN_UNITS: &str = "g, kg, ml, cl, l, each or pack";
+pub(crate) const KNOWN_UNITS: &str = "g, kg, ml, cl, l, pint, each or pack";
 
 /// `d * mult` if that is a whole number, else `None`.
 pub(crate) fn exact_times(d: Decimal, mult: u64) -> Option<u128> {
@@ -129,7 +135,8 @@ impl fmt::Display for Pack {
 ///
 /// "415g" -> 1 x 415 g, "1.5kg" -> 1 x 1500 g, "4 x 330ml" / "4X330ML" -> 4 x 330 ml,
 /// "2 x 1.5L" -> 2 x 1500 ml, "2L" / "2 litres" -> 1 x 2000 ml, "75cl" -> 1 x 750 ml,
-/// "6 pack" / "12 pk" / "Pack of 4" -> N x 1 each, "Each" / "EA" -> 1 x 1 each.
+/// "6 pack" / "12 pk" / "Pack of 4" / "5 per pack" -> N x 1 each, "Each" / "EA" -> 1 x 1 each,
+/// "4 pint" / "1 Pint" -> 1 x 2272 ml / 1 x 568 ml ([`ML_PER_PINT`]).
 /// A trailing estimated sign ("500ml ℮", "500ml e") is ignored. Case-insensitive;
 /// spaces between number and unit are optional.
 ///
@@ -179,8 +186,8 @@ pub fn parse_pack(text: &str) -> Result<Pack, ParseError> {
         };
         let (unit, each) = amount(size, size_text, unit_word.trim()).map_err(&err)?;
         (count, each, unit)
-    } else if rest.is_empty() && pack_of {
-        // "pack of 4"
+    } else if (rest.is_empty() && pack_of) || (rest == "per pack" && !pack_of) {
+        // "pack of 4", "5 per pack"
         let count = exact_times(first, 1)
             .ok_or_else(|| err(format!("the count {first_text} is not a whole number")))?;
         (count, 1, BaseUnit::Each)
@@ -299,10 +306,23 @@ mod tests {
             ("10000 pack", pack(10_000, 1, Each)),
             ("4.0 x 250g", pack(4, 250, Gram)),
             ("1.25 litres", pack(1, 1250, Millilitre)),
+            // Real wordings (Asda, Waitrose, Tesco).
+            ("4 pint", pack(1, 2272, Millilitre)),
+            ("4 Pints", pack(1, 2272, Millilitre)),
+            ("1 Pint", pack(1, 568, Millilitre)),
+            ("2 pints", pack(1, 1136, Millilitre)),
+            ("6 x 1 pint", pack(6, 568, Millilitre)),
+            ("5 per pack", pack(5, 1, Each)),
+            ("12 Per Pack", pack(12, 1, Each)),
+            ("2.272litre", pack(1, 2272, Millilitre)),
+            ("1.136litre", pack(1, 1136, Millilitre)),
+            ("2litre", pack(1, 2000, Millilitre)),
+            ("568ml", pack(1, 568, Millilitre)),
+            ("1 litre", pack(1, 1000, Millilitre)),
+            ("4x18g", pack(4, 18, Gram)),
+            ("2l", pack(1, 2000, Millilitre)),
         ];
-        for &(text, want) in cases {
-            assert_eq!(parse_pack(text), Ok(want), "{text:?}");
-        }
+        crate::assert_reads(parse_pack, cases);
     }
 
     #[test]
@@ -333,21 +353,18 @@ mod tests {
             ("1.2.3kg", "more than one decimal point"),
             ("500ml bottle", "unknown unit \"ml bottle\""),
             ("1,5kg", "thousands grouping"),
+            ("0.3 pint", "0.3pint is not a whole number of millilitres"),
+            ("0 pints", "zero"),
+            ("1761 pints", "more than 1,000 litres"),
+            ("per pack", "expected a size"),
+            ("0 per pack", "zero items"),
+            ("1.5 per pack", "not a whole number"),
+            ("5 per", "unknown unit \"per\""),
+            ("pack of 5 per pack", "unknown unit \"per pack\""),
+            ("5 per box", "unknown unit \"per box\""),
+            ("10001 per pack", "more than 10,000 items"),
         ];
-        for &(text, why) in cases {
-            let e = parse_pack(text).expect_err(text);
-            assert_eq!(e.input, text);
-            assert_eq!(e.what, "a pack size");
-            assert!(
-                e.reason.contains(why),
-                "{text:?}: {:?} lacks {why:?}",
-                e.reason
-            );
-            assert!(
-                e.to_string()
-                    .starts_with(&format!("cannot read {text:?} as a pack size: "))
-            );
-        }
+        crate::assert_rejects(parse_pack, "a pack size", cases);
     }
 
     #[test]
@@ -412,7 +429,12 @@ mod tests {
             if let (Some(cl), 0) = (mid, each % 10) {
                 out.push(sized(format!("{}{cl} ℮", each / 10)));
             }
+            if unit == Millilitre && each % ML_PER_PINT == 0 {
+                let pints = each / ML_PER_PINT;
+                out.push(sized(format!("{pints} Pints")));
+            }
         } else if each == 1 {
+            out.push(format!("{count} per pack"));
             out.push(format!("{count} pack"));
             out.push(format!("{count}PK"));
             out.push(format!("Pack of {count}"));
@@ -433,7 +455,14 @@ mod tests {
         }
 
         #[test]
-        fn parsed_packs_are_within_limits(s in "[0-9. xX]{0,12}(g|kg|ml|cl|l|pack|each)?") {
+        fn pints_are_568_ml(n in 1..=1760u64, word in prop::sample::select(vec!["pint", "Pints", "PT", "pts"])) {
+            let want = Ok(pack(1, n * ML_PER_PINT, Millilitre));
+            prop_assert_eq!(parse_pack(&format!("{n} {word}")), want.clone());
+            prop_assert_eq!(parse_pack(&format!("{n}{word}")), want);
+        }
+
+        #[test]
+        fn parsed_packs_are_within_limits(s in "[0-9. xX]{0,12}(g|kg|ml|cl|l|pack|each|pint|pints| per pack)?") {
             if let Ok(p) = parse_pack(&s) {
                 prop_assert!(p.count > 0 && p.each > 0);
                 prop_assert!(p.total() <= p.unit.max_total());
