@@ -20,7 +20,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use shelfwatch::demo_store::{DemoStore, Fault, Retailer, serve};
+//! use shelfwatch_demo_store::{DemoStore, Fault, Retailer, serve};
 //! let date = chrono::NaiveDate::from_ymd_opt(2025, 6, 1).expect("a date");
 //! let store = DemoStore::new(42, date);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -550,7 +550,7 @@ pub async fn forecast(args: ForecastBenchArgs, settings: &Settings) -> anyhow::R
             let out = Command::new(python)
                 .arg(
                     Path::new(env!("CARGO_MANIFEST_DIR"))
-                        .join("benches/statsforecast_window_average.py"),
+                        .join("../../benches/statsforecast_window_average.py"),
                 )
                 .arg(&prices_file)
                 .arg(args.listings.to_string())

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ParseError;
 
-/// buy now, wait for a drop, or hold (nothing to act on).
+// Buy now, wait for a drop, or hold (nothing to act on). A plain comment:
+// the API document shows this type as it was before it moved here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
