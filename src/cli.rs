@@ -4,10 +4,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{LogFormat, Settings};
+use crate::schedule::evaluate_watches;
 use shelfwatch_store::db::{self, embedded};
 use shelfwatch_store::ingest::Ingestor;
 use shelfwatch_store::ingest::csv_import::{self, ImportOptions};
@@ -361,48 +361,19 @@ async fn forecast(args: ForecastArgs, settings: &Settings) -> anyhow::Result<Exi
     let mut stop = std::pin::pin!(shelfwatch_runtime::signal::shutdown_signal()?);
     shelfwatch_forecast::metrics::init();
     if let Some(bind) = &settings.forecast.metrics_bind {
-        let listener = tokio::net::TcpListener::bind(bind)
-            .await
-            .with_context(|| format!("binding the metrics listener {bind}"))?;
-        tracing::info!(addr = %bind, "metrics at /metrics");
-        tokio::spawn(async move {
-            if let Err(e) =
-                shelfwatch_runtime::metrics::serve(listener, std::future::pending()).await
-            {
-                tracing::error!(error = %e, "metrics listener failed");
-            }
-        });
+        crate::schedule::serve_metrics(bind).await?;
     }
-    loop {
-        // A failed run is logged and retried at the next tick, not fatal.
-        match shelfwatch_forecast::metrics::timed_run(&pool, &params, shard).await {
-            Ok(outcome) => report(&outcome),
-            Err(e) => tracing::error!(error = format!("{e:#}"), "forecast run failed"),
-        }
-        evaluate_watches(&pool).await;
-        // Until the next tick, run forecasts queued through the API.
-        let next = tokio::time::Instant::now() + every;
-        let run_job = |_job| async {
-            let outcome = shelfwatch_forecast::metrics::timed_run(&pool, &params, shard).await;
-            evaluate_watches(&pool).await;
-            outcome
-                .map(|o| outcome_line(&o))
-                .map_err(|e| format!("{e:#}"))
-        };
-        let jobs = shelfwatch_store::jobs::JobKind::Forecast;
-        if !shelfwatch_store::jobs::work_until(&pool, jobs, next, &mut stop, run_job).await {
-            tracing::info!("stopping the forecast schedule");
-            return Ok(ExitCode::SUCCESS);
-        }
-    }
-}
-
-/// Queues webhooks for watches the new prices or recommendations meet; a
-/// failure is logged, never fatal to the run that preceded it.
-async fn evaluate_watches(pool: &sqlx::PgPool) {
-    if let Err(e) = shelfwatch_api::evaluate_watches(pool).await {
-        tracing::error!(error = format!("{e:#}"), "evaluating watches failed");
-    }
+    let (pool, params) = (&pool, &params);
+    let run = |_job| async move {
+        let outcome = shelfwatch_forecast::metrics::timed_run(pool, params, shard).await;
+        evaluate_watches(pool).await;
+        outcome
+            .map(|o| outcome_line(&o))
+            .map_err(|e| format!("{e:#}"))
+    };
+    let kind = shelfwatch_store::jobs::JobKind::Forecast;
+    crate::schedule::run_every(pool, kind, every, std::time::Duration::ZERO, &mut stop, run).await;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn apikey(cmd: ApikeyCommand, settings: &Settings) -> anyhow::Result<ExitCode> {

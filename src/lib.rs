@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod config;
+mod schedule;
 mod scrape_cmd;
 mod serve_cmd;
 #[cfg(feature = "demo")]

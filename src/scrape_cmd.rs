@@ -4,9 +4,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use shelfwatch_scrape::{PassReport, Scraper};
+use shelfwatch_store::jobs::{Job, JobKind};
+
+use crate::schedule::{evaluate_watches, run_every};
 
 use crate::config::Settings;
 
@@ -96,55 +98,34 @@ pub async fn run(args: ScrapeArgs, settings: &Settings) -> anyhow::Result<ExitCo
     };
     let mut stop = std::pin::pin!(shelfwatch_runtime::signal::shutdown_signal()?);
     if let Some(bind) = &settings.scrape.metrics_bind {
-        let listener = tokio::net::TcpListener::bind(bind)
-            .await
-            .with_context(|| format!("binding the metrics listener {bind}"))?;
-        tracing::info!(addr = %bind, "metrics at /metrics");
-        tokio::spawn(async move {
-            if let Err(e) =
-                shelfwatch_runtime::metrics::serve(listener, std::future::pending()).await
-            {
-                tracing::error!(error = %e, "metrics listener failed");
-            }
-        });
+        crate::schedule::serve_metrics(bind).await?;
     }
-    loop {
-        match scraper.pass().await {
-            Ok(report) => print_pass(&report),
-            Err(e) => tracing::error!(error = format!("{e:#}"), "scrape pass failed"),
-        }
+    let scraper = &scraper;
+    let pass = |job: Option<Job>| async move {
+        let only = job
+            .as_ref()
+            .and_then(|j| j.params.get("retailer"))
+            .and_then(|v| v.as_str());
+        let outcome = scraper.pass_only(only).await;
         evaluate_watches(&scraper.pool).await;
-        // Until the next tick, run scrapes queued through the API.
-        let next = tokio::time::Instant::now() + every;
-        let scraper = &scraper;
-        let run_job = |job: shelfwatch_store::jobs::Job| async move {
-            let only = job.params.get("retailer").and_then(|v| v.as_str());
-            let outcome = scraper.pass_only(only).await;
-            evaluate_watches(&scraper.pool).await;
-            outcome
-                .map(|r| {
-                    r.runs
-                        .iter()
-                        .map(|x| format!("{} {} ({} products)", x.retailer, x.status, x.products))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .map_err(|e| format!("{e:#}"))
-        };
-        let kind = shelfwatch_store::jobs::JobKind::Scrape;
-        if !shelfwatch_store::jobs::work_until(&scraper.pool, kind, next, &mut stop, run_job).await
-        {
-            break;
-        }
-    }
+        let report = outcome.map_err(|e| format!("{e:#}"))?;
+        print_pass(&report);
+        Ok(report
+            .runs
+            .iter()
+            .map(|x| format!("{} {} ({} products)", x.retailer, x.status, x.products))
+            .collect::<Vec<_>>()
+            .join(", "))
+    };
+    run_every(
+        &scraper.pool,
+        JobKind::Scrape,
+        every,
+        Duration::ZERO,
+        &mut stop,
+        pass,
+    )
+    .await;
     tracing::info!("scraper stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Queues webhooks for watches the new prices meet; a failure is logged,
-/// never fatal to the scrape that preceded it.
-async fn evaluate_watches(pool: &sqlx::PgPool) {
-    if let Err(e) = shelfwatch_api::evaluate_watches(pool).await {
-        tracing::warn!(error = format!("{e:#}"), "evaluating watches failed");
-    }
 }

@@ -12,6 +12,10 @@ use clap::Args;
 
 use crate::config::{Secret, Settings};
 use shelfwatch_demo_store::local::backfill;
+use shelfwatch_store::PgPool;
+use shelfwatch_store::jobs::{Job, JobKind};
+
+use crate::schedule::run_every;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -280,48 +284,41 @@ async fn scrape_worker(
 ) {
     let mut stop = std::pin::pin!(stopped(stop));
     let every = std::time::Duration::from_secs(6 * 3600);
-    loop {
-        let next = tokio::time::Instant::now() + every;
-        let s = &scraper;
-        let run_job = |job: shelfwatch_store::jobs::Job| async move {
-            let only = job.params.get("retailer").and_then(|v| v.as_str());
-            s.pass_only(only)
-                .await
-                .map(|r| format!("{} retailers scraped", r.runs.len()))
-                .map_err(|e| format!("{e:#}"))
-        };
-        let kind = shelfwatch_store::jobs::JobKind::Scrape;
-        if !shelfwatch_store::jobs::work_until(&scraper.pool, kind, next, &mut stop, run_job).await
-        {
-            return;
-        }
-        if let Err(e) = scraper.pass().await {
-            tracing::error!(error = format!("{e:#}"), "scheduled scrape failed");
-        }
-    }
+    let s = &scraper;
+    let pass = |job: Option<Job>| async move {
+        let only = job
+            .as_ref()
+            .and_then(|j| j.params.get("retailer"))
+            .and_then(|v| v.as_str());
+        s.pass_only(only)
+            .await
+            .map(|r| format!("{} retailers scraped", r.runs.len()))
+            .map_err(|e| format!("{e:#}"))
+    };
+    // Today's pass is step 4 of `up`: the schedule starts one interval on.
+    run_every(
+        &scraper.pool,
+        JobKind::Scrape,
+        every,
+        every,
+        &mut stop,
+        pass,
+    )
+    .await;
 }
 
 /// Forecasts every hour and runs forecast jobs queued through the API.
-async fn forecast_worker(pool: sqlx::PgPool, stop: tokio::sync::watch::Receiver<bool>) {
+async fn forecast_worker(pool: PgPool, stop: tokio::sync::watch::Receiver<bool>) {
     let mut stop = std::pin::pin!(stopped(stop));
     let every = std::time::Duration::from_secs(3600);
     let params = shelfwatch_forecast::Params::default();
     let shard = shelfwatch_forecast::load::Shard::ALL;
-    loop {
-        let next = tokio::time::Instant::now() + every;
-        let (pool_ref, params_ref) = (&pool, &params);
-        let run_job = |_job: shelfwatch_store::jobs::Job| async move {
-            shelfwatch_forecast::run_once(pool_ref, params_ref, shard)
-                .await
-                .map(|o| crate::cli::outcome_line(&o))
-                .map_err(|e| format!("{e:#}"))
-        };
-        let kind = shelfwatch_store::jobs::JobKind::Forecast;
-        if !shelfwatch_store::jobs::work_until(&pool, kind, next, &mut stop, run_job).await {
-            return;
-        }
-        if let Err(e) = shelfwatch_forecast::run_once(&pool, &params, shard).await {
-            tracing::error!(error = format!("{e:#}"), "scheduled forecast failed");
-        }
-    }
+    let (pool_ref, params_ref) = (&pool, &params);
+    let run = |_job| async move {
+        shelfwatch_forecast::run_once(pool_ref, params_ref, shard)
+            .await
+            .map(|o| crate::cli::outcome_line(&o))
+            .map_err(|e| format!("{e:#}"))
+    };
+    run_every(&pool, JobKind::Forecast, every, every, &mut stop, run).await;
 }
