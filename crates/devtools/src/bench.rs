@@ -462,8 +462,7 @@ pub async fn forecast(args: ForecastBenchArgs, settings: &Settings) -> anyhow::R
 async fn fill_forecast_history(pool: &PgPool, listings: usize, days: usize) -> anyhow::Result<()> {
     eprintln!("filling price_daily: {} listings x {} days", listings, days);
     let fill = Instant::now();
-    scratch::fill_price_daily(pool, i64::try_from(listings)?, i32::try_from(days)?)
-        .await?;
+    scratch::fill_price_daily(pool, i64::try_from(listings)?, i32::try_from(days)?).await?;
     eprintln!("filled in {:.1} s", fill.elapsed().as_secs_f64());
 
     Ok(())

@@ -106,7 +106,8 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 pub async fn run(args: SoakArgs, settings: &Settings) -> anyhow::Result<()> {
     let url = shelfwatch_store::db::database_url(&settings.database)?;
     let scratch =
-        shelfwatch_store::bench::ScratchDb::create(&url, &format!("soak_{}", std::process::id())).await?;
+        shelfwatch_store::bench::ScratchDb::create(&url, &format!("soak_{}", std::process::id()))
+            .await?;
     let result = soak(&args, settings, &scratch).await;
     scratch.drop(false).await?;
     result

@@ -132,9 +132,11 @@ pub async fn count_daily(pool: &PgPool) -> anyhow::Result<i64> {
 
 /// Rows in `price_observations`.
 pub async fn count_observations(pool: &PgPool) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar("SELECT count(*) FROM price_observations")
-        .fetch_one(pool)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM price_observations")
+            .fetch_one(pool)
+            .await?,
+    )
 }
 
 /// Empties `price_observations` (listings and retailers stay) and makes

@@ -134,10 +134,9 @@ impl MatchingPass {
 
 /// Every product some listing is on.
 pub async fn matched_product_ids(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
-    let ids = sqlx::query_scalar(
-        "SELECT DISTINCT product_id FROM listings WHERE product_id IS NOT NULL",
-    )
-    .fetch_all(pool)
-    .await?;
+    let ids =
+        sqlx::query_scalar("SELECT DISTINCT product_id FROM listings WHERE product_id IS NOT NULL")
+            .fetch_all(pool)
+            .await?;
     Ok(ids)
 }
