@@ -255,7 +255,7 @@ pub(crate) fn cluster(settings: &Settings) -> anyhow::Result<embedded::Cluster> 
     embedded::Cluster::new(&settings.database.embedded_dir, bins)
 }
 
-async fn connect(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
+async fn connect(settings: &Settings) -> anyhow::Result<shelfwatch_store::PgPool> {
     let url = db::database_url(&settings.database)?;
     db::connect(&url, &settings.database).await
 }
@@ -399,7 +399,7 @@ async fn forecast(args: ForecastArgs, settings: &Settings) -> anyhow::Result<Exi
 
 /// Queues webhooks for watches the new prices or recommendations meet; a
 /// failure is logged, never fatal to the run that preceded it.
-async fn evaluate_watches(pool: &sqlx::PgPool) {
+async fn evaluate_watches(pool: &shelfwatch_store::PgPool) {
     if let Err(e) = shelfwatch_api::evaluate_watches(pool).await {
         tracing::error!(error = format!("{e:#}"), "evaluating watches failed");
     }

@@ -259,8 +259,8 @@ fn print_where(
     }
     println!("  DATABASE_URL {}", url.expose());
     println!(
-        "  try: psql \"$(shelfwatch db url)\" -c 'SELECT action, confidence, message FROM \
-         recommendations ORDER BY confidence DESC LIMIT 5'"
+        "  try: psql \"$(shelfwatch db url)\" -c '{}'",
+        shelfwatch_store::forecasts::TRY_IN_PSQL
     );
 }
 
@@ -302,7 +302,7 @@ async fn scrape_worker(
 }
 
 /// Forecasts every hour and runs forecast jobs queued through the API.
-async fn forecast_worker(pool: sqlx::PgPool, stop: tokio::sync::watch::Receiver<bool>) {
+async fn forecast_worker(pool: shelfwatch_store::PgPool, stop: tokio::sync::watch::Receiver<bool>) {
     let mut stop = std::pin::pin!(stopped(stop));
     let every = std::time::Duration::from_secs(3600);
     let params = shelfwatch_forecast::Params::default();
