@@ -1,7 +1,6 @@
 //! `shelfwatch bench ...`: benchmarks measured against a baseline in the
 //! same run, printed as Markdown for BENCHMARKS.md.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -369,10 +368,7 @@ pub async fn forecast(args: ForecastBenchArgs, settings: &Settings) -> anyhow::R
     let statsforecast = match &args.python {
         Some(python) => {
             let out = Command::new(python)
-                .arg(
-                    Path::new(env!("CARGO_MANIFEST_DIR"))
-                        .join("benches/statsforecast_window_average.py"),
-                )
+                .arg(crate::workspace_root().join("benches/statsforecast_window_average.py"))
                 .arg(&prices_file)
                 .arg(args.listings.to_string())
                 .arg(args.days.to_string())
