@@ -255,7 +255,7 @@ pub(crate) fn cluster(settings: &Settings) -> anyhow::Result<embedded::Cluster> 
     embedded::Cluster::new(&settings.database.embedded_dir, bins)
 }
 
-async fn connect(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
+async fn connect(settings: &Settings) -> anyhow::Result<shelfwatch_store::PgPool> {
     let url = db::database_url(&settings.database)?;
     db::connect(&url, &settings.database).await
 }

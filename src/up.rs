@@ -263,8 +263,8 @@ fn print_where(
     }
     println!("  DATABASE_URL {}", url.expose());
     println!(
-        "  try: psql \"$(shelfwatch db url)\" -c 'SELECT action, confidence, message FROM \
-         recommendations ORDER BY confidence DESC LIMIT 5'"
+        "  try: psql \"$(shelfwatch db url)\" -c '{}'",
+        shelfwatch_store::forecasts::TRY_IN_PSQL
     );
 }
 

@@ -1,21 +1,18 @@
 //! `shelfwatch bench ...`: benchmarks measured against a baseline in the
 //! same run, printed as Markdown for BENCHMARKS.md.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::{DurationRound, Utc};
 use clap::Args;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Row};
 
 use crate::Settings;
 use shelfwatch_domain::retailer::RetailerSlug;
-use shelfwatch_runtime::Secret;
+use shelfwatch_store::PgPool;
+use shelfwatch_store::bench::{self as scratch, ScratchDb};
 use shelfwatch_store::db;
-use shelfwatch_store::ingest::copy::BinaryCopy;
 use shelfwatch_store::ingest::{Ingestor, Observation};
 
 #[derive(Debug, Args)]
@@ -38,93 +35,6 @@ pub struct IngestBenchArgs {
     /// Keep the benchmark databases instead of dropping them.
     #[arg(long)]
     pub keep: bool,
-}
-
-/// A throwaway database on the configured server.
-pub(crate) struct ScratchDb {
-    admin: PgConnectOptions,
-    name: String,
-    pub(crate) pool: PgPool,
-    pub(crate) url: String,
-}
-
-impl ScratchDb {
-    pub(crate) async fn create(base_url: &Secret, name: &str) -> anyhow::Result<Self> {
-        let base = db::connect_options(base_url.expose())?;
-        let admin = base.clone().database("postgres");
-        let admin_pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(admin.clone())
-            .await
-            .context("connecting to the postgres maintenance database")?;
-        let quoted = db::quote_ident(name);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {quoted}"
-        )))
-        .execute(&admin_pool)
-        .await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
-            .execute(&admin_pool)
-            .await
-            .with_context(|| format!("creating database {name}"))?;
-        admin_pool.close().await;
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .connect_with(base.clone().database(name))
-            .await?;
-        db::migrate(&pool).await?;
-        let url = replace_database(base_url.expose(), name)?;
-        Ok(Self {
-            admin,
-            name: name.to_owned(),
-            pool,
-            url,
-        })
-    }
-
-    /// An existing database (kept by an earlier run), migrated if needed.
-    async fn open(base_url: &Secret, name: &str) -> anyhow::Result<Self> {
-        let base = db::connect_options(base_url.expose())?;
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .connect_with(base.clone().database(name))
-            .await
-            .with_context(|| format!("opening database {name}"))?;
-        db::migrate(&pool).await?;
-        Ok(Self {
-            admin: base.clone().database("postgres"),
-            name: name.to_owned(),
-            url: replace_database(base_url.expose(), name)?,
-            pool,
-        })
-    }
-
-    pub(crate) async fn drop(self, keep: bool) -> anyhow::Result<()> {
-        self.pool.close().await;
-        if keep {
-            eprintln!("kept database {}", self.name);
-            return Ok(());
-        }
-        let admin_pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(self.admin)
-            .await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {}",
-            db::quote_ident(&self.name)
-        )))
-        .execute(&admin_pool)
-        .await?;
-        Ok(())
-    }
-}
-
-fn replace_database(url: &str, name: &str) -> anyhow::Result<String> {
-    let (head, tail) = url
-        .rsplit_once('/')
-        .context("the database URL has no /database part")?;
-    let query = tail.split_once('?').map(|(_, q)| format!("?{q}"));
-    Ok(format!("{head}/{name}{}", query.unwrap_or_default()))
 }
 
 /// Synthetic observations: `listings` listings at four retailers, `per_day`
@@ -173,56 +83,6 @@ async fn ingest_all(
     Ok((started.elapsed(), stored))
 }
 
-/// Writes the same rows the ingest path stored as a binary COPY file for
-/// the baseline, with listing ids looked up in `pool`.
-async fn write_copy_file(pool: &PgPool, rows: &[Observation], path: &Path) -> anyhow::Result<()> {
-    let ids: std::collections::HashMap<String, i64> =
-        sqlx::query("SELECT retailer_sku, id FROM listings")
-            .fetch_all(pool)
-            .await?
-            .into_iter()
-            .map(|r| Ok((r.try_get("retailer_sku")?, r.try_get("id")?)))
-            .collect::<Result<_, sqlx::Error>>()?;
-    let mut enc = BinaryCopy::with_capacity(rows.len() * 100);
-    for o in rows {
-        let id = *ids.get(&o.sku).context("listing missing in baseline")?;
-        enc.row(11)
-            .int8(id)
-            .timestamptz(o.observed_at)
-            .int8(o.price_pence)
-            .null()
-            .null()
-            .null()
-            .text("none")
-            .null()
-            .int8(o.effective_price_pence())
-            .bool(o.in_stock)
-            .null();
-    }
-    std::fs::write(path, enc.finish()).with_context(|| format!("writing {}", path.display()))
-}
-
-/// Flushes dirty buffers so a timed phase does not pay for the previous
-/// one's writes. Needs superuser; elsewhere it is skipped.
-async fn checkpoint(pool: &PgPool) {
-    if let Err(e) = sqlx::query("CHECKPOINT").execute(pool).await {
-        tracing::debug!(error = %e, "CHECKPOINT skipped");
-    }
-}
-
-fn psql(url: &str, command: &str) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    let out = Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", command])
-        .output()
-        .context("running psql (install postgresql-client)")?;
-    let elapsed = started.elapsed();
-    if !out.status.success() {
-        bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(elapsed)
-}
-
 fn rate(rows: u64, d: Duration) -> f64 {
     rows as f64 / d.as_secs_f64()
 }
@@ -249,15 +109,13 @@ pub async fn ingest(args: IngestBenchArgs, settings: &Settings) -> anyhow::Resul
         // 1. The project's path, into a fresh database.
         let ours = ScratchDb::create(&url, &format!("bench_ingest_{pid}")).await?;
         flavour = db::flavour(&ours.pool).await?;
-        checkpoint(&ours.pool).await;
+        scratch::checkpoint(&ours.pool).await;
         eprintln!(
             "round {round}: ingest path, {} rows, batch {batch}",
             rows.len()
         );
         let (t, stored) = ingest_all(&ours.pool, &rows, batch).await?;
-        let daily: i64 = sqlx::query_scalar("SELECT count(*) FROM price_daily")
-            .fetch_one(&ours.pool)
-            .await?;
+        let daily = scratch::count_daily(&ours.pool).await?;
         eprintln!("round {round}: ingest path {:.2} s", t.as_secs_f64());
         if ours_best.is_none_or(|(best, _, _)| t < best) {
             ours_best = Some((t, stored, daily));
@@ -280,32 +138,15 @@ pub async fn ingest(args: IngestBenchArgs, settings: &Settings) -> anyhow::Resul
             })
             .collect();
         seed.ingest(&seeds).await?;
-        sqlx::query("DELETE FROM price_observations")
-            .execute(&base.pool)
-            .await?;
-        sqlx::query("SELECT shelfwatch_ensure_partitions($1, $2)")
-            .bind(first)
-            .bind(last)
-            .execute(&base.pool)
-            .await?;
-        sqlx::query("VACUUM ANALYZE").execute(&base.pool).await.ok();
+        scratch::reset_observations(&base.pool, first, last).await?;
+        scratch::vacuum_analyze(&base.pool, false).await.ok();
         let file = std::env::temp_dir().join(format!("shelfwatch-bench-{pid}.pgcopy"));
-        write_copy_file(&base.pool, &rows, &file).await?;
-        checkpoint(&base.pool).await;
+        scratch::write_copy_file(&base.pool, &rows, &file).await?;
+        scratch::checkpoint(&base.pool).await;
         eprintln!("round {round}: baseline psql \\copy ... (FORMAT binary)");
-        let t = psql(
-            &base.url,
-            &format!(
-                "\\copy price_observations (listing_id, observed_at, price_pence, \
-                 was_price_pence, unit_price_pence, unit_price_per, promo_kind, promo_text, \
-                 effective_price_pence, in_stock, scrape_run_id) FROM '{}' (FORMAT binary)",
-                file.display()
-            ),
-        )?;
+        let t = scratch::psql_copy_observations(&base.url, &file)?;
         let _ = std::fs::remove_file(&file);
-        let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM price_observations")
-            .fetch_one(&base.pool)
-            .await?;
+        let copied = scratch::count_observations(&base.pool).await?;
         eprintln!("round {round}: baseline {:.2} s", t.as_secs_f64());
         if copy_best.is_none_or(|(best, _)| t < best) {
             copy_best = Some((t, copied));
@@ -326,7 +167,7 @@ pub async fn ingest(args: IngestBenchArgs, settings: &Settings) -> anyhow::Resul
         )?;
         eprintln!("refresh: {history_days} days of history");
         ingest_all(&db.pool, &history, batch).await?;
-        sqlx::query("VACUUM ANALYZE").execute(&db.pool).await.ok();
+        scratch::vacuum_analyze(&db.pool, false).await.ok();
         // A long-lived ingestor, as a scraper has; the first new day warms
         // it and is not timed.
         let mut ingestor = Ingestor::new(db.pool.clone()).await?;
@@ -398,18 +239,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn database_is_replaced_in_urls() {
-        assert_eq!(
-            replace_database("postgres://u:p@h:5/db?sslmode=disable", "x").unwrap(),
-            "postgres://u:p@h:5/x?sslmode=disable"
-        );
-        assert_eq!(
-            replace_database("postgres://u:p@h:5/db", "x").unwrap(),
-            "postgres://u:p@h:5/x"
-        );
-    }
-
-    #[test]
     fn synthetic_rows_have_unique_keys() {
         let rows = synthetic(1000, 30, 4).unwrap();
         assert_eq!(rows.len(), 1000);
@@ -465,7 +294,7 @@ pub async fn forecast(args: ForecastBenchArgs, settings: &Settings) -> anyhow::R
     let as_of_day = load::latest_day(&db.pool, load::Shard::ALL)
         .await?
         .context("no data")?;
-    checkpoint(&db.pool).await;
+    scratch::checkpoint(&db.pool).await;
 
     // Database read: ours, then psql's COPY of the same query to /dev/null,
     // alternating, best of two each (disk timings here vary run to run).
@@ -477,11 +306,7 @@ pub async fn forecast(args: ForecastBenchArgs, settings: &Settings) -> anyhow::R
         let series = load::load(&db.pool, load::Shard::ALL, as_of_day, params.max_gap_days).await?;
         read = read.min(started.elapsed());
         loaded = Some(series);
-        psql_read = psql_read.min(psql(
-            &db.url,
-            "\\copy (SELECT listing_id, (extract(epoch FROM day) / 86400)::int, close_pence, \
-             any_promo FROM price_daily ORDER BY listing_id, day) TO '/dev/null'",
-        )?);
+        psql_read = psql_read.min(scratch::psql_copy_daily_out(&db.url)?);
     }
     let series = loaded.context("nothing loaded")?;
     let rows = series.price.len();
@@ -530,28 +355,20 @@ pub async fn forecast(args: ForecastBenchArgs, settings: &Settings) -> anyhow::R
     let compute = features_time + train_time + recommend_time;
 
     // Write: forecasts and recommendations for every listing.
-    let run_id: i64 = sqlx::query_scalar(
-        "INSERT INTO forecast_runs (model_version, params) VALUES ($1, '{}') RETURNING id",
-    )
-    .bind(forecast::MODEL_VERSION)
-    .fetch_one(&db.pool)
-    .await?;
+    let run_id = scratch::start_forecast_run(&db.pool, forecast::MODEL_VERSION).await?;
     let as_of = load::day_to_date(as_of_day)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc())
         .context("as-of day")?;
     let started = Instant::now();
-    let written = forecast::store(&db.pool, &params, run_id, as_of, &outputs, &models).await?;
+    let written = forecast::store(&db.pool, run_id, as_of, &outputs, &models).await?;
     let write = started.elapsed();
     let peak = peak_rss_mib();
 
     let statsforecast = match &args.python {
         Some(python) => {
             let out = Command::new(python)
-                .arg(
-                    Path::new(env!("CARGO_MANIFEST_DIR"))
-                        .join("../../benches/statsforecast_window_average.py"),
-                )
+                .arg(crate::workspace_root().join("benches/statsforecast_window_average.py"))
                 .arg(&prices_file)
                 .arg(args.listings.to_string())
                 .arg(args.days.to_string())
@@ -640,40 +457,8 @@ pub async fn forecast(args: ForecastBenchArgs, settings: &Settings) -> anyhow::R
 /// days at 25% off on 14-, 21- or 28-day cycles.
 async fn fill_forecast_history(pool: &PgPool, listings: usize, days: usize) -> anyhow::Result<()> {
     eprintln!("filling price_daily: {} listings x {} days", listings, days);
-    // Synthetic daily prices written straight into price_daily (the
-    // forecast reads nothing else): a regular price per listing, promotions
-    // of 3-7 days at 25% off on 14-, 21- or 28-day cycles.
     let fill = Instant::now();
-    sqlx::query("INSERT INTO retailers (slug, name) VALUES ('bench', 'bench')")
-        .execute(pool)
-        .await?;
-    sqlx::query(
-        "INSERT INTO listings (retailer_id, retailer_sku, title, first_seen, last_seen)
-         SELECT 1, 'sku-' || g, 'Product ' || g, now(), now() FROM generate_series(1, $1) g",
-    )
-    .bind(i64::try_from(listings)?)
-    .execute(pool)
-    .await?;
-    sqlx::query(
-        "INSERT INTO price_daily (listing_id, day, open_pence, close_pence, min_pence, max_pence,
-             mean_pence, sum_pence, observations, promo_observations, any_promo,
-             min_effective_pence, in_stock_observations, first_at, last_at)
-         SELECT l.id, x.day, y.p, y.p, y.p, y.p, y.p, y.p, 1, x.promo::int, x.promo, y.p, 1,
-                x.day + interval '8 hours', x.day + interval '8 hours'
-         FROM listings l
-         CROSS JOIN generate_series(0, $1 - 1) AS d
-         CROSS JOIN LATERAL (SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
-                                    - ($1 - 1 - d) * interval '1 day' AS day,
-                                    (d + l.id * 7) % (14 + (l.id % 3) * 7) < 3 + l.id % 5 AS promo) x
-         CROSS JOIN LATERAL (SELECT CASE WHEN x.promo THEN (100 + l.id % 400) * 3 / 4
-                                         ELSE 100 + l.id % 400 END AS p) y",
-    )
-    .bind(i32::try_from(days)?)
-    .execute(pool)
-    .await?;
-    sqlx::query("VACUUM ANALYZE price_daily")
-        .execute(pool)
-        .await?;
+    scratch::fill_price_daily(pool, i64::try_from(listings)?, i32::try_from(days)?).await?;
     eprintln!("filled in {:.1} s", fill.elapsed().as_secs_f64());
 
     Ok(())

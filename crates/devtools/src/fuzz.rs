@@ -281,7 +281,7 @@ mod tests {
     }
 
     fn run(name: &str) {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+        let root = crate::workspace_root().join("fuzz/corpus");
         let target = targets()
             .into_iter()
             .find(|t| t.name == name)
@@ -289,7 +289,7 @@ mod tests {
         let mut corpus = corpus(&root, name);
         if name == "retailer_config" {
             // The shipped configs are the best seeds.
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../retailers");
+            let dir = crate::workspace_root().join("retailers");
             let mut paths: Vec<_> = std::fs::read_dir(dir)
                 .unwrap()
                 .flatten()

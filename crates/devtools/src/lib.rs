@@ -7,6 +7,12 @@ pub mod fuzz;
 pub mod scrape_bench;
 pub mod soak;
 
+/// The workspace's root, where `benches/`, `fuzz/` and `retailers/` live
+/// (this crate sits two folders below it).
+pub(crate) fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 /// The parts of the service's settings the tools use; the binary fills it
 /// from its own layered configuration.
 #[derive(Debug, Clone, Default)]

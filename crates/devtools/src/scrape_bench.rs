@@ -186,9 +186,11 @@ async fn measure(
 
 pub async fn run(args: ScrapeBenchArgs, settings: &Settings) -> anyhow::Result<()> {
     let url = shelfwatch_store::db::database_url(&settings.database)?;
-    let scratch =
-        crate::bench::ScratchDb::create(&url, &format!("bench_scrape_{}", std::process::id()))
-            .await?;
+    let scratch = shelfwatch_store::bench::ScratchDb::create(
+        &url,
+        &format!("bench_scrape_{}", std::process::id()),
+    )
+    .await?;
     let db_url = shelfwatch_runtime::Secret::new(scratch.url.clone());
     let date = chrono::Utc::now().date_naive();
     let store = DemoStore::new(42, date);

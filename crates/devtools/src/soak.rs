@@ -106,7 +106,8 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 pub async fn run(args: SoakArgs, settings: &Settings) -> anyhow::Result<()> {
     let url = shelfwatch_store::db::database_url(&settings.database)?;
     let scratch =
-        crate::bench::ScratchDb::create(&url, &format!("soak_{}", std::process::id())).await?;
+        shelfwatch_store::bench::ScratchDb::create(&url, &format!("soak_{}", std::process::id()))
+            .await?;
     let result = soak(&args, settings, &scratch).await;
     scratch.drop(false).await?;
     result
@@ -115,7 +116,7 @@ pub async fn run(args: SoakArgs, settings: &Settings) -> anyhow::Result<()> {
 async fn soak(
     args: &SoakArgs,
     settings: &Settings,
-    scratch: &crate::bench::ScratchDb,
+    scratch: &shelfwatch_store::bench::ScratchDb,
 ) -> anyhow::Result<()> {
     let pool = scratch.pool.clone();
     // The demo store and its history.
@@ -153,10 +154,7 @@ async fn soak(
     api_settings.rate_limit.per_ip_per_sec = 0.0;
     api_settings.rate_limit.per_key_per_sec = 0.0;
     let api = shelfwatch_api::start(pool.clone(), api_settings).await?;
-    let products: Vec<i64> =
-        sqlx::query_scalar("SELECT DISTINCT product_id FROM listings WHERE product_id IS NOT NULL")
-            .fetch_all(&pool)
-            .await?;
+    let products = shelfwatch_store::listings::matched_product_ids(&pool).await?;
     anyhow::ensure!(!products.is_empty(), "no products to ask for");
     let mut paths = vec![
         "/v1/recommendations?limit=20".to_owned(),

@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use serde::Serialize;
-use sqlx::PgPool;
+use shelfwatch_store::PgPool;
 
 use super::load::{self, Shard};
 use super::model::{Calibration, calibration};

@@ -26,13 +26,13 @@ use std::hash::{Hash, Hasher};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
 
 use features::FeatureParams;
 use load::Shard;
 use model::Calibrated;
 use recommend::{Action, Claim, Snapshot};
-use shelfwatch_store::ingest::copy::BinaryCopy;
+use shelfwatch_store::PgPool;
+use shelfwatch_store::forecasts::{self, ForecastDay, NewRun, Recommendation};
 
 /// Stored with every run; bump when the method changes.
 pub const MODEL_VERSION: &str = "events-path-logit-isotonic-3";
@@ -389,14 +389,7 @@ pub enum RunOutcome {
 #[tracing::instrument(skip_all, fields(shard = %shard))]
 pub async fn run_once(pool: &PgPool, params: &Params, shard: Shard) -> anyhow::Result<RunOutcome> {
     let fingerprint = fingerprint(pool, params, shard).await?;
-    let previous: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM forecast_runs WHERE status = 'succeeded' AND input_fingerprint = $1
-         ORDER BY id DESC LIMIT 1",
-    )
-    .bind(&fingerprint)
-    .fetch_optional(pool)
-    .await
-    .context("looking for an identical earlier run")?;
+    let previous = forecasts::succeeded_run_with_fingerprint(pool, &fingerprint).await?;
     if let Some(run_id) = previous {
         tracing::info!(run_id, "inputs unchanged since that run; nothing to do");
         return Ok(RunOutcome::Unchanged { run_id });
@@ -417,29 +410,21 @@ pub async fn run_once(pool: &PgPool, params: &Params, shard: Shard) -> anyhow::R
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc())
         .context("as-of day out of range")?;
-    let run_id: i64 = sqlx::query_scalar(
-        "INSERT INTO forecast_runs (model_version, params, as_of, shard, input_fingerprint)
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    let run_id = forecasts::start_run(
+        pool,
+        &NewRun {
+            model_version: MODEL_VERSION,
+            params,
+            as_of,
+            shard,
+            input_fingerprint: &fingerprint,
+        },
     )
-    .bind(MODEL_VERSION)
-    .bind(sqlx::types::Json(params))
-    .bind(as_of)
-    .bind(shard.to_string())
-    .bind(&fingerprint)
-    .fetch_one(pool)
-    .await
-    .context("recording the forecast run")?;
+    .await?;
     match compute_and_store(pool, params, shard, as_of_day, as_of, run_id).await {
         Ok(series) => Ok(RunOutcome::Completed { run_id, series }),
         Err(e) => {
-            let _ = sqlx::query(
-                "UPDATE forecast_runs SET status = 'failed', finished_at = now(), message = $2
-                 WHERE id = $1",
-            )
-            .bind(run_id)
-            .bind(format!("{e:#}"))
-            .execute(pool)
-            .await;
+            let _ = forecasts::fail_run(pool, run_id, &format!("{e:#}")).await;
             Err(e)
         }
     }
@@ -448,16 +433,12 @@ pub async fn run_once(pool: &PgPool, params: &Params, shard: Shard) -> anyhow::R
 /// Identifies the inputs of a run: the shard's daily data, the method and
 /// its parameters. An equal fingerprint means an equal result.
 async fn fingerprint(pool: &PgPool, params: &Params, shard: Shard) -> anyhow::Result<String> {
-    let sql = format!(
-        "SELECT count(*), coalesce(sum(observations), 0)::bigint, coalesce(sum(sum_pence), 0)::bigint, \
-         max(last_at) FROM price_daily WHERE {}",
-        shard.sql_filter("listing_id")
-    );
-    let (rows, observations, pence, last): (i64, i64, i64, Option<DateTime<Utc>>) =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .fetch_one(pool)
-            .await
-            .context("summarising price_daily")?;
+    let forecasts::DailySummary {
+        rows,
+        observations,
+        sum_pence: pence,
+        last_at: last,
+    } = forecasts::daily_summary(pool, shard).await?;
     let mut h = DefaultHasher::new();
     (
         rows,
@@ -493,74 +474,40 @@ async fn compute_and_store(
     let (outputs, models) = tokio::task::spawn_blocking(move || compute(series, &p, as_of_day))
         .await
         .context("the forecast computation panicked")??;
-    store(pool, params, run_id, as_of, &outputs, &models).await
+    store(pool, run_id, as_of, &outputs, &models).await
 }
 
 /// Writes a run's results and marks it succeeded, in one transaction.
 pub async fn store(
     pool: &PgPool,
-    params: &Params,
     run_id: i64,
     as_of: DateTime<Utc>,
     outputs: &[Output],
     models: &Models,
 ) -> anyhow::Result<usize> {
-    let mut tx = pool.begin().await?;
-    let mut rec = BinaryCopy::with_capacity(outputs.len() * 200);
-    let mut fc = BinaryCopy::with_capacity(outputs.len() * params.horizon * 60);
-    for o in outputs {
-        rec.row(10)
-            .int8(run_id)
-            .int8(o.listing_id)
-            .timestamptz(as_of)
-            .text(o.claim.action.as_str())
-            .text(&o.claim.statement())
-            .int8(o.claim.price)
-            .int8(o.claim.regular)
-            .int8(o.claim.expected_change())
-            .float8(o.confidence)
-            .text(&o.claim.message(o.confidence));
-        for (h, point) in o.path.iter().enumerate() {
-            fc.row(6)
-                .int8(run_id)
-                .int8(o.listing_id)
-                .timestamptz(as_of + chrono::Duration::days(h as i64 + 1))
-                .int8(point.predicted.round() as i64)
-                .int8(point.lower.round() as i64)
-                .int8(point.upper.round() as i64);
-        }
-    }
-    for (sql, bytes) in [
-        (
-            "COPY recommendations (run_id, listing_id, as_of, action, claim, current_pence, \
-             regular_pence, expected_change_pence, confidence, message) FROM STDIN (FORMAT binary)",
-            rec.finish(),
-        ),
-        (
-            "COPY forecasts (run_id, listing_id, day, predicted_pence, lower_pence, upper_pence) \
-             FROM STDIN (FORMAT binary)",
-            fc.finish(),
-        ),
-    ] {
-        let mut copy = tx.copy_in_raw(sql).await.context("storing results")?;
-        copy.send(bytes.as_slice())
-            .await
-            .context("storing results")?;
-        copy.finish().await.context("storing results")?;
-    }
-    sqlx::query(
-        "UPDATE forecast_runs SET status = 'succeeded', finished_at = now(), series = $2,
-             params = params || jsonb_build_object('confidence_models', $3::jsonb)
-         WHERE id = $1",
-    )
-    .bind(run_id)
-    .bind(i32::try_from(outputs.len()).unwrap_or(i32::MAX))
-    .bind(sqlx::types::Json(models))
-    .execute(&mut *tx)
-    .await
-    .context("finishing the forecast run")?;
-    tx.commit().await.context("committing the forecast run")?;
-    Ok(outputs.len())
+    let recommendations: Vec<Recommendation> = outputs
+        .iter()
+        .map(|o| Recommendation {
+            listing_id: o.listing_id,
+            action: o.claim.action,
+            claim: o.claim.statement(),
+            current_pence: o.claim.price,
+            regular_pence: o.claim.regular,
+            expected_change_pence: o.claim.expected_change(),
+            confidence: o.confidence,
+            message: o.claim.message(o.confidence),
+            path: o
+                .path
+                .iter()
+                .map(|point| ForecastDay {
+                    predicted_pence: point.predicted.round() as i64,
+                    lower_pence: point.lower.round() as i64,
+                    upper_pence: point.upper.round() as i64,
+                })
+                .collect(),
+        })
+        .collect();
+    forecasts::store_results(pool, run_id, as_of, &recommendations, models).await
 }
 
 /// Features, training and recommendations for every listing that has a

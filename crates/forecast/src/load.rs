@@ -1,56 +1,13 @@
 //! Reading `price_daily` for the forecast: one `COPY (SELECT ...) TO STDOUT`
 //! streamed and parsed straight into columns, gaps filled on the way.
 
-use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDate, Utc};
-use futures_util::TryStreamExt;
-use sqlx::PgPool;
 
 use super::features::DailySeries;
+use shelfwatch_store::PgPool;
+use shelfwatch_store::forecasts;
 
-/// Which listings a run covers: those whose id is `index` modulo `count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub index: u32,
-    pub count: u32,
-}
-
-impl Shard {
-    pub const ALL: Shard = Shard { index: 0, count: 1 };
-
-    /// Reads `i/n` with 0 <= i < n.
-    pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let (i, n) = text
-            .split_once('/')
-            .with_context(|| format!("shard {text:?} is not of the form i/n (e.g. 0/4)"))?;
-        let index: u32 = i
-            .trim()
-            .parse()
-            .with_context(|| format!("shard {text:?}: {i:?} is not a number"))?;
-        let count: u32 = n
-            .trim()
-            .parse()
-            .with_context(|| format!("shard {text:?}: {n:?} is not a number"))?;
-        if count == 0 || index >= count {
-            bail!("shard {text:?}: need 0 <= i < n");
-        }
-        Ok(Self { index, count })
-    }
-
-    pub fn sql_filter(&self, column: &str) -> String {
-        if self.count == 1 {
-            "TRUE".to_owned()
-        } else {
-            format!("{column} % {} = {}", self.count, self.index)
-        }
-    }
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
+pub use shelfwatch_store::forecasts::Shard;
 
 pub fn epoch_day(t: DateTime<Utc>) -> i32 {
     i32::try_from(t.timestamp().div_euclid(86_400)).unwrap_or(i32::MAX)
@@ -62,15 +19,7 @@ pub fn day_to_date(day: i32) -> Option<NaiveDate> {
 
 /// The last day with data in the shard, as days since 1970-01-01.
 pub async fn latest_day(pool: &PgPool, shard: Shard) -> anyhow::Result<Option<i32>> {
-    let sql = format!(
-        "SELECT max(day) FROM price_daily WHERE {}",
-        shard.sql_filter("listing_id")
-    );
-    let latest: Option<DateTime<Utc>> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .fetch_one(pool)
-        .await
-        .context("finding the latest day of price_daily")?;
-    Ok(latest.map(epoch_day))
+    Ok(forecasts::latest_day(pool, shard).await?.map(epoch_day))
 }
 
 /// Loads every listing's daily close price and promotion flag up to
@@ -84,35 +33,11 @@ pub async fn load(
     until_day: i32,
     max_gap: i32,
 ) -> anyhow::Result<DailySeries> {
-    let sql = format!(
-        "COPY (SELECT listing_id, (extract(epoch FROM day) / 86400)::int, close_pence, any_promo \
-         FROM price_daily WHERE day < to_timestamp({}) AND {} ORDER BY listing_id, day) \
-         TO STDOUT",
-        (i64::from(until_day) + 1) * 86_400,
-        shard.sql_filter("listing_id")
-    );
-    let mut conn = pool
-        .acquire()
-        .await
-        .context("connecting for the forecast read")?;
-    let mut stream = conn
-        .copy_out_raw(&sql)
-        .await
-        .context("reading price_daily")?;
     let mut builder = Builder::new(until_day, max_gap);
-    let mut carry: Vec<u8> = Vec::new();
-    while let Some(chunk) = stream.try_next().await.context("reading price_daily")? {
-        carry.extend_from_slice(&chunk);
-        let mut start = 0;
-        while let Some(end) = carry[start..].iter().position(|b| *b == b'\n') {
-            builder.line(&carry[start..start + end])?;
-            start += end + 1;
-        }
-        carry.drain(..start);
-    }
-    if !carry.is_empty() {
-        builder.line(&carry)?;
-    }
+    forecasts::read_daily(pool, shard, until_day, |r| {
+        builder.push(r.listing_id, r.day, r.close_pence, r.any_promo);
+    })
+    .await?;
     Ok(builder.finish())
 }
 
@@ -138,19 +63,6 @@ impl Builder {
             max_gap,
             current: None,
         }
-    }
-
-    fn line(&mut self, line: &[u8]) -> anyhow::Result<()> {
-        let text = std::str::from_utf8(line).context("price_daily COPY output is not UTF-8")?;
-        let mut f = text.split('\t');
-        let (Some(l), Some(d), Some(p), Some(pr)) = (f.next(), f.next(), f.next(), f.next()) else {
-            bail!("unexpected price_daily COPY line {text:?}");
-        };
-        let listing: i64 = l.parse().context("listing id")?;
-        let day: i32 = d.parse().context("day")?;
-        let price: f64 = p.parse().context("close price")?;
-        self.push(listing, day, price, pr == "t");
-        Ok(())
     }
 
     /// Adds one observed day; rows must arrive sorted by (listing, day).
@@ -225,14 +137,5 @@ mod tests {
         assert_eq!(s.listing_id.iter().filter(|l| **l == 2).count(), 1);
         // Listing 3 extended to day 10.
         assert_eq!(s.listing_id.iter().filter(|l| **l == 3).count(), 2);
-    }
-
-    #[test]
-    fn shards_parse_and_filter() {
-        assert_eq!(Shard::parse("1/4").unwrap(), Shard { index: 1, count: 4 });
-        assert!(Shard::parse("4/4").is_err());
-        assert!(Shard::parse("x").is_err());
-        assert_eq!(Shard::ALL.sql_filter("l"), "TRUE");
-        assert_eq!(Shard::parse("2/3").unwrap().sql_filter("l"), "l % 3 = 2");
     }
 }

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use std::time::Instant;
 
 use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
-use sqlx::PgPool;
+use shelfwatch_store::PgPool;
 
 use crate::load::Shard;
 use crate::{Params, RunOutcome};

@@ -74,7 +74,7 @@ impl Default for ScrapeSettings {
 /// Everything one scrape pass needs.
 pub struct Scraper {
     pub configs: Vec<RetailerConfig>,
-    pub pool: sqlx::PgPool,
+    pub pool: shelfwatch_store::PgPool,
     pub spool_dir: PathBuf,
     pub options: RunOptions,
     pub sessions: usize,

@@ -8,9 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Context;
-use sqlx::{PgPool, Row};
-
 use shelfwatch_domain::quantity::{BaseUnit, Pack};
+use shelfwatch_store::PgPool;
+use shelfwatch_store::listings::MatchingPass;
 
 /// Below this title similarity two listings are never the same product.
 pub const MIN_SIMILARITY: f64 = 0.55;
@@ -280,22 +280,8 @@ pub struct MatchReport {
 /// and `match_method`, creating products as needed. Idempotent: a second
 /// pass over the same listings changes nothing.
 pub async fn run(pool: &PgPool) -> anyhow::Result<MatchReport> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('shelfwatch.product_matching'))")
-        .execute(&mut *tx)
-        .await?;
-    let rows = sqlx::query(
-        "SELECT l.id, l.retailer_id, r.name AS retailer_name, l.title, l.pack_count, \
-         l.pack_each, l.base_unit, l.product_id, l.match_method, \
-         o.retailer_sku IS NOT NULL AS overridden, o.product_id AS override_product \
-         FROM listings l JOIN retailers r ON r.id = l.retailer_id \
-         LEFT JOIN product_overrides o \
-           ON o.retailer_id = l.retailer_id AND o.retailer_sku = l.retailer_sku \
-         ORDER BY l.id",
-    )
-    .fetch_all(&mut *tx)
-    .await
-    .context("reading listings to match")?;
+    let mut pass = MatchingPass::begin(pool).await?;
+    let rows = pass.listings().await?;
 
     struct Current {
         product: Option<i64>,
@@ -307,49 +293,26 @@ pub async fn run(pool: &PgPool) -> anyhow::Result<MatchReport> {
     // (listing, product or None for "own product", method)
     let mut wanted: Vec<(i64, Option<i64>, &'static str)> = Vec::new();
     let mut report = MatchReport::default();
-    for row in &rows {
-        let id: i64 = row.try_get("id")?;
-        let pack = match (
-            row.try_get::<Option<i32>, _>("pack_count")?,
-            row.try_get::<Option<i64>, _>("pack_each")?,
-            row.try_get::<Option<String>, _>("base_unit")?,
-        ) {
-            (Some(count), Some(each), Some(unit)) => {
-                let unit = match unit.as_str() {
-                    "g" => Some(BaseUnit::Gram),
-                    "ml" => Some(BaseUnit::Millilitre),
-                    "each" => Some(BaseUnit::Each),
-                    _ => None,
-                };
-                unit.and_then(|unit| {
-                    Some(Pack {
-                        count: u32::try_from(count).ok()?,
-                        each: u64::try_from(each).ok()?,
-                        unit,
-                    })
-                })
-            }
-            _ => None,
-        };
-        let title: String = row.try_get("title")?;
+    for row in rows {
+        let pack = row.pack();
         current.insert(
-            id,
+            row.id,
             Current {
-                product: row.try_get("product_id")?,
-                method: row.try_get("match_method")?,
+                product: row.product_id,
+                method: row.match_method,
             },
         );
-        titles.insert(id, (title.clone(), pack));
-        if row.try_get::<bool, _>("overridden")? {
+        titles.insert(row.id, (row.title.clone(), pack));
+        if row.overridden {
             report.overridden += 1;
-            wanted.push((id, row.try_get("override_product")?, "override"));
+            wanted.push((row.id, row.override_product, "override"));
             continue;
         }
         candidates.push(Candidate {
-            id,
-            retailer: row.try_get::<i64, _>("retailer_id")?.to_string(),
-            retailer_name: row.try_get("retailer_name")?,
-            title,
+            id: row.id,
+            retailer: row.retailer_id.to_string(),
+            retailer_name: row.retailer_name,
+            title: row.title,
             pack,
         });
     }
@@ -398,7 +361,7 @@ pub async fn run(pool: &PgPool) -> anyhow::Result<MatchReport> {
             .get(&listings[0])
             .cloned()
             .unwrap_or_else(|| (String::new(), None));
-        let product = create_product(&mut tx, &title, pack).await?;
+        let product = create_product(&mut pass, &title, pack).await?;
         wanted.extend(listings.iter().map(|&id| (id, Some(product), method)));
     }
     // Overrides with no product get one of their own.
@@ -413,7 +376,7 @@ pub async fn run(pool: &PgPool) -> anyhow::Result<MatchReport> {
                 }) if m == "override" => *p,
                 _ => {
                     let (title, pack) = titles.get(&id).cloned().unwrap_or_default();
-                    create_product(&mut tx, &title, pack).await?
+                    create_product(&mut pass, &title, pack).await?
                 }
             },
         };
@@ -432,45 +395,20 @@ pub async fn run(pool: &PgPool) -> anyhow::Result<MatchReport> {
         let ids: Vec<i64> = changed.iter().map(|c| c.0).collect();
         let products: Vec<i64> = changed.iter().map(|c| c.1).collect();
         let methods: Vec<&str> = changed.iter().map(|c| c.2).collect();
-        sqlx::query(
-            "UPDATE listings l SET product_id = u.product, match_method = u.method \
-             FROM UNNEST($1::bigint[], $2::bigint[], $3::text[]) AS u(id, product, method) \
-             WHERE l.id = u.id",
-        )
-        .bind(&ids)
-        .bind(&products)
-        .bind(&methods)
-        .execute(&mut *tx)
-        .await
-        .context("writing product matches")?;
+        pass.set_products(&ids, &products, &methods).await?;
     }
-    tx.commit().await?;
+    pass.commit().await?;
     Ok(report)
 }
 
+/// Creates a product named after `title`, its first word taken as the brand.
 async fn create_product(
-    tx: &mut sqlx::PgConnection,
+    pass: &mut MatchingPass,
     title: &str,
     pack: Option<Pack>,
 ) -> anyhow::Result<i64> {
-    let brand = title.split_whitespace().next().map(str::to_owned);
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO products (name, brand, pack_count, pack_each, base_unit) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
-    )
-    .bind(title)
-    .bind(brand)
-    .bind(pack.map(|p| p.count as i32))
-    .bind(pack.map(|p| p.each as i64))
-    .bind(pack.map(|p| match p.unit {
-        BaseUnit::Gram => "g",
-        BaseUnit::Millilitre => "ml",
-        BaseUnit::Each => "each",
-    }))
-    .fetch_one(&mut *tx)
-    .await
-    .context("creating a product")?;
-    Ok(id)
+    let brand = title.split_whitespace().next();
+    pass.create_product(title, brand, pack).await
 }
 
 #[cfg(test)]

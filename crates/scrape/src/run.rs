@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{SubsecRound, Utc};
 use serde_json::json;
-use sqlx::PgPool;
 use thirtyfour::WebDriver;
 use tokio::time::Instant;
 
@@ -19,7 +18,9 @@ use super::metrics::METRICS;
 use super::politeness::{CircuitBreaker, Pacer, RetryBudget, backoff};
 use super::robots::Robots;
 use super::spool::{Spool, SpoolRecord};
+use shelfwatch_store::PgPool;
 use shelfwatch_store::ingest::{Ingestor, Observation};
+use shelfwatch_store::scrape_runs::{self, FinishedRun, RetailerInfo};
 
 /// How long a robots.txt stays cached (RFC 9309 asks for at most 24 h).
 const ROBOTS_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -453,18 +454,16 @@ async fn register_retailer(
     config: &RetailerConfig,
     base_url: &str,
 ) -> anyhow::Result<i64> {
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO retailers (slug, name, currency, base_url) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (slug) DO UPDATE SET name = EXCLUDED.name, currency = EXCLUDED.currency, \
-         base_url = EXCLUDED.base_url RETURNING id",
+    scrape_runs::register_retailer(
+        pool,
+        RetailerInfo {
+            slug: config.slug.as_str(),
+            name: &config.name,
+            currency: &config.currency,
+            base_url,
+        },
     )
-    .bind(config.slug.as_str())
-    .bind(&config.name)
-    .bind(&config.currency)
-    .bind(base_url)
-    .fetch_one(pool)
-    .await?;
-    Ok(id)
+    .await
 }
 
 async fn start_run(
@@ -472,24 +471,8 @@ async fn start_run(
     retailer_id: i64,
     started_at: chrono::DateTime<Utc>,
 ) -> anyhow::Result<(i64, Option<u32>)> {
-    let previous: Option<i32> = sqlx::query_scalar(
-        "SELECT products FROM scrape_runs WHERE retailer_id = $1 AND finished_at IS NOT NULL \
-         AND status IN ('succeeded', 'partial', 'suspect') AND products > 0 \
-         ORDER BY started_at DESC LIMIT 1",
-    )
-    .bind(retailer_id)
-    .fetch_optional(pool)
-    .await?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO scrape_runs (retailer_id, previous_products, started_at) \
-         VALUES ($1, $2, $3) RETURNING id",
-    )
-    .bind(retailer_id)
-    .bind(previous)
-    .bind(started_at)
-    .fetch_one(pool)
-    .await?;
-    Ok((id, previous.and_then(|p| u32::try_from(p).ok())))
+    let run = scrape_runs::start(pool, retailer_id, started_at).await?;
+    Ok((run.id, run.previous_products))
 }
 
 async fn finish_run(
@@ -500,25 +483,23 @@ async fn finish_run(
     let Some(id) = s.run_id else {
         anyhow::bail!("the run was never recorded");
     };
-    sqlx::query(
-        "UPDATE scrape_runs SET finished_at = $11, status = $2, pages = $3, products = $4, \
-         errors = $5, parse_errors = $6, retries = $7, browser_restarts = $8, spooled = $9, \
-         message = $10 WHERE id = $1",
+    scrape_runs::finish(
+        pool,
+        &FinishedRun {
+            id,
+            status: &s.status,
+            pages: s.pages,
+            products: s.products,
+            errors: s.failed_pages,
+            parse_errors: s.parse_errors,
+            retries: s.retries,
+            browser_restarts: s.browser_restarts,
+            spooled: s.spooled,
+            message: s.message.as_deref(),
+            finished_at,
+        },
     )
-    .bind(id)
-    .bind(&s.status)
-    .bind(s.pages as i32)
-    .bind(s.products as i32)
-    .bind(s.failed_pages as i32)
-    .bind(s.parse_errors as i32)
-    .bind(s.retries as i32)
-    .bind(s.browser_restarts as i32)
-    .bind(s.spooled as i32)
-    .bind(&s.message)
-    .bind(finished_at)
-    .execute(pool)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Writes a run that could not be recorded while the database was away:
@@ -526,16 +507,7 @@ async fn finish_run(
 pub(crate) async fn record_spooled_run(pool: &PgPool, run: &SpooledRun) -> anyhow::Result<()> {
     let mut s = run.summary.clone();
     if s.run_id.is_none() {
-        sqlx::query(
-            "INSERT INTO retailers (slug, name) VALUES ($1, $1) ON CONFLICT (slug) DO NOTHING",
-        )
-        .bind(&s.retailer)
-        .execute(pool)
-        .await?;
-        let retailer_id: i64 = sqlx::query_scalar("SELECT id FROM retailers WHERE slug = $1")
-            .bind(&s.retailer)
-            .fetch_one(pool)
-            .await?;
+        let retailer_id = scrape_runs::ensure_retailer(pool, &s.retailer).await?;
         let (id, _) = start_run(pool, retailer_id, run.started_at).await?;
         s.run_id = Some(id);
     }
