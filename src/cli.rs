@@ -46,6 +46,9 @@ pub enum Command {
     Migrate,
     /// Scrape retailers through headless Chromium (retailers/*.toml).
     Scrape(crate::scrape_cmd::ScrapeArgs),
+    /// Work on retailer configs.
+    #[command(subcommand)]
+    Retailer(crate::scrape_cmd::RetailerCommand),
     /// Backfill prices from a CSV file through the ingest path.
     Import(ImportArgs),
     /// Run the forecast batch job over the daily aggregates.
@@ -243,6 +246,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Forecast(args) => forecast(args, &settings).await,
         Command::Backtest(args) => backtest(args, &settings).await,
         Command::Scrape(args) => crate::scrape_cmd::run(args, &settings).await,
+        Command::Retailer(cmd) => crate::scrape_cmd::retailer(cmd, &settings).await,
         Command::Serve(args) => crate::serve_cmd::run(args, &settings).await,
         Command::Apikey(cmd) => apikey(cmd, &settings).await,
         #[cfg(feature = "demo")]

@@ -39,6 +39,55 @@ pub struct ScrapeArgs {
     pub no_match: bool,
 }
 
+/// `shelfwatch retailer`.
+#[derive(Debug, clap::Subcommand)]
+pub enum RetailerCommand {
+    /// Read one page with a retailer config through Chromium and show every
+    /// tile field by field, with the reason for each field it could not
+    /// read. A saved page is served on 127.0.0.1 with the browser locked to
+    /// loopback.
+    Check {
+        /// The retailer config (e.g. retailers/tesco.toml).
+        #[arg(value_name = "FILE.toml")]
+        retailer_file: std::path::PathBuf,
+        /// A saved page (served on 127.0.0.1) or an http(s) URL.
+        #[arg(long, value_name = "FILE.html|URL")]
+        page: String,
+        /// The page kind to read it as (default: by URL, else the first
+        /// whose tiles are on the page).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Print a JSON array, one object per tile.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn retailer(cmd: RetailerCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+    match cmd {
+        RetailerCommand::Check {
+            retailer_file,
+            page,
+            kind,
+            json,
+        } => {
+            let report = shelfwatch_scrape::check::run(
+                &retailer_file,
+                &page,
+                kind.as_deref(),
+                settings.scrape.browser.clone(),
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report.json())?);
+            } else {
+                print!("{}", report.text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 fn print_pass(report: &PassReport) {
     for r in &report.runs {
         println!(
@@ -89,8 +138,10 @@ pub async fn run(args: ScrapeArgs, settings: &Settings) -> anyhow::Result<ExitCo
         let report = scraper.pass().await?;
         print_pass(&report);
         evaluate_watches(&scraper.pool).await;
-        let all_failed = report.runs.iter().all(|r| r.status == "failed");
-        return Ok(if all_failed {
+        // Fail loudly: one failed retailer (a broken config, a run that
+        // stored nothing) fails the command, with the reason printed above.
+        let any_failed = report.runs.iter().any(|r| r.status == "failed");
+        return Ok(if any_failed {
             ExitCode::FAILURE
         } else {
             ExitCode::SUCCESS

@@ -17,3 +17,4 @@ mod scrape;
 mod security;
 mod support;
 mod timescale;
+mod ukpages;

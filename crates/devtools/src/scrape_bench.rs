@@ -66,24 +66,29 @@ async fn bare_retailer(
     let mut queue: VecDeque<String> = config.start_pages(Some(origin))?.into();
     let mut pages = 0;
     while let Some(url) = queue.pop_front() {
+        let kind = config
+            .kind_for(&url)
+            .ok_or_else(|| anyhow::anyhow!("no page kind takes {url}"))?;
         session.goto(url.as_str()).await?;
         session
             .execute_async(
                 extract::READY_JS,
                 vec![
-                    json!(config.wait.ready),
-                    json!(config.wait.empty),
-                    json!(config.wait.timeout_ms),
+                    json!(kind.wait.ready),
+                    json!(kind.wait.empty),
+                    json!(kind.wait.timeout_ms),
                     json!(config.consent.accept),
                 ],
             )
             .await?;
-        if config.navigation.mode == NavigationMode::Scroll {
+        if config.navigation.mode == NavigationMode::Scroll
+            && let Some(tile) = kind.selectors.tile.css()
+        {
             session
                 .execute_async(
                     extract::SCROLL_JS,
                     vec![
-                        json!(config.selectors.tile),
+                        json!(tile),
                         json!(config.navigation.max_scrolls),
                         json!(config.navigation.settle_ms),
                     ],

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use regex::Regex;
 use serde::{Deserialize, Serialize};
+use serde_json_path::JsonPath;
 
 use shelfwatch_domain::retailer::RetailerSlug;
 
@@ -26,8 +28,16 @@ pub struct RetailerConfig {
     pub consent: Consent,
     #[serde(default)]
     pub navigation: Navigation,
-    pub wait: Wait,
-    pub selectors: Selectors,
+    /// The one page layout of a shop with one (`[wait]` and `[selectors]`);
+    /// moved into `pages` as the kind "default" on load.
+    #[serde(default)]
+    wait: Option<Wait>,
+    #[serde(default)]
+    selectors: Option<Selectors>,
+    /// The page layouts (`[[pages]]`), tried in order: the first whose `url`
+    /// matches the page's URL is used.
+    #[serde(default)]
+    pub pages: Vec<PageKind>,
     #[serde(default)]
     pub politeness: Politeness,
     #[serde(default)]
@@ -101,43 +111,283 @@ fn default_wait_ms() -> u64 {
     10_000
 }
 
-/// Where a field is read from: the text of the first match of `css` inside
-/// the tile, or its attribute `attr`; `attr` alone reads the tile's own
-/// attribute.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Field {
-    pub css: Option<String>,
-    pub attr: Option<String>,
+/// One place a field's text can come from. A field lists one or more, tried
+/// in order until one gives a value.
+///
+/// In TOML a source is a CSS selector string, or a table with exactly one of
+/// `css`/`attr` (an element's text, its own text only with `own_text`, or an
+/// attribute), `jsonld` (a JSONPath into the tile's schema.org `Product`),
+/// `json` (a JSONPath into the tile's JSON object, or into the page document
+/// named by `from`) or `page_url = true` (the page's address); and, for any
+/// of them, `regex` (the first capture group, else the whole match, is the
+/// value; no match gives no value), `strip` (strings removed) and `matches`
+/// (a regex the value must match, else the source gives no value).
+#[derive(Debug, Clone, Serialize)]
+pub struct Source {
+    pub kind: SourceKind,
+    #[serde(serialize_with = "ser_regex")]
+    pub regex: Option<Regex>,
+    pub strip: Vec<String>,
+    #[serde(serialize_with = "ser_regex")]
+    pub matches: Option<Regex>,
+}
+
+/// Where a [`Source`] reads.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// The first match of `css` in the tile (the tile itself without it):
+    /// its attribute `attr`, its own text (`own_text`), or all its text.
+    Css {
+        css: Option<String>,
+        attr: Option<String>,
+        own_text: bool,
+    },
+    /// A JSONPath into the tile's schema.org Product (ld+json).
+    JsonLd {
+        #[serde(serialize_with = "ser_display")]
+        path: JsonPath,
+    },
+    /// A JSONPath into the tile's JSON (tiles read from JSON), or into the
+    /// page's JSON document `from` (the n-th match for the n-th tile, or the
+    /// one match for every tile).
+    Json {
+        #[serde(serialize_with = "ser_display")]
+        path: JsonPath,
+        from: Option<String>,
+    },
+    /// The page's URL.
+    PageUrl,
+}
+
+fn ser_regex<S: serde::Serializer>(r: &Option<Regex>, s: S) -> Result<S::Ok, S::Error> {
+    match r {
+        Some(r) => s.serialize_some(r.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
+fn ser_display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+impl Source {
+    /// A CSS source reading the text of `css`.
+    pub fn css(css: &str) -> Self {
+        Self::of(SourceKind::Css {
+            css: Some(css.to_owned()),
+            attr: None,
+            own_text: false,
+        })
+    }
+
+    fn of(kind: SourceKind) -> Self {
+        Self {
+            kind,
+            regex: None,
+            strip: Vec::new(),
+            matches: None,
+        }
+    }
+
+    /// Cleans a value read from the page: strips, captures, checks `matches`.
+    /// `None` when nothing is left.
+    pub fn refine(&self, raw: &str) -> Option<String> {
+        let mut v = raw.to_owned();
+        for s in &self.strip {
+            v = v.replace(s.as_str(), "");
+        }
+        if let Some(re) = &self.regex {
+            let caps = re.captures(&v)?;
+            v = caps
+                .get(1)
+                .or_else(|| caps.get(0))
+                .map(|m| m.as_str().to_owned())?;
+        }
+        let v = v.split_whitespace().collect::<Vec<_>>().join(" ");
+        if let Some(re) = &self.matches
+            && !re.is_match(&v)
+        {
+            return None;
+        }
+        Some(v)
+    }
+}
+
+impl<'de> Deserialize<'de> for Source {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        source_from_value(toml::Value::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+fn source_from_value(value: toml::Value) -> Result<Source, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Table {
+        css: Option<String>,
+        attr: Option<String>,
+        #[serde(default)]
+        own_text: bool,
+        jsonld: Option<String>,
+        json: Option<String>,
+        from: Option<String>,
+        #[serde(default)]
+        page_url: bool,
+        regex: Option<String>,
+        #[serde(default)]
+        strip: Vec<String>,
+        matches: Option<String>,
+    }
+    let t: Table = match value {
+        toml::Value::String(css) => return Ok(Source::css(&css)),
+        toml::Value::Table(t) => toml::Value::Table(t)
+            .try_into()
+            .map_err(|e| one_line(&e.to_string()))?,
+        other => {
+            return Err(format!(
+                "expected a CSS selector string or a table {{ css, attr, jsonld, json, page_url, \
+                 regex, strip }}, found {}",
+                other.type_str()
+            ));
+        }
+    };
+    let css_like = t.css.is_some() || t.attr.is_some() || t.own_text;
+    let kinds = [css_like, t.jsonld.is_some(), t.json.is_some(), t.page_url]
+        .iter()
+        .filter(|k| **k)
+        .count();
+    if kinds != 1 {
+        return Err(
+            "give exactly one of `css`/`attr`, `jsonld`, `json` or `page_url` for a source".into(),
+        );
+    }
+    if t.from.is_some() && t.json.is_none() {
+        return Err("`from` is only used with `json`".into());
+    }
+    if t.own_text && t.attr.is_some() {
+        return Err("`own_text` reads text, not an attribute: drop `attr` or `own_text`".into());
+    }
+    let path = |p: &str| JsonPath::parse(p).map_err(|e| format!("{p:?} is not a JSONPath: {e}"));
+    let kind = if let Some(p) = &t.jsonld {
+        SourceKind::JsonLd { path: path(p)? }
+    } else if let Some(p) = &t.json {
+        SourceKind::Json {
+            path: path(p)?,
+            from: t.from.clone(),
+        }
+    } else if t.page_url {
+        SourceKind::PageUrl
+    } else {
+        SourceKind::Css {
+            css: t.css.clone(),
+            attr: t.attr.clone(),
+            own_text: t.own_text,
+        }
+    };
+    let regex = |r: &Option<String>| {
+        r.as_deref()
+            .map(|r| {
+                Regex::new(r)
+                    .map_err(|e| format!("{r:?} is not a regex: {}", one_line(&e.to_string())))
+            })
+            .transpose()
+    };
+    Ok(Source {
+        kind,
+        regex: regex(&t.regex)?,
+        strip: t.strip,
+        matches: regex(&t.matches)?,
+    })
+}
+
+/// Where a field is read from: one or more [`Source`]s, tried in order.
+/// In TOML a single source or an array of them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Field(pub Vec<Source>);
+
+impl Field {
+    /// The text of the first match of `css` in the tile.
+    pub fn css(css: &str) -> Self {
+        Field(vec![Source::css(css)])
+    }
 }
 
 impl<'de> Deserialize<'de> for Field {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = toml::Value::deserialize(d)?;
+        let sources = match value {
+            toml::Value::Array(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| source_from_value(v).map_err(|e| format!("source {i}: {e}")))
+                .collect::<Result<Vec<_>, _>>(),
+            other => source_from_value(other).map(|s| vec![s]),
+        }
+        .map_err(serde::de::Error::custom)?;
+        if sources.is_empty() {
+            return Err(serde::de::Error::custom("give at least one source"));
+        }
+        Ok(Field(sources))
+    }
+}
+
+/// Where a page's tiles come from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TileSource {
+    /// Every match of a CSS selector.
+    Css(String),
+    /// Every match of a JSONPath into the page's JSON document `from`.
+    Json {
+        #[serde(serialize_with = "ser_display")]
+        path: JsonPath,
+        from: String,
+    },
+    /// Every schema.org Product in the page's ld+json (an ItemList's too).
+    JsonLd,
+}
+
+impl TileSource {
+    /// The CSS selector, for tiles read from the DOM.
+    pub fn css(&self) -> Option<&str> {
+        match self {
+            TileSource::Css(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TileSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Table {
-            css: Option<String>,
-            attr: Option<String>,
+            json: Option<String>,
+            from: Option<String>,
+            #[serde(default)]
+            jsonld: bool,
         }
-        let value = toml::Value::deserialize(d)?;
-        match value {
-            toml::Value::String(css) => Ok(Field {
-                css: Some(css),
-                attr: None,
-            }),
+        fn err<E: serde::de::Error>(m: impl std::fmt::Display) -> E {
+            E::custom(m)
+        }
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(css) => Ok(TileSource::Css(css)),
             toml::Value::Table(t) => {
-                let t: Table = toml::Value::Table(t)
-                    .try_into()
-                    .map_err(serde::de::Error::custom)?;
-                if t.css.is_none() && t.attr.is_none() {
-                    return Err(serde::de::Error::custom("give `css`, `attr` or both"));
+                let t: Table = toml::Value::Table(t).try_into().map_err(err::<D::Error>)?;
+                match (t.json, t.from, t.jsonld) {
+                    (Some(p), Some(from), false) => Ok(TileSource::Json {
+                        path: JsonPath::parse(&p)
+                            .map_err(|e| err(format!("{p:?} is not a JSONPath: {e}")))?,
+                        from,
+                    }),
+                    (None, None, true) => Ok(TileSource::JsonLd),
+                    _ => Err(err(
+                        "a tile is a CSS selector, { json = PATH, from = DOCUMENT } or { jsonld = true }",
+                    )),
                 }
-                Ok(Field {
-                    css: t.css,
-                    attr: t.attr,
-                })
             }
-            other => Err(serde::de::Error::custom(format!(
-                "expected a CSS selector string or a table {{ css, attr }}, found {}",
+            other => Err(err(format!(
+                "expected a CSS selector or a table, found {}",
                 other.type_str()
             ))),
         }
@@ -147,7 +397,7 @@ impl<'de> Deserialize<'de> for Field {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Selectors {
-    pub tile: String,
+    pub tile: TileSource,
     pub sku: Field,
     pub title: Field,
     pub price: Field,
@@ -155,9 +405,67 @@ pub struct Selectors {
     pub unit_price: Option<Field>,
     pub pack: Option<Field>,
     pub promo: Option<Field>,
-    /// Present means out of stock.
+    /// A multibuy ("Any 2 for £4") in its own element.
+    pub multibuy: Option<Field>,
+    /// A loyalty price ("Clubcard Price £1.50") in its own element.
+    pub loyalty: Option<Field>,
+    /// Out of stock when a source gives a value: an element that is there,
+    /// or a value that `matches` (`{ attr = "data-auto-available", matches
+    /// = "^false$" }`, `{ css = ".status", matches = "(?i)sold out" }`).
     pub out_of_stock: Option<Field>,
     pub url: Option<Field>,
+}
+
+impl Selectors {
+    /// Every field by name, the optional ones when given.
+    pub fn fields(&self) -> Vec<(&'static str, &Field)> {
+        let mut fields = vec![
+            ("sku", &self.sku),
+            ("title", &self.title),
+            ("price", &self.price),
+        ];
+        for (name, f) in [
+            ("was_price", &self.was_price),
+            ("unit_price", &self.unit_price),
+            ("pack", &self.pack),
+            ("promo", &self.promo),
+            ("multibuy", &self.multibuy),
+            ("loyalty", &self.loyalty),
+            ("out_of_stock", &self.out_of_stock),
+            ("url", &self.url),
+        ] {
+            if let Some(f) = f {
+                fields.push((name, f));
+            }
+        }
+        fields
+    }
+}
+
+/// One layout of the shop's pages (a search listing, a product page), with
+/// the URLs it is used for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageKind {
+    pub name: String,
+    /// A regex on the page's URL; without it the kind takes any page.
+    #[serde(default, deserialize_with = "de_regex")]
+    pub url: Option<Regex>,
+    pub wait: Wait,
+    pub selectors: Selectors,
+}
+
+fn de_regex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Regex>, D::Error> {
+    let s = Option::<String>::deserialize(d)?;
+    s.map(|s| {
+        Regex::new(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{s:?} is not a regex: {}",
+                one_line(&e.to_string())
+            ))
+        })
+    })
+    .transpose()
 }
 
 /// What a page may cost before it is refused as hostile.
@@ -239,6 +547,23 @@ impl RetailerConfig {
         let mut config: RetailerConfig = toml::from_str(text)
             .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), one_line(&e.to_string())))?;
         config.source = path.to_path_buf();
+        match (config.wait.take(), config.selectors.take()) {
+            (Some(wait), Some(selectors)) => config.pages.push(PageKind {
+                name: "default".into(),
+                url: None,
+                wait,
+                selectors,
+            }),
+            (None, None) => {}
+            (Some(_), None) => bail!(
+                "{}: key `selectors`: required with `[wait]`",
+                path.display()
+            ),
+            (None, Some(_)) => bail!(
+                "{}: key `wait`: required with `[selectors]`",
+                path.display()
+            ),
+        }
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -288,8 +613,11 @@ impl RetailerConfig {
         if nav.max_pages == 0 {
             bail!("key `navigation.max_pages`: must be at least 1");
         }
-        if self.wait.timeout_ms == 0 {
-            bail!("key `wait.timeout_ms`: must be more than 0");
+        if let Some(next) = &nav.next {
+            check_selector("navigation.next", next)?;
+        }
+        if let Some(accept) = &self.consent.accept {
+            check_selector("consent.accept", accept)?;
         }
         let p = &self.politeness;
         if p.requests_per_minute == 0 || p.requests_per_minute > 6000 {
@@ -307,34 +635,46 @@ impl RetailerConfig {
         if p.page_timeout_ms == 0 {
             bail!("key `politeness.page_timeout_ms`: must be more than 0");
         }
-        let s = &self.selectors;
-        let mut fields: Vec<(&str, &Field)> =
-            vec![("sku", &s.sku), ("title", &s.title), ("price", &s.price)];
-        for (name, f) in [
-            ("was_price", &s.was_price),
-            ("unit_price", &s.unit_price),
-            ("pack", &s.pack),
-            ("promo", &s.promo),
-            ("out_of_stock", &s.out_of_stock),
-            ("url", &s.url),
-        ] {
-            if let Some(f) = f {
-                fields.push((name, f));
-            }
+        if self.pages.is_empty() {
+            bail!("key `pages`: give `[wait]` and `[selectors]`, or at least one `[[pages]]`");
         }
-        check_selector("selectors.tile", &s.tile)?;
-        check_selector("wait.ready", &self.wait.ready)?;
-        for (name, f) in fields {
-            if let Some(css) = &f.css {
-                check_selector(&format!("selectors.{name}.css"), css)?;
+        let single = self.pages.len() == 1 && self.pages[0].name == "default";
+        let mut names = std::collections::BTreeSet::new();
+        for (i, kind) in self.pages.iter().enumerate() {
+            let at = if single {
+                String::new()
+            } else {
+                format!("pages[{i}].")
+            };
+            if !names.insert(kind.name.as_str()) {
+                bail!("key `{at}name`: {:?} is used twice", kind.name);
             }
-            if let Some(attr) = &f.attr
-                && (attr.is_empty() || attr.contains(char::is_whitespace))
-            {
-                bail!("key `selectors.{name}.attr`: {attr:?} is not an attribute name");
-            }
+            kind.validate(&at)?;
         }
         Ok(())
+    }
+
+    /// The page kind for `url`: the first whose `url` pattern matches, else
+    /// the first without a pattern.
+    pub fn kind_for(&self, url: &str) -> Option<&PageKind> {
+        self.pages
+            .iter()
+            .find(|k| k.url.as_ref().is_some_and(|re| re.is_match(url)))
+            .or_else(|| self.pages.iter().find(|k| k.url.is_none()))
+    }
+
+    /// The page kind called `name`.
+    pub fn kind_named(&self, name: &str) -> Option<&PageKind> {
+        self.pages.iter().find(|k| k.name == name)
+    }
+
+    /// The longest a page may wait for its tiles, over every page kind.
+    pub fn max_wait_ms(&self) -> u64 {
+        self.pages
+            .iter()
+            .map(|k| k.wait.timeout_ms)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The absolute URLs to start from, with the origin replaced by
@@ -369,6 +709,34 @@ impl RetailerConfig {
 /// Loads every `*.toml` in `dir`, sorted by file name. Fails on the first
 /// invalid file, naming it, and on two files with one slug.
 pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<RetailerConfig>> {
+    let loaded = load_dir_lenient(dir)?;
+    if let Some(e) = loaded.broken.into_iter().next() {
+        return Err(e.error);
+    }
+    Ok(loaded.configs)
+}
+
+/// A retailer file that could not be loaded.
+#[derive(Debug)]
+pub struct BrokenConfig {
+    pub path: PathBuf,
+    /// The slug the file name says it is for.
+    pub slug: String,
+    pub error: anyhow::Error,
+}
+
+/// The configs of a directory that loaded, and those that did not.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub configs: Vec<RetailerConfig>,
+    pub broken: Vec<BrokenConfig>,
+}
+
+/// Loads every `*.toml` in `dir`, sorted by file name, keeping going past
+/// broken files (each is returned with its error) so one broken retailer
+/// does not stop the others. A second file with a slug already used is
+/// broken. Fails only when the directory cannot be read or holds no file.
+pub fn load_dir_lenient(dir: &Path) -> anyhow::Result<Loaded> {
     let entries = std::fs::read_dir(dir)
         .with_context(|| format!("reading the retailers directory {}", dir.display()))?;
     let mut paths = Vec::new();
@@ -381,24 +749,34 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<RetailerConfig>> {
         }
     }
     paths.sort();
-    let mut seen = BTreeMap::new();
-    let mut configs = Vec::new();
-    for path in paths {
-        let config = RetailerConfig::load(&path)?;
-        if let Some(other) = seen.insert(config.slug.as_str().to_owned(), path.clone()) {
-            bail!(
-                "{}: slug {:?} is already used by {}",
-                path.display(),
-                config.slug.as_str(),
-                other.display()
-            );
-        }
-        configs.push(config);
-    }
-    if configs.is_empty() {
+    if paths.is_empty() {
         bail!("no retailer configs (*.toml) in {}", dir.display());
     }
-    Ok(configs)
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut loaded = Loaded::default();
+    for path in paths {
+        let slug = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let config = RetailerConfig::load(&path).and_then(|config| {
+            if let Some(other) = seen.get(config.slug.as_str()) {
+                bail!(
+                    "{}: slug {:?} is already used by {}",
+                    path.display(),
+                    config.slug.as_str(),
+                    other.display()
+                );
+            }
+            seen.insert(config.slug.as_str().to_owned(), path.clone());
+            Ok(config)
+        });
+        match config {
+            Ok(c) => loaded.configs.push(c),
+            Err(error) => loaded.broken.push(BrokenConfig { path, slug, error }),
+        }
+    }
+    Ok(loaded)
 }
 
 /// The parts of an http(s) URL the scraper needs.
@@ -440,37 +818,110 @@ fn replace_origin(url: &str, origin: &str) -> anyhow::Result<String> {
     Ok(format!("{}{}", origin.trim_end_matches('/'), parts.path))
 }
 
-/// Rejects selectors that cannot be valid CSS, so a typo fails on load
-/// rather than as "no tiles" at scrape time. The browser has the last word.
+/// Compiles a CSS selector, so a typo fails on load, named with its key,
+/// rather than at scrape time as "the element is in an invalid state".
 fn check_selector(key: &str, css: &str) -> anyhow::Result<()> {
-    let trimmed = css.trim();
-    if trimmed.is_empty() {
+    if css.trim().is_empty() {
         bail!("key `{key}`: empty selector");
     }
-    let mut depth: i32 = 0;
-    let mut quote: Option<char> = None;
-    for c in trimmed.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '[' | '(') => depth += 1,
-            (None, ']' | ')') => {
-                depth -= 1;
-                if depth < 0 {
-                    bail!("key `{key}`: {css:?} closes a bracket it never opened");
-                }
-            }
-            _ => {}
-        }
-    }
-    if depth != 0 || quote.is_some() {
-        bail!("key `{key}`: {css:?} has an unclosed bracket or quote");
-    }
-    if trimmed.ends_with([',', '>', '+', '~']) {
-        bail!("key `{key}`: {css:?} ends with a combinator");
+    if let Err(e) = scraper::Selector::parse(css) {
+        bail!(
+            "key `{key}`: {css:?} is not a valid CSS selector ({})",
+            one_line(&format!("{e:?}"))
+                .chars()
+                .take(160)
+                .collect::<String>()
+        );
     }
     Ok(())
+}
+
+impl PageKind {
+    /// Checks the kind's selectors; `at` prefixes its keys ("pages[1].").
+    fn validate(&self, at: &str) -> anyhow::Result<()> {
+        if self.name.trim().is_empty() {
+            bail!("key `{at}name`: must not be empty");
+        }
+        if self.wait.timeout_ms == 0 {
+            bail!("key `{at}wait.timeout_ms`: must be more than 0");
+        }
+        check_selector(&format!("{at}wait.ready"), &self.wait.ready)?;
+        if let Some(empty) = &self.wait.empty {
+            check_selector(&format!("{at}wait.empty"), empty)?;
+        }
+        let s = &self.selectors;
+        let css_tiles = match &s.tile {
+            TileSource::Css(css) => {
+                check_selector(&format!("{at}selectors.tile"), css)?;
+                true
+            }
+            _ => false,
+        };
+        for (name, field) in s.fields() {
+            let many = field.0.len() > 1;
+            for (i, source) in field.0.iter().enumerate() {
+                let key = if many {
+                    format!("{at}selectors.{name}[{i}]")
+                } else {
+                    format!("{at}selectors.{name}")
+                };
+                match &source.kind {
+                    SourceKind::Css { css, attr, .. } => {
+                        if !css_tiles {
+                            bail!(
+                                "key `{key}`: tiles read from JSON have no elements; read them with `json`"
+                            );
+                        }
+                        if let Some(css) = css {
+                            check_selector(&format!("{key}.css"), css)?;
+                        }
+                        if let Some(attr) = attr
+                            && (attr.is_empty() || attr.contains(char::is_whitespace))
+                        {
+                            bail!("key `{key}.attr`: {attr:?} is not an attribute name");
+                        }
+                    }
+                    SourceKind::Json { from: None, .. } if css_tiles => {
+                        bail!(
+                            "key `{key}.from`: required for tiles read with CSS (which JSON document?)"
+                        );
+                    }
+                    SourceKind::Json {
+                        from: Some(from), ..
+                    } => check_document(&format!("{key}.from"), from)?,
+                    _ => {}
+                }
+            }
+        }
+        if let TileSource::Json { from, .. } = &s.tile {
+            check_document(&format!("{at}selectors.tile.from"), from)?;
+        }
+        Ok(())
+    }
+}
+
+/// A JSON document in the page: `window.NAME` (a global the page's scripts
+/// set, dotted paths allowed) or the CSS selector of a `<script>` holding
+/// JSON (`script#mobify-data`, `script[type="application/json"]`), or
+/// `body` for a JSON response.
+fn check_document(key: &str, from: &str) -> anyhow::Result<()> {
+    match from.strip_prefix("window.") {
+        Some(name) => {
+            if name.is_empty()
+                || !name.split('.').all(|p| {
+                    !p.is_empty()
+                        && p.chars()
+                            .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+                })
+            {
+                bail!(
+                    "key `{key}`: {from:?} is not a global such as \"window.__PRELOADED_STATE__\""
+                );
+            }
+            Ok(())
+        }
+        None => check_selector(key, from),
+    }
 }
 
 fn one_line(s: &str) -> String {
@@ -516,13 +967,23 @@ url = { css = "a", attr = "href" }
         assert_eq!(c.currency, "GBP");
         assert_eq!(c.navigation.mode, NavigationMode::Paginate);
         assert_eq!(c.politeness.requests_per_minute, 60);
-        assert_eq!(
-            c.selectors.sku,
-            Field {
-                css: None,
-                attr: Some("data-sku".into())
-            }
-        );
+        let kind = &c.pages[0];
+        assert_eq!(kind.name, "default");
+        match &kind.selectors.sku.0[..] {
+            [
+                Source {
+                    kind:
+                        SourceKind::Css {
+                            css: None,
+                            attr: Some(attr),
+                            own_text: false,
+                        },
+                    ..
+                },
+            ] => assert_eq!(attr, "data-sku"),
+            other => panic!("{other:?}"),
+        }
+        assert!(c.kind_for("http://127.0.0.1:8700/shop/x").is_some());
         assert_eq!(
             c.start_pages(Some("http://127.0.0.1:9999")).unwrap(),
             vec!["http://127.0.0.1:9999/shop/groceries".to_owned()]
@@ -578,9 +1039,105 @@ url = { css = "a", attr = "href" }
             assert!(err.contains("retailers/shop.toml"), "{err}");
             assert!(err.contains(want), "want {want:?} in: {err}");
         }
+        for (from, to, want) in [
+            // Compiled on load: named with the file, the key and the selector.
+            (
+                "price = \".price\"",
+                "price = \"p:nth-child(\"",
+                "selectors.price.css",
+            ),
+            ("price = \".price\"", "price = \"p::price\"", "\"p::price\""),
+            (
+                "price = \".price\"",
+                "price = [\".price\", { css = \"a{\" }]",
+                "selectors.price[1].css",
+            ),
+            (
+                "price = \".price\"",
+                "price = { css = \".p\", regex = \"(\" }",
+                "regex",
+            ),
+            (
+                "price = \".price\"",
+                "price = { json = \"$.x\" }",
+                "selectors.price.from",
+            ),
+            (
+                "price = \".price\"",
+                "price = { json = \"x[\", from = \"window.S\" }",
+                "JSONPath",
+            ),
+            (
+                "price = \".price\"",
+                "price = { css = \".p\", jsonld = \"$.x\" }",
+                "exactly one",
+            ),
+            ("accept = \"#accept\"", "accept = \"#\"", "consent.accept"),
+        ] {
+            let text = GOOD.replacen(from, to, 1);
+            let err = format!("{:#}", parse(&text).unwrap_err());
+            assert!(err.contains("retailers/shop.toml"), "{err}");
+            assert!(err.contains(want), "want {want:?} in: {err}");
+        }
         let text = format!("{GOOD}[politeness]\njitter = 2.0\n");
         let err = format!("{:#}", parse(&text).unwrap_err());
         assert!(err.contains("politeness.jitter"), "{err}");
+    }
+
+    #[test]
+    fn page_kinds_are_chosen_by_url() {
+        let text = r##"
+slug = "shop"
+name = "Shop"
+base_url = "https://shop.example/"
+start_urls = ["search?q=milk"]
+[[pages]]
+name = "product"
+url = "/products/\\d+"
+wait = { ready = "h1" }
+[pages.selectors]
+tile = "body"
+sku = { page_url = true, regex = "/products/(\\d+)" }
+title = "h1"
+price = { css = ".price", own_text = true }
+[[pages]]
+name = "search"
+wait = { ready = "li" }
+[pages.selectors]
+tile = { json = "$.products[*]", from = "script#state" }
+sku = { json = "$.id" }
+title = { json = "$.name" }
+price = { json = "$.price", regex = "([0-9.]+)" }
+"##;
+        let c = parse(text).unwrap();
+        assert_eq!(
+            c.kind_for("https://shop.example/products/12").unwrap().name,
+            "product"
+        );
+        assert_eq!(
+            c.kind_for("https://shop.example/search?q=x").unwrap().name,
+            "search"
+        );
+        let bad = text.replace("sku = { json = \"$.id\" }", "sku = \".sku\"");
+        let err = format!("{:#}", parse(&bad).unwrap_err());
+        assert!(err.contains("pages[1].selectors.sku"), "{err}");
+        let twice = text.replace("name = \"search\"", "name = \"product\"");
+        assert!(format!("{:#}", parse(&twice).unwrap_err()).contains("used twice"));
+    }
+
+    #[test]
+    fn a_broken_file_is_reported_and_the_others_load() {
+        let dir = std::env::temp_dir().join(format!("sw-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("shop.toml"), GOOD).unwrap();
+        std::fs::write(dir.join("other.toml"), "slug = [").unwrap();
+        let loaded = load_dir_lenient(&dir).unwrap();
+        assert_eq!(loaded.configs.len(), 1);
+        assert_eq!(loaded.broken.len(), 1);
+        assert_eq!(loaded.broken[0].slug, "other");
+        assert!(format!("{:#}", loaded.broken[0].error).contains("other.toml"));
+        assert!(load_dir(&dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! `retailers/*.toml`.
 //!
 //! - [`config`] reads and validates retailer configs;
+//! - [`check`] reads one page with a config (`retailer check`);
 //! - [`browser`] starts and supervises chromedriver and Chromium;
 //! - [`robots`] and [`politeness`] keep the scraper a good guest;
 //! - [`extract`] reads tiles in the page and parses them in Rust;
@@ -11,6 +12,7 @@
 //! - [`matching`] links listings across retailers to canonical products.
 
 pub mod browser;
+pub mod check;
 pub mod config;
 pub mod extract;
 pub mod matching;
@@ -74,6 +76,9 @@ impl Default for ScrapeSettings {
 /// Everything one scrape pass needs.
 pub struct Scraper {
     pub configs: Vec<RetailerConfig>,
+    /// Retailer files that did not load: (slug, error). Each is reported
+    /// as a failed run on every pass; the other retailers run.
+    pub broken: Vec<(String, String)>,
     pub pool: shelfwatch_store::PgPool,
     pub spool_dir: PathBuf,
     pub options: RunOptions,
@@ -99,23 +104,36 @@ impl Scraper {
         origin: Option<String>,
         sessions: Option<usize>,
     ) -> anyhow::Result<Self> {
-        let mut configs = config::load_dir(&sc.retailers_dir)?;
+        let loaded = config::load_dir_lenient(&sc.retailers_dir)?;
+        let mut configs = loaded.configs;
+        let mut broken = loaded.broken;
         if !retailers.is_empty() {
             for wanted in retailers {
-                if !configs.iter().any(|c| c.slug.as_str() == wanted) {
+                let known = configs.iter().any(|c| c.slug.as_str() == wanted)
+                    || broken.iter().any(|b| &b.slug == wanted);
+                if !known {
                     anyhow::bail!(
                         "no retailer {wanted:?} in {} (there are: {})",
                         sc.retailers_dir.display(),
                         configs
                             .iter()
                             .map(|c| c.slug.as_str())
+                            .chain(broken.iter().map(|b| b.slug.as_str()))
                             .collect::<Vec<_>>()
                             .join(", ")
                     );
                 }
             }
             configs.retain(|c| retailers.iter().any(|r| r == c.slug.as_str()));
+            broken.retain(|b| retailers.contains(&b.slug));
         }
+        for b in &broken {
+            tracing::error!(retailer = %b.slug, error = format!("{:#}", b.error), "retailer config is broken; that retailer is skipped");
+        }
+        let broken = broken
+            .into_iter()
+            .map(|b| (b.slug, format!("{:#}", b.error)))
+            .collect();
         let origin = origin.or_else(|| sc.origin_override.clone());
         if let Some(o) = &origin {
             config::url_parts(o).with_context(|| format!("origin override {o:?}"))?;
@@ -132,6 +150,7 @@ impl Scraper {
         }
         Ok(Self {
             configs,
+            broken,
             pool,
             spool_dir: sc.spool_dir.clone(),
             options: RunOptions {
@@ -173,10 +192,27 @@ impl Scraper {
             .filter(|c| retailer.is_none_or(|r| r == c.slug.as_str()))
             .cloned()
             .collect();
-        if configs.is_empty() {
+        let broken: Vec<RunSummary> = self
+            .broken
+            .iter()
+            .filter(|(slug, _)| retailer.is_none_or(|r| r == slug))
+            .map(|(slug, error)| RunSummary {
+                retailer: slug.clone(),
+                status: "failed".into(),
+                message: Some(format!("the retailer config is broken: {error}")),
+                ..RunSummary::default()
+            })
+            .collect();
+        if configs.is_empty() && broken.is_empty() {
             anyhow::bail!("no retailer {:?} is configured", retailer.unwrap_or(""));
         }
-        let workers = self.sessions.min(configs.len()).max(1);
+        for b in &broken {
+            metrics::METRICS
+                .runs
+                .with_label_values(&[b.retailer.as_str(), "failed"])
+                .inc();
+        }
+        let workers = self.sessions.min(configs.len());
         let queue = Arc::new(Mutex::new(configs));
         let mut handles = Vec::new();
         for _ in 0..workers {
@@ -212,7 +248,10 @@ impl Scraper {
                 anyhow::Ok(out)
             }));
         }
-        let mut report = PassReport::default();
+        let mut report = PassReport {
+            runs: broken,
+            ..PassReport::default()
+        };
         for h in handles {
             report
                 .runs

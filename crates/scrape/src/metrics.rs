@@ -12,6 +12,9 @@ pub struct ScrapeMetrics {
     pub pages: IntCounterVec,
     pub products: IntCounterVec,
     pub parse_errors: IntCounterVec,
+    /// Optional fields dropped (the tile kept), by retailer, field and kind
+    /// ("missing" or "unreadable").
+    pub field_errors: IntCounterVec,
     /// Retries by retailer and what caused them.
     pub retries: IntCounterVec,
     pub page_duration: HistogramVec,
@@ -52,6 +55,11 @@ pub static METRICS: LazyLock<ScrapeMetrics> = LazyLock::new(|| ScrapeMetrics {
         "shelfwatch_scrape_parse_errors_total",
         "Tiles that could not be read.",
         &["retailer"],
+    ),
+    field_errors: counter(
+        "shelfwatch_scrape_field_errors_total",
+        "Optional fields that could not be read and were dropped; the tile was kept.",
+        &["retailer", "field", "reason"],
     ),
     retries: counter(
         "shelfwatch_scrape_retries_total",
@@ -103,10 +111,11 @@ pub static METRICS: LazyLock<ScrapeMetrics> = LazyLock::new(|| ScrapeMetrics {
 
 /// Page outcomes and retry causes every retailer exports from its first
 /// run, at zero until they happen.
-pub const PAGE_OUTCOMES: [&str; 10] = [
+pub const PAGE_OUTCOMES: [&str; 11] = [
     "ok",
     "hostile",
     "robots_disallowed",
+    "layout",
     "rate_limited",
     "http_5xx",
     "http_4xx",
@@ -124,7 +133,7 @@ impl ScrapeMetrics {
         for outcome in PAGE_OUTCOMES {
             self.pages.with_label_values(&[retailer, outcome]);
         }
-        for outcome in &PAGE_OUTCOMES[3..] {
+        for outcome in &PAGE_OUTCOMES[4..] {
             self.retries.with_label_values(&[retailer, outcome]);
         }
         self.page_duration.with_label_values(&[retailer]);

@@ -12,8 +12,8 @@ use thirtyfour::WebDriver;
 use tokio::time::Instant;
 
 use super::browser::Browser;
-use super::config::{NavigationMode, RetailerConfig, url_parts};
-use super::extract::{self, Extracted, RawTile, parse_tile};
+use super::config::{NavigationMode, PageKind, RetailerConfig, url_parts};
+use super::extract::{self, Extracted, Item, RawTile, Sighting, parse_tile};
 use super::metrics::METRICS;
 use super::politeness::{CircuitBreaker, Pacer, RetryBudget, backoff};
 use super::robots::Robots;
@@ -45,6 +45,9 @@ pub enum PageError {
     BrowserDied(String),
     /// Too big to read safely: refused, not retried.
     Hostile(String),
+    /// The page loaded but its tiles are not there: the layout changed or
+    /// the config is wrong. Not retried.
+    Layout(String),
 }
 
 impl PageError {
@@ -57,11 +60,15 @@ impl PageError {
             PageError::Navigation(_) => "navigation_error",
             PageError::BrowserDied(_) => "browser_error",
             PageError::Hostile(_) => "hostile",
+            PageError::Layout(_) => "layout",
         }
     }
 
     fn retryable(&self) -> bool {
-        !matches!(self, PageError::Client(_) | PageError::Hostile(_))
+        !matches!(
+            self,
+            PageError::Client(_) | PageError::Hostile(_) | PageError::Layout(_)
+        )
     }
 }
 
@@ -84,6 +91,7 @@ impl std::fmt::Display for PageError {
             PageError::Navigation(m) => write!(f, "could not load: {m}"),
             PageError::BrowserDied(m) => write!(f, "the browser stopped answering: {m}"),
             PageError::Hostile(m) => write!(f, "refused as hostile: {m}"),
+            PageError::Layout(m) => write!(f, "layout changed: {m}"),
         }
     }
 }
@@ -93,6 +101,13 @@ impl std::fmt::Display for PageError {
 pub struct Page {
     pub tiles: Vec<RawTile>,
     pub next: Option<String>,
+    /// The page kind it was read as.
+    pub kind: String,
+    /// How long the extraction script took (CSS sources, and fetching the
+    /// JSON documents).
+    pub script: Duration,
+    /// How long the JSON and ld+json sources took in Rust.
+    pub times: extract::SourceTimes,
 }
 
 /// Where a run's observations go: the database, or the spool while the
@@ -250,6 +265,21 @@ pub struct RunSummary {
     pub spooled: u64,
     pub previous_products: Option<u32>,
     pub message: Option<String>,
+    /// Tiles found on the pages read.
+    #[serde(default)]
+    pub tiles_seen: u32,
+    /// Tiles seen out of stock without a price (recorded without one).
+    #[serde(default)]
+    pub out_of_stock_sightings: u32,
+    /// Optional fields dropped, by "field: kind".
+    #[serde(default)]
+    pub dropped_fields: std::collections::BTreeMap<String, u32>,
+    /// Why the first rejected tile was rejected.
+    #[serde(default)]
+    pub first_rejection: Option<String>,
+    /// Why the first failed page failed.
+    #[serde(default)]
+    pub first_page_error: Option<String>,
 }
 
 /// robots.txt per origin, fetched through the browser.
@@ -336,14 +366,30 @@ fn one_line(s: &str) -> String {
     first.chars().take(300).collect()
 }
 
-/// Loads and reads one page.
+/// Loads and reads one page, with the page kind its URL calls for.
 pub async fn load_page(
     session: &WebDriver,
     config: &RetailerConfig,
     url: &str,
 ) -> Result<Page, PageError> {
+    let kind = config.kind_for(url).ok_or_else(|| {
+        PageError::Layout(format!(
+            "no page kind of {} takes {url} (give one a matching `url`, or one without)",
+            config.source.display()
+        ))
+    })?;
     session.goto(url).await.map_err(|e| webdriver_error(&e))?;
-    let wait = &config.wait;
+    read_page(session, config, kind).await
+}
+
+/// Reads the page the session shows as `kind`: waits for it, checks its
+/// status and size, scrolls, and reads its tiles.
+pub async fn read_page(
+    session: &WebDriver,
+    config: &RetailerConfig,
+    kind: &PageKind,
+) -> Result<Page, PageError> {
+    let wait = &kind.wait;
     let ready: extract::Ready = session
         .execute_async(
             extract::READY_JS,
@@ -384,22 +430,36 @@ pub async fn load_page(
         return Err(PageError::Client(status));
     }
     match ready.state.as_str() {
+        "timeout" if ready.complete => {
+            return Err(PageError::Layout(format!(
+                "page kind {:?}: no {:?} on the loaded page after {} ms",
+                kind.name, wait.ready, wait.timeout_ms
+            )));
+        }
         "timeout" => {
             return Err(PageError::Timeout(format!(
                 "no {:?} after {} ms",
                 wait.ready, wait.timeout_ms
             )));
         }
-        "empty" => return Ok(Page::default()),
+        "empty" => {
+            return Ok(Page {
+                kind: kind.name.clone(),
+                ..Page::default()
+            });
+        }
         _ => {}
     }
     let nav = &config.navigation;
-    if nav.mode == NavigationMode::Scroll {
+    let tile_css = kind.selectors.tile.css();
+    if nav.mode == NavigationMode::Scroll
+        && let Some(tile_css) = tile_css
+    {
         session
             .execute_async(
                 extract::SCROLL_JS,
                 vec![
-                    json!(config.selectors.tile),
+                    json!(tile_css),
                     json!(nav.max_scrolls),
                     json!(nav.settle_ms),
                 ],
@@ -411,11 +471,12 @@ pub async fn load_page(
         NavigationMode::Paginate => nav.next.clone(),
         _ => None,
     };
+    let started = Instant::now();
     let extracted: Extracted = session
         .execute(
             extract::EXTRACT_JS,
             vec![
-                extract::selectors_json(&config.selectors),
+                extract::spec_json(&kind.selectors),
                 json!(next_selector),
                 json!(config.limits.max_tiles),
             ],
@@ -424,15 +485,34 @@ pub async fn load_page(
         .map_err(|e| webdriver_error(&e))?
         .convert()
         .map_err(|e| PageError::Navigation(format!("reading tiles: {e}")))?;
+    let script = started.elapsed();
     if extracted.count > u64::from(config.limits.max_tiles) {
         return Err(PageError::Hostile(format!(
             "{} tiles, more than limits.max_tiles ({})",
             extracted.count, config.limits.max_tiles
         )));
     }
+    let (tiles, times) = extract::resolve(&kind.selectors, &extracted);
+    if tiles.len() > config.limits.max_tiles as usize {
+        return Err(PageError::Hostile(format!(
+            "{} tiles, more than limits.max_tiles ({})",
+            tiles.len(),
+            config.limits.max_tiles
+        )));
+    }
+    if tiles.is_empty() {
+        return Err(PageError::Layout(format!(
+            "page kind {:?}: the tile selector {} matches nothing on the loaded page",
+            kind.name,
+            serde_json::to_string(&kind.selectors.tile).unwrap_or_default()
+        )));
+    }
     Ok(Page {
-        tiles: extracted.tiles,
+        tiles,
         next: extracted.next,
+        kind: kind.name.clone(),
+        script,
+        times,
     })
 }
 
@@ -440,7 +520,7 @@ pub async fn load_page(
 async fn set_timeouts(session: &WebDriver, config: &RetailerConfig) -> anyhow::Result<()> {
     let nav = &config.navigation;
     let script = Duration::from_millis(
-        config.wait.timeout_ms + u64::from(nav.max_scrolls) * (nav.settle_ms + 1000) + 10_000,
+        config.max_wait_ms() + u64::from(nav.max_scrolls) * (nav.settle_ms + 1000) + 10_000,
     );
     session
         .set_page_load_timeout(Duration::from_millis(config.politeness.page_timeout_ms))
@@ -514,6 +594,21 @@ pub(crate) async fn record_spooled_run(pool: &PgPool, run: &SpooledRun) -> anyho
     finish_run(pool, &s, run.finished_at).await
 }
 
+/// Records out-of-stock sightings (tiles sold out with no price).
+async fn record_sightings(pool: &PgPool, sightings: &[Sighting]) -> anyhow::Result<u64> {
+    let rows: Vec<_> = sightings
+        .iter()
+        .map(|s| shelfwatch_store::sightings::StockSighting {
+            retailer: s.retailer.as_str().to_owned(),
+            sku: s.sku.clone(),
+            title: s.title.clone(),
+            url: s.url.clone(),
+            observed_at: s.observed_at,
+        })
+        .collect();
+    shelfwatch_store::sightings::record_out_of_stock(pool, &rows).await
+}
+
 /// A run's record kept in the spool until the database returns.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SpooledRun {
@@ -561,7 +656,43 @@ pub async fn scrape_retailer(
     let suspect_floor = s
         .previous_products
         .map(|p| f64::from(p) * (1.0 - options.suspect_drop_share));
-    s.status = if result.is_err() || s.pages == 0 {
+    let stored_nothing = s.tiles_seen > 0 && s.products + s.out_of_stock_sightings == 0;
+    if stored_nothing || (s.pages == 0 && result.is_ok()) {
+        let why = if s.pages == 0 {
+            format!(
+                "no page could be read ({} failed{})",
+                s.failed_pages,
+                s.first_page_error
+                    .as_ref()
+                    .map_or(String::new(), |e| format!("; first: {e}"))
+            )
+        } else {
+            format!(
+                "{} pages loaded with {} tiles, but none could be stored ({} rejected{})",
+                s.pages,
+                s.tiles_seen,
+                s.parse_errors,
+                s.first_rejection
+                    .as_ref()
+                    .map_or(String::new(), |e| format!("; first: {e}"))
+            )
+        };
+        s.message.get_or_insert(why);
+    }
+    if !s.dropped_fields.is_empty() {
+        let dropped = s
+            .dropped_fields
+            .iter()
+            .map(|(k, n)| format!("{k} x{n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let note = format!("optional fields dropped: {dropped}");
+        s.message = Some(match s.message.take() {
+            Some(m) => format!("{m}; {note}"),
+            None => note,
+        });
+    }
+    s.status = if result.is_err() || s.pages == 0 || stored_nothing {
         "failed"
     } else if suspect_floor.is_some_and(|floor| f64::from(s.products) < floor) {
         "suspect"
@@ -730,6 +861,8 @@ impl Attempts<'_> {
             if !retry {
                 tracing::warn!(retailer = slug, %url, attempts = attempt + 1, "page failed: {err}");
                 s.failed_pages += 1;
+                s.first_page_error
+                    .get_or_insert_with(|| format!("{url}: {err}"));
                 return Ok(None);
             }
             attempt += 1;
@@ -811,6 +944,8 @@ async fn pages(
                 .inc();
             tracing::warn!(retailer = slug, %url, "robots.txt disallows this page; skipped");
             s.failed_pages += 1;
+            s.first_page_error
+                .get_or_insert_with(|| format!("{url}: robots.txt disallows it"));
             continue;
         }
         let attempts = attempts.get_or_insert_with(|| Attempts {
@@ -828,6 +963,9 @@ async fn pages(
         s.retries += load_summary.retries;
         s.failed_pages += load_summary.failed_pages;
         s.browser_restarts += load_summary.browser_restarts;
+        if s.first_page_error.is_none() {
+            s.first_page_error = load_summary.first_page_error;
+        }
         count_stored(slug, stored?, s);
         let Some(page) = page? else { continue };
         page_count += 1;
@@ -838,22 +976,46 @@ async fn pages(
             observations: Vec::with_capacity(page.tiles.len()),
             records: Vec::with_capacity(page.tiles.len()),
         };
+        s.tiles_seen += page.tiles.len() as u32;
+        let mut sightings = Vec::new();
         for tile in &page.tiles {
             match parse_tile(&config.slug, tile, observed_at) {
-                Ok(obs) => {
-                    if seen_skus.insert(obs.sku.clone()) {
-                        next.records.push(SpoolRecord {
-                            retailer: config.slug.clone(),
-                            observed_at,
-                            page: url.clone(),
-                            tile: tile.clone(),
-                        });
-                        next.observations.push(obs);
+                Ok(read) => {
+                    for e in &read.dropped {
+                        *s.dropped_fields
+                            .entry(format!("{}: {}", e.field, e.kind()))
+                            .or_default() += 1;
+                        METRICS
+                            .field_errors
+                            .with_label_values(&[slug, e.field, e.kind()])
+                            .inc();
+                        tracing::debug!(retailer = slug, page = %url, tile = tile.index, field = e.field, reason = %e.reason, "optional field dropped");
+                    }
+                    match read.item {
+                        Item::Observation(obs) => {
+                            if seen_skus.insert(obs.sku.clone()) {
+                                next.records.push(SpoolRecord {
+                                    retailer: config.slug.clone(),
+                                    observed_at,
+                                    page: url.clone(),
+                                    tile: tile.clone(),
+                                });
+                                next.observations.push(*obs);
+                            }
+                        }
+                        Item::OutOfStock(sighting) => {
+                            if seen_skus.insert(sighting.sku.clone()) {
+                                sightings.push(sighting);
+                            }
+                        }
                     }
                 }
                 Err(e) => {
                     s.parse_errors += 1;
                     METRICS.parse_errors.with_label_values(&[slug]).inc();
+                    if s.first_rejection.is_none() {
+                        s.first_rejection = Some(format!("tile {}: {}", e.index, e.reason));
+                    }
                     tracing::warn!(
                         retailer = slug,
                         page = %url,
@@ -862,8 +1024,26 @@ async fn pages(
                         reason = %e.reason,
                         "tile skipped"
                     );
+                    if let Err(err) = sink.spool.append_rejected(&url, tile, &e.reason) {
+                        tracing::warn!(
+                            retailer = slug,
+                            error = format!("{err:#}"),
+                            "the rejected tile could not be kept for review"
+                        );
+                    }
                 }
             }
+        }
+        s.out_of_stock_sightings += sightings.len() as u32;
+        if !sightings.is_empty()
+            && let Err(e) = record_sightings(sink.pool(), &sightings).await
+        {
+            tracing::warn!(
+                retailer = slug,
+                error = format!("{e:#}"),
+                count = sightings.len(),
+                "out-of-stock sightings not recorded"
+            );
         }
         s.products += next.observations.len() as u32;
         METRICS

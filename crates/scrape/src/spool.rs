@@ -14,7 +14,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::extract::{RawTile, parse_tile};
+use super::extract::{Item, RawTile, Tile, parse_tile};
 use shelfwatch_domain::retailer::RetailerSlug;
 use shelfwatch_store::ingest::{Ingestor, Observation};
 
@@ -53,6 +53,27 @@ impl Spool {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Keeps a rejected tile, its page and the reason, for review
+    /// (`rejected.jsonl` beside the spool; never replayed).
+    pub fn append_rejected(&self, page: &str, tile: &RawTile, reason: &str) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating the spool directory {}", self.dir.display()))?;
+        let path = self.dir.join("rejected.jsonl");
+        let mut line = serde_json::to_vec(&serde_json::json!({
+            "at": Utc::now(),
+            "page": page,
+            "reason": reason,
+            "tile": tile,
+        }))?;
+        line.push(b'\n');
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&line))
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     /// Appends `records` and syncs them to disk before returning.
@@ -170,7 +191,13 @@ impl Spool {
             // Tiles were parsed before they were spooled; one that no longer
             // parses would have been rejected live too.
             match parse_tile(&record.retailer, &record.tile, record.observed_at) {
-                Ok(obs) => batch.push(obs),
+                Ok(Tile {
+                    item: Item::Observation(obs),
+                    ..
+                }) => batch.push(*obs),
+                // Sightings are never spooled; a record that reads as one
+                // now has nothing to store.
+                Ok(_) => report.unreadable += 1,
                 Err(e) => {
                     tracing::warn!(line = i + 1, reason = %e.reason, "spooled tile rejected");
                     report.unreadable += 1;

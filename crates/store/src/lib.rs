@@ -22,6 +22,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod listings;
 pub mod scrape_runs;
+pub mod sightings;
 pub mod watches;
 
 /// The connection pool every query takes. Crates above the store name it
