@@ -78,9 +78,9 @@ async fn forecasts_and_recommends_every_listing_once_per_unchanged_input() {
     let bad: i64 = count(
         &db.pool,
         "SELECT count(*) FROM recommendations WHERE NOT (
-            (action = 'buy_now' AND message LIKE 'Good time to buy: £%drop detected, %confidence')
-         OR (action = 'wait' AND message LIKE 'Wait: a drop of at least £% is likely within 7 days (%confidence)')
-         OR (action = 'hold' AND message LIKE 'Price is stable (%confidence)'))",
+            (action = 'buy_now' AND message LIKE 'Good time to buy: £%drop detected%, %confidence')
+         OR (action = 'wait' AND message LIKE 'Wait: a drop of at least £% is likely within 7 days (%confidence)%')
+         OR (action = 'hold' AND message LIKE 'Price is stable (%confidence)%'))",
     )
     .await;
     assert_eq!(bad, 0);
@@ -194,8 +194,11 @@ async fn awkward_histories_get_sane_forecasts() {
     .await
     .unwrap();
     assert_eq!(constant_band.1, 100);
+    // The band holds the central 80% of what followed like claims on other
+    // days and listings (here also the rising gappy one): within a
+    // meaningful move of the constant price.
     assert!(
-        constant_band.0 >= 98 && constant_band.2 <= 102,
+        constant_band.0 >= 95 && constant_band.2 <= 105,
         "{constant_band:?}"
     );
 }
@@ -213,12 +216,17 @@ async fn backtest_reports_mase_and_calibration_on_stored_history() {
     // The recommendation forecast never does worse than naive on this
     // history, at either horizon.
     for m in &report.mase {
-        assert!(m.model <= m.naive + 1e-9, "{report:?}");
+        assert!(m.model.unwrap() <= m.naive.unwrap() + 1e-9, "{report:?}");
     }
     // Two months of training are too little to beat the base rate of the
     // claims made (see BENCHMARKS.md), but the probabilities stay close to
     // the frequencies.
-    assert!(report.ece < 0.1 && report.brier < 0.1, "{report:?}");
+    assert!(
+        report.ece.unwrap() < 0.1 && report.brier.unwrap() < 0.1,
+        "{report:?}"
+    );
+    let coverage = report.band_coverage.unwrap();
+    assert!((0.6..=0.97).contains(&coverage), "{report:?}");
     // Cuts shown only as a lower shelf price count: buy_now is said.
     let buy_now = &report.actions[Action::BuyNow.index()].calibration;
     assert!(buy_now.claims > 0, "{report:?}");
@@ -291,4 +299,216 @@ async fn product_offers_compare_retailers_for_matched_products() {
         tesco.5.is_some() && aldi.5.is_some(),
         "each offer carries its recommendation"
     );
+}
+
+/// Histories whose right answer is known, imported as a CSV, forecast, and
+/// read back through the API as a shopper's app would.
+mod scenarios {
+    use std::fmt::Write as _;
+
+    use chrono::{Duration, NaiveDate};
+    use serde_json::Value;
+
+    use super::*;
+
+    const DAYS: i64 = 120;
+
+    /// One CSV row: day, price, was-price, promo text, in stock.
+    type Day = (i64, i64, Option<i64>, Option<&'static str>, bool);
+
+    fn plain(from: i64, to: i64, price: i64) -> Vec<Day> {
+        (from..to).map(|d| (d, price, None, None, true)).collect()
+    }
+
+    fn histories() -> Vec<(&'static str, Vec<Day>)> {
+        let mut out = Vec::new();
+        // The shelf says "Was £1.55 Now £1.30"; the history remembers £1.70
+        // from before a permanent change to £1.55.
+        let mut was = plain(0, 50, 170);
+        was.extend(plain(50, DAYS - 3, 155));
+        was.extend(
+            (DAYS - 3..DAYS).map(|d| (d, 130, Some(155), Some("Was £1.55 Now £1.30"), true)),
+        );
+        out.push(("was-price", was));
+        // The same permanent change, and no promotion after it.
+        let mut fall = plain(0, 50, 170);
+        fall.extend(plain(50, DAYS, 155));
+        out.push(("permanent-fall", fall));
+        // A permanent rise.
+        let mut rise = plain(0, 60, 100);
+        rise.extend(plain(60, DAYS, 120));
+        out.push(("permanent-rise", rise));
+        // 200p, showing 150p while out of stock.
+        let mut oos = plain(0, DAYS - 2, 200);
+        oos.extend((DAYS - 2..DAYS).map(|d| (d, 150, None, None, false)));
+        out.push(("out-of-stock", oos));
+        // 120p on the shelf while "2 for £1.50" runs.
+        let mut multi = plain(0, DAYS - 3, 120);
+        multi.extend((DAYS - 3..DAYS).map(|d| (d, 120, None, Some("2 for £1.50"), true)));
+        out.push(("multibuy", multi));
+        // Listings with a promotion cycle, so the models have examples:
+        // cut by a fifth for 5 days every 21 days.
+        for k in 0..12 {
+            let regular = 100 + 10 * k;
+            let days = (0..DAYS)
+                .map(|d| {
+                    let cut = (d + k) % 21 < 5;
+                    (
+                        d,
+                        if cut { regular * 4 / 5 } else { regular },
+                        None,
+                        None,
+                        true,
+                    )
+                })
+                .collect();
+            out.push((
+                [
+                    "cycle-a", "cycle-b", "cycle-c", "cycle-d", "cycle-e", "cycle-f", "cycle-g",
+                    "cycle-h", "cycle-i", "cycle-j", "cycle-k", "cycle-l",
+                ][k as usize],
+                days,
+            ));
+        }
+        out
+    }
+
+    async fn forecast_and_serve() -> crate::api::Api {
+        let db = TestDb::new().await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scenarios.csv");
+        let start = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let mut csv = String::from(
+            "retailer,sku,title,observed_at,price_pence,was_price_pence,promo_text,in_stock\n",
+        );
+        for (sku, days) in histories() {
+            for (d, price, was, promo, stock) in days {
+                let day = start + Duration::days(d);
+                writeln!(
+                    csv,
+                    "tesco,{sku},{sku},{day}T08:00:00Z,{price},{},{},{stock}",
+                    was.map(|w| w.to_string()).unwrap_or_default(),
+                    promo.unwrap_or_default()
+                )
+                .unwrap();
+            }
+        }
+        std::fs::write(&path, csv).unwrap();
+        let mut ing = Ingestor::new(db.pool.clone()).await.unwrap();
+        let opts = ImportOptions {
+            batch_size: 5000,
+            rejects: Some(dir.path().join("r.csv")),
+            progress: false,
+        };
+        let report = import_file(&mut ing, &path, &opts).await.unwrap();
+        assert_eq!(report.rejected, 0, "{:?}", report.sample_rejections);
+        // Every listing its own product, so its forecast can be read.
+        sqlx::query(
+            "WITH p AS (INSERT INTO products (name) SELECT retailer_sku FROM listings RETURNING id, name)
+             UPDATE listings l SET product_id = p.id FROM p WHERE p.name = l.retailer_sku",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        forecast::run_once(&db.pool, &Params::default(), Shard::ALL)
+            .await
+            .unwrap();
+        crate::api::serve(db, |_| {}).await
+    }
+
+    async fn get(api: &crate::api::Api, path: &str) -> Value {
+        let r = api
+            .http
+            .get(format!("{}{path}", api.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    async fn recommendation(api: &crate::api::Api, sku: &str) -> Value {
+        let page = get(api, "/v1/recommendations?limit=100").await;
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["title"] == sku)
+            .cloned()
+            .unwrap_or_else(|| panic!("no recommendation for {sku}: {page}"))
+    }
+
+    #[tokio::test]
+    async fn recommendations_say_what_the_shelf_shows() {
+        let api = forecast_and_serve().await;
+
+        // The drop named is the shelf's was-price minus today's price.
+        let r = recommendation(&api, "was-price").await;
+        assert_eq!(r["action"], "buy_now", "{r}");
+        let message = r["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("Good time to buy: £0.25 drop detected"),
+            "{r}"
+        );
+        assert_eq!(r["regular_price"]["amount_minor"], 155, "{r}");
+
+        // No drop after a permanent change, down or up.
+        for sku in ["permanent-fall", "permanent-rise"] {
+            let r = recommendation(&api, sku).await;
+            assert_ne!(r["action"], "buy_now", "{r}");
+            assert!(
+                !r["message"].as_str().unwrap().contains("drop detected"),
+                "{r}"
+            );
+        }
+
+        // Out of stock: never buy_now, and the message says so.
+        let r = recommendation(&api, "out-of-stock").await;
+        assert_ne!(r["action"], "buy_now", "{r}");
+        assert!(
+            r["message"].as_str().unwrap().contains("out of stock"),
+            "{r}"
+        );
+
+        // A multi-buy is a buy, at its price per item, and says what it takes.
+        let r = recommendation(&api, "multibuy").await;
+        assert_eq!(r["action"], "buy_now", "{r}");
+        let message = r["message"].as_str().unwrap();
+        assert!(message.contains("£0.75 each when you buy 2"), "{r}");
+        assert!(
+            message.starts_with("Good time to buy: £0.45 drop detected"),
+            "{r}"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_claim_sits_inside_its_band() {
+        let api = forecast_and_serve().await;
+        let page = get(&api, "/v1/recommendations?limit=100").await;
+        let recs = page["data"].as_array().unwrap();
+        assert_eq!(recs.len(), histories().len());
+        for r in recs {
+            let product = r["product_id"].as_i64().unwrap();
+            let f = get(&api, &format!("/v1/products/{product}/forecast")).await;
+            let points = f["forecasts"][0]["points"].as_array().unwrap();
+            assert_eq!(points.len(), 7, "{f}");
+            let price = r["current_price"]["amount_minor"].as_i64().unwrap();
+            let confidence = r["confidence"].as_f64().unwrap();
+            let amount = |p: &Value, k: &str| p[k]["amount_minor"].as_i64().unwrap();
+            for p in points {
+                let (lo, mid, hi) = (
+                    amount(p, "lower"),
+                    amount(p, "predicted"),
+                    amount(p, "upper"),
+                );
+                assert!(lo <= mid && mid <= hi, "{r} {p}");
+                if r["action"] == "buy_now" && confidence >= 0.9 {
+                    assert!(
+                        lo >= price,
+                        "a likely buy's band stays at or above {price}: {r} {p}"
+                    );
+                }
+            }
+        }
+    }
 }

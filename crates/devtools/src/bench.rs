@@ -348,7 +348,8 @@ pub async fn forecast(args: ForecastBenchArgs, settings: &Settings) -> anyhow::R
             let models = Models::train(&frame, &p, |_| true);
             let train_time = t.elapsed();
             let t = Instant::now();
-            let outputs = forecast::recommend_all(&frame, &models, &p, as_of_day);
+            let outputs =
+                forecast::recommend_all(&frame, &models, &p, as_of_day, &Default::default());
             Ok((features_time, train_time, t.elapsed(), outputs, models))
         })
         .await??;

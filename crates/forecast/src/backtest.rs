@@ -12,17 +12,29 @@ use super::model::{Calibration, calibration};
 use super::recommend::{self, Action};
 use super::{Frame, Models, Params};
 
+/// Point forecasts scored at one horizon. Every figure is None (null in
+/// JSON) when nothing was scored.
 #[derive(Debug, Clone, Serialize)]
 pub struct MaseRow {
     pub horizon: usize,
-    /// Forecast errors scored on this many (listing, day) points.
+    /// Forecast errors scored on this many (listing, day) points: an
+    /// observed day whose target day, `horizon` days later, is observed too.
     pub points: usize,
-    pub wma: f64,
-    pub naive: f64,
-    pub seasonal_naive: f64,
+    pub wma: Option<f64>,
+    pub naive: Option<f64>,
+    /// The same weekday in the latest week before the forecast is made
+    /// (`horizon` rounded up to whole weeks back from the target): defined
+    /// at every horizon.
+    pub seasonal_naive: Option<f64>,
     /// The forecast the recommendations use.
-    pub model: f64,
+    pub model: Option<f64>,
+    /// Share of the points inside the forecast band (nominal
+    /// [`BAND_NOMINAL`]).
+    pub band_coverage: Option<f64>,
 }
+
+/// The coverage the forecast band is meant to have.
+pub const BAND_NOMINAL: f64 = 0.8;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ActionScore {
@@ -39,17 +51,22 @@ pub struct Report {
     pub train_until: String,
     pub test_from: String,
     pub last_day: String,
-    pub mase_wma: f64,
-    pub mase_naive: f64,
-    pub mase_seasonal_naive: f64,
-    pub mase_model: f64,
+    /// Listings by observation cadence: (days between observations, how
+    /// many listings).
+    pub cadences: Vec<(i32, usize)>,
+    pub mase_wma: Option<f64>,
+    pub mase_naive: Option<f64>,
+    pub mase_seasonal_naive: Option<f64>,
+    pub mase_model: Option<f64>,
+    pub band_nominal: f64,
+    pub band_coverage: Option<f64>,
     pub mase: Vec<MaseRow>,
-    pub brier: f64,
-    pub brier_skill: f64,
-    pub ece: f64,
+    pub brier: Option<f64>,
+    pub brier_skill: Option<f64>,
+    pub ece: Option<f64>,
     pub claims: usize,
-    pub mean_stated: f64,
-    pub observed: f64,
+    pub mean_stated: Option<f64>,
+    pub observed: Option<f64>,
     pub reliability: Vec<super::model::ReliabilityBin>,
     pub actions: Vec<ActionScore>,
 }
@@ -138,22 +155,34 @@ pub fn evaluate(
         .collect();
 
     // MASE: errors over the test days, scaled by the in-sample mean
-    // absolute one-day change over the training days.
+    // absolute change from one observation to the next (one day for a
+    // listing seen daily, one week for one seen weekly). Only observed days
+    // are scored, as origins and as targets: a forward-filled day repeats
+    // the one before and would flatter every forecast.
     let (mut scale_sum, mut scale_n) = (0.0, 0usize);
-    for i in 1..frame.len() {
-        if frame.day[i] < split && frame.listing_id[i] == frame.listing_id[i - 1] {
-            scale_sum += (frame.price[i] - frame.price[i - 1]).abs();
+    let mut last_seen: Option<usize> = None;
+    for i in 0..frame.len() {
+        if i > 0 && frame.listing_id[i] != frame.listing_id[i - 1] {
+            last_seen = None;
+        }
+        if !frame.observed[i] {
+            continue;
+        }
+        if let Some(j) = last_seen
+            && frame.day[i] < split
+        {
+            scale_sum += (frame.price[i] - frame.price[j]).abs();
             scale_n += 1;
         }
+        last_seen = Some(i);
     }
-    let scale = if scale_n > 0 && scale_sum > 0.0 {
-        scale_sum / scale_n as f64
-    } else {
-        1.0
-    };
+    let scale = (scale_n > 0 && scale_sum > 0.0).then(|| scale_sum / scale_n as f64);
     let mut mase = Vec::new();
-    for horizon in [1, h] {
-        let (mut wma, mut naive, mut seasonal, mut model, mut n) = (0.0, 0.0, 0.0, 0.0, 0usize);
+    let mut horizons = vec![1, h];
+    horizons.dedup();
+    for horizon in horizons {
+        let (mut wma, mut naive, mut seasonal, mut model, mut covered, mut n) =
+            (0.0, 0.0, 0.0, 0.0, 0usize, 0usize);
         for i in 0..frame.len() {
             if frame.day[i] < split || !frame.observed[i] {
                 continue;
@@ -161,16 +190,22 @@ pub fn evaluate(
             let Some(actual) = frame.ahead(i, horizon) else {
                 continue;
             };
-            // Seasonal naive: the same weekday one week before the target.
-            let Some(week_before) = (horizon <= 7 && i + horizon >= 7)
-                .then(|| i + horizon - 7)
+            if !frame.observed[i + horizon] {
+                continue;
+            }
+            // Seasonal naive: the same weekday in the latest week known
+            // today.
+            let back = horizon.div_ceil(7) * 7;
+            let Some(week_before) = (i + horizon)
+                .checked_sub(back)
                 .filter(|j| frame.listing_id[*j] == frame.listing_id[i])
                 .map(|j| frame.price[j])
             else {
                 continue;
             };
             let s = frame.snapshot(i);
-            let path = models.path(&s, horizon);
+            let (claim, confidence) = models.recommend(&frame, i, h);
+            let path = models.path(&s, &claim, confidence, horizon);
             let Some(point) = path.last() else {
                 continue;
             };
@@ -178,20 +213,19 @@ pub fn evaluate(
             naive += (actual - s.price).abs();
             seasonal += (actual - week_before).abs();
             model += (actual - point.predicted).abs();
+            covered += usize::from(point.lower <= actual && actual <= point.upper);
             n += 1;
         }
-        let d = n.max(1) as f64 * scale;
+        let mean = |sum: f64| scale.filter(|_| n > 0).map(|d| sum / (n as f64 * d));
         mase.push(MaseRow {
             horizon,
             points: n,
-            wma: wma / d,
-            naive: naive / d,
-            seasonal_naive: seasonal / d,
-            model: model / d,
+            wma: mean(wma),
+            naive: mean(naive),
+            seasonal_naive: mean(seasonal),
+            model: mean(model),
+            band_coverage: (n > 0).then(|| covered as f64 / n as f64),
         });
-        if h == 1 {
-            break;
-        }
     }
     let at_h = mase.last().cloned().context("no MASE computed")?;
     Ok(Report {
@@ -200,10 +234,13 @@ pub fn evaluate(
         train_until: date(split - horizon_days - 1),
         test_from: date(split),
         last_day: date(last_day),
+        cadences: cadence_counts(&frame),
         mase_wma: at_h.wma,
         mase_naive: at_h.naive,
         mase_seasonal_naive: at_h.seasonal_naive,
         mase_model: at_h.model,
+        band_nominal: BAND_NOMINAL,
+        band_coverage: at_h.band_coverage,
         mase,
         brier: overall.brier,
         brier_skill: overall.brier_skill,
@@ -216,23 +253,84 @@ pub fn evaluate(
     })
 }
 
-/// The report for people.
+/// Each listing's observation cadence: the median number of days between
+/// its consecutive observations (1 for a listing seen daily, 7 weekly), or
+/// None with fewer than two observations.
+pub fn cadence(listing_id: &[i64], day: &[i32], observed: &[bool]) -> Vec<(i64, Option<i32>)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 0..listing_id.len() {
+        if i + 1 < listing_id.len() && listing_id[i + 1] == listing_id[i] {
+            continue;
+        }
+        let seen: Vec<i32> = (start..=i)
+            .filter(|j| observed[*j])
+            .map(|j| day[j])
+            .collect();
+        let mut gaps: Vec<i32> = seen.windows(2).map(|w| w[1] - w[0]).collect();
+        gaps.sort_unstable();
+        out.push((listing_id[i], gaps.get(gaps.len() / 2).copied()));
+        start = i + 1;
+    }
+    out
+}
+
+fn cadence_counts(frame: &Frame) -> Vec<(i32, usize)> {
+    let mut counts = std::collections::BTreeMap::new();
+    for (_, c) in cadence(&frame.listing_id, &frame.day, &frame.observed) {
+        if let Some(c) = c {
+            *counts.entry(c).or_insert(0usize) += 1;
+        }
+    }
+    counts.into_iter().collect()
+}
+
+fn figure(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+/// The report for people ("-" for a figure with nothing to score).
 pub fn render(r: &Report) -> String {
     let mut out = format!(
-        "backtest over {} series, horizon {} days; confidence models trained on outcomes known by {}, scored from {} to {}\n\n",
+        "backtest over {} series, horizon {} days; confidence models trained on outcomes known by {}, scored from {} to {}\n",
         r.series, r.horizon, r.train_until, r.test_from, r.last_day
     );
-    out.push_str("point forecasts (MASE, lower is better; 1.0 = in-sample one-day naive error)\n");
-    out.push_str("  h   points   naive    seasonal  WMA      model\n");
+    let cadences: Vec<String> = r
+        .cadences
+        .iter()
+        .map(|(days, n)| format!("{n} every {days} day(s)"))
+        .collect();
+    out.push_str(&format!(
+        "listings observed: {}; only observed days are scored\n\n",
+        cadences.join(", ")
+    ));
+    out.push_str(
+        "point forecasts (MASE, lower is better; 1.0 = in-sample naive error over one observation step)\n",
+    );
+    out.push_str(&format!(
+        "  h   points   naive    seasonal  WMA      model    band coverage (nominal {:.2})\n",
+        r.band_nominal
+    ));
     for m in &r.mase {
         out.push_str(&format!(
-            "  {:<3} {:<8} {:<8.3} {:<9.3} {:<8.3} {:<8.3}\n",
-            m.horizon, m.points, m.naive, m.seasonal_naive, m.wma, m.model
+            "  {:<3} {:<8} {:<8} {:<9} {:<8} {:<8} {}\n",
+            m.horizon,
+            m.points,
+            figure(m.naive, 3),
+            figure(m.seasonal_naive, 3),
+            figure(m.wma, 3),
+            figure(m.model, 3),
+            figure(m.band_coverage, 3)
         ));
     }
     out.push_str(&format!(
-        "\nconfidence on {} held-out claims: Brier {:.4}, Brier skill {:.3} (vs base rate), ECE {:.4}; mean stated {:.3}, came true {:.3}\n",
-        r.claims, r.brier, r.brier_skill, r.ece, r.mean_stated, r.observed
+        "\nconfidence on {} held-out claims: Brier {}, Brier skill {} (vs base rate), ECE {}; mean stated {}, came true {}\n",
+        r.claims,
+        figure(r.brier, 4),
+        figure(r.brier_skill, 3),
+        figure(r.ece, 4),
+        figure(r.mean_stated, 3),
+        figure(r.observed, 3)
     ));
     out.push_str("  stated      count    mean stated  came true\n");
     for b in &r.reliability {
@@ -245,14 +343,21 @@ pub fn render(r: &Report) -> String {
     for a in &r.actions {
         let c = &a.calibration;
         out.push_str(&format!(
-            "  {:<8} claims {:<8} mean stated {:.3}  came true {:.3}  Brier {:.4}  ECE {:.4}\n",
+            "  {:<8} claims {:<8} mean stated {}  came true {}  Brier {}  Brier skill {}  ECE {}\n",
             a.action.as_str(),
             c.claims,
-            c.mean_stated,
-            c.observed,
-            c.brier,
-            c.ece
+            figure(c.mean_stated, 3),
+            figure(c.observed, 3),
+            figure(c.brier, 4),
+            figure(c.brier_skill, 3),
+            figure(c.ece, 4)
         ));
+        for b in &c.reliability {
+            out.push_str(&format!(
+                "             {:.1}-{:.1}  {:<8} {:<12.3} {:.3}\n",
+                b.lower, b.upper, b.count, b.mean_stated, b.observed
+            ));
+        }
     }
     out
 }

@@ -11,6 +11,7 @@
 //!    forecast path; results are written in one transaction per run.
 
 pub mod backtest;
+pub mod distribution;
 pub mod events;
 pub mod features;
 pub mod load;
@@ -19,7 +20,9 @@ pub mod model;
 pub mod recommend;
 #[cfg(test)]
 mod reference;
+pub mod shelf;
 
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
@@ -35,7 +38,7 @@ use shelfwatch_store::PgPool;
 use shelfwatch_store::forecasts::{self, ForecastDay, NewRun, Recommendation};
 
 /// Stored with every run; bump when the method changes.
-pub const MODEL_VERSION: &str = "events-path-logit-isotonic-3";
+pub const MODEL_VERSION: &str = "shelf-outcomes-logit-isotonic-4";
 
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Params {
@@ -223,6 +226,9 @@ pub struct Models {
     /// ahead it is back at the regular price (closer to it than to
     /// today's), one model per `k` in 1..=horizon.
     pub back_to_regular: Vec<Calibrated>,
+    /// What followed the claims made on the training days: the forecast
+    /// bands (`distribution`).
+    pub outcomes: distribution::Outcomes,
 }
 
 impl Models {
@@ -307,12 +313,53 @@ impl Models {
         let fit = |(rows, labels): &(Vec<Vec<f64>>, Vec<bool>)| {
             Calibrated::fit(rows, labels, params.ridge)
         };
-        Self {
+        let mut models = Self {
             buy_now: fit(&data[0]),
             wait: fit(&data[1]),
             hold: fit(&data[2]),
             back_to_regular: Self::train_path(frame, params, &use_row),
-        }
+            outcomes: distribution::Outcomes::default(),
+        };
+        models.outcomes = models.train_outcomes(frame, params, &use_row);
+        models
+    }
+
+    /// The outcomes of the claims the fitted models make on the training
+    /// days (at most `max_examples`, evenly spaced): the price on each
+    /// later observed day against the claim's price.
+    fn train_outcomes(
+        &self,
+        frame: &Frame,
+        params: &Params,
+        use_row: &impl Fn(usize) -> bool,
+    ) -> distribution::Outcomes {
+        let h = params.horizon;
+        let rows: Vec<usize> = (0..frame.len())
+            .filter(|i| use_row(*i) && frame.observed[*i] && frame.ahead(*i, h).is_some())
+            .collect();
+        let step = rows.len().div_ceil(params.max_examples.max(1)).max(1);
+        let examples: Vec<distribution::Example> = rows
+            .iter()
+            .step_by(step)
+            .map(|i| {
+                let (claim, confidence) = self.recommend(frame, *i, h);
+                let base = claim.price.max(1) as f64;
+                distribution::Example {
+                    action: claim.action,
+                    confidence,
+                    ratios: (1..=h)
+                        .map(|k| {
+                            if frame.observed[i + k] {
+                                frame.price[i + k] / base
+                            } else {
+                                f64::NAN
+                            }
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        distribution::Outcomes::fit(&examples, h)
     }
 
     /// The path models learn from every cut day at rows where `use_row`
@@ -345,21 +392,52 @@ impl Models {
             .collect()
     }
 
-    /// The forecast path of row `i`.
-    pub fn path(&self, s: &Snapshot, horizon: usize) -> Vec<recommend::ForecastPoint> {
-        recommend::forecast_path(s, horizon, |k| {
+    /// The forecast path for a day with snapshot `s`, beside `claim`
+    /// stated with `confidence`: the point forecast of
+    /// `recommend::forecast_path`, and the band of the outcomes of like
+    /// claims (`distribution`), made to agree with the claim.
+    pub fn path(
+        &self,
+        s: &Snapshot,
+        claim: &Claim,
+        confidence: f64,
+        horizon: usize,
+    ) -> Vec<recommend::ForecastPoint> {
+        let mut path = recommend::forecast_path(s, horizon, |k| {
             self.back_to_regular
                 .get(k.wrapping_sub(1))
                 .map_or(0.0, |m| m.predict(&recommend::path_features(s, k)))
-        })
+        });
+        let base = claim.price.max(1) as f64;
+        for (k, p) in path.iter_mut().enumerate() {
+            if let Some((lo, hi)) = self.outcomes.ratios(claim.action, confidence, k + 1) {
+                p.lower = base * lo;
+                p.upper = base * hi;
+            }
+        }
+        distribution::consistent_band(claim, confidence, &mut path);
+        path
     }
 
     /// The claim for row `i` with its confidence. A wait that is less likely
     /// than not becomes a hold: we do not tell people to wait on a coin flip.
     pub fn recommend(&self, frame: &Frame, i: usize, horizon: usize) -> (Claim, f64) {
-        let s = frame.snapshot(i);
+        self.recommend_on_shelf(frame, i, horizon, None)
+    }
+
+    /// [`Models::recommend`], with what the shelf shows today (the
+    /// was-price, the offer, stock: `recommend::decide_on_shelf`).
+    pub fn recommend_on_shelf(
+        &self,
+        frame: &Frame,
+        i: usize,
+        horizon: usize,
+        shelf: Option<&shelf::Shelf>,
+    ) -> (Claim, f64) {
+        let history = frame.snapshot(i);
+        let claim = recommend::decide_on_shelf(&history, horizon, shelf);
+        let s = recommend::snapshot_for(&history, &claim);
         let x = recommend::features(&s, horizon);
-        let claim = recommend::decide(&s, horizon);
         let p = self.get(claim.action).predict(&x);
         if claim.action == Action::Wait && p < 0.5 {
             let hold = Claim {
@@ -455,10 +533,11 @@ async fn fingerprint(pool: &PgPool, params: &Params, shard: Shard) -> anyhow::Re
 
 /// Per listing, what is stored.
 pub struct Output {
-    listing_id: i64,
-    claim: Claim,
-    confidence: f64,
-    path: Vec<recommend::ForecastPoint>,
+    pub listing_id: i64,
+    pub claim: Claim,
+    pub confidence: f64,
+    pub message: String,
+    pub path: Vec<recommend::ForecastPoint>,
 }
 
 async fn compute_and_store(
@@ -470,10 +549,17 @@ async fn compute_and_store(
     run_id: i64,
 ) -> anyhow::Result<usize> {
     let series = load::load(pool, shard, as_of_day, params.max_gap_days).await?;
+    let mut today: Vec<i64> = (0..series.day.len())
+        .filter(|i| series.day[*i] == as_of_day)
+        .map(|i| series.listing_id[i])
+        .collect();
+    today.dedup();
+    let shelves = shelf::latest(pool, &today, as_of + chrono::Duration::days(1)).await?;
     let p = *params;
-    let (outputs, models) = tokio::task::spawn_blocking(move || compute(series, &p, as_of_day))
-        .await
-        .context("the forecast computation panicked")??;
+    let (outputs, models) =
+        tokio::task::spawn_blocking(move || compute(series, &p, as_of_day, &shelves))
+            .await
+            .context("the forecast computation panicked")??;
     store(pool, run_id, as_of, &outputs, &models).await
 }
 
@@ -495,7 +581,7 @@ pub async fn store(
             regular_pence: o.claim.regular,
             expected_change_pence: o.claim.expected_change(),
             confidence: o.confidence,
-            message: o.claim.message(o.confidence),
+            message: o.message.clone(),
             path: o
                 .path
                 .iter()
@@ -516,20 +602,22 @@ pub(crate) fn compute(
     series: features::DailySeries,
     params: &Params,
     as_of_day: i32,
+    shelves: &HashMap<i64, shelf::Shelf>,
 ) -> anyhow::Result<(Vec<Output>, Models)> {
     let frame = Frame::compute(series, params)?;
     let models = Models::train(&frame, params, |_| true);
-    let outputs = recommend_all(&frame, &models, params, as_of_day);
+    let outputs = recommend_all(&frame, &models, params, as_of_day, shelves);
     Ok((outputs, models))
 }
 
 /// The recommendation and forecast path of every listing whose last row is
-/// on `as_of_day`.
+/// on `as_of_day`, with what its shelf shows today where known.
 pub fn recommend_all(
     frame: &Frame,
     models: &Models,
     params: &Params,
     as_of_day: i32,
+    shelves: &HashMap<i64, shelf::Shelf>,
 ) -> Vec<Output> {
     let mut outputs = Vec::new();
     for i in 0..frame.len() {
@@ -538,12 +626,14 @@ pub fn recommend_all(
         if !last_of_listing || frame.day[i] != as_of_day {
             continue;
         }
-        let (claim, confidence) = models.recommend(frame, i, params.horizon);
+        let shelf = shelves.get(&frame.listing_id[i]);
+        let (claim, confidence) = models.recommend_on_shelf(frame, i, params.horizon, shelf);
         outputs.push(Output {
             listing_id: frame.listing_id[i],
             claim,
             confidence,
-            path: models.path(&frame.snapshot(i), params.horizon),
+            message: recommend::shelf_message(&claim, confidence, shelf),
+            path: models.path(&frame.snapshot(i), &claim, confidence, params.horizon),
         });
     }
     outputs

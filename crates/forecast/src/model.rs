@@ -161,10 +161,36 @@ impl Isotonic {
         })
     }
 
+    /// The observed frequency for a model probability `p`, interpolated
+    /// linearly between the middles of neighbouring blocks, so that two
+    /// listings the model tells apart are not given one plateau value
+    /// (still monotone, and equal to a block's frequency at its middle).
     pub fn apply(&self, p: f64) -> f64 {
-        let k = self.upper.partition_point(|u| *u < p);
-        let k = k.min(self.value.len().saturating_sub(1));
-        self.value.get(k).copied().unwrap_or(p)
+        let n = self.value.len().min(self.upper.len());
+        if n == 0 {
+            return p;
+        }
+        let middle = |k: usize| {
+            let lower = if k == 0 {
+                self.upper[0]
+            } else {
+                self.upper[k - 1]
+            };
+            (lower + self.upper[k]) / 2.0
+        };
+        let k = self.upper[..n].partition_point(|u| *u < p).min(n - 1);
+        let m = middle(k);
+        let (a, b) = if p < m {
+            (k.saturating_sub(1), k)
+        } else {
+            (k, (k + 1).min(n - 1))
+        };
+        let (ma, mb) = (middle(a), middle(b));
+        if a == b || mb <= ma {
+            return self.value[k];
+        }
+        let t = ((p - ma) / (mb - ma)).clamp(0.0, 1.0);
+        self.value[a] + (self.value[b] - self.value[a]) * t
     }
 }
 
@@ -296,18 +322,20 @@ pub struct ReliabilityBin {
     pub observed: f64,
 }
 
-/// How well stated probabilities matched outcomes.
+/// How well stated probabilities matched outcomes. A figure computed from
+/// no claims is None (null in JSON), never 0.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Calibration {
     pub claims: usize,
-    pub brier: f64,
-    /// 1 - brier / brier of always stating `reference_rate`.
-    pub brier_skill: f64,
+    pub brier: Option<f64>,
+    /// 1 - brier / brier of always stating `reference_rate`; None also when
+    /// that reference is perfect (its Brier score is 0).
+    pub brier_skill: Option<f64>,
     pub reference_rate: f64,
     /// Expected calibration error over 10 equal-width bins.
-    pub ece: f64,
-    pub mean_stated: f64,
-    pub observed: f64,
+    pub ece: Option<f64>,
+    pub mean_stated: Option<f64>,
+    pub observed: Option<f64>,
     pub reliability: Vec<ReliabilityBin>,
 }
 
@@ -316,6 +344,7 @@ pub struct Calibration {
 pub fn calibration(pairs: &[(f64, bool)], reference_rate: f64) -> Calibration {
     let n = pairs.len();
     let nf = n.max(1) as f64;
+    let some = |v: f64| (n > 0).then_some(v);
     let y = |t: bool| if t { 1.0 } else { 0.0 };
     let brier = pairs.iter().map(|(p, t)| (p - y(*t)).powi(2)).sum::<f64>() / nf;
     let reference = pairs
@@ -348,26 +377,22 @@ pub fn calibration(pairs: &[(f64, bool)], reference_rate: f64) -> Calibration {
     }
     Calibration {
         claims: n,
-        brier,
-        brier_skill: if reference > 0.0 {
-            1.0 - brier / reference
-        } else {
-            0.0
-        },
+        brier: some(brier),
+        brier_skill: (n > 0 && reference > 0.0).then(|| 1.0 - brier / reference),
         reference_rate,
-        ece,
-        mean_stated: pairs.iter().map(|(p, _)| p).sum::<f64>() / nf,
-        observed: pairs.iter().map(|(_, t)| y(*t)).sum::<f64>() / nf,
+        ece: some(ece),
+        mean_stated: some(pairs.iter().map(|(p, _)| p).sum::<f64>() / nf),
+        observed: some(pairs.iter().map(|(_, t)| y(*t)).sum::<f64>() / nf),
         reliability,
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A deterministic pseudo-random stream in [0, 1).
-    fn lcg(seed: &mut u64) -> f64 {
+    pub(crate) fn lcg(seed: &mut u64) -> f64 {
         *seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -397,8 +422,8 @@ mod tests {
             .map(|(r, y)| (m.predict(r), *y))
             .collect();
         let c = calibration(&pairs, m.base_rate);
-        assert!(c.ece < 0.02, "{c:?}");
-        assert!(c.brier_skill > 0.2, "{c:?}");
+        assert!(c.ece.unwrap() < 0.02, "{c:?}");
+        assert!(c.brier_skill.unwrap() > 0.2, "{c:?}");
     }
 
     #[test]
@@ -423,7 +448,7 @@ mod tests {
         let iso = Isotonic::fit(pairs.clone(), 100).unwrap();
         assert!(iso.value.windows(2).all(|w| w[0] <= w[1]));
         assert!((iso.apply(0.5) - 0.25).abs() < 0.06, "{}", iso.apply(0.5));
-        let before = calibration(&pairs, 0.33).ece;
+        let before = calibration(&pairs, 0.33).ece.unwrap();
         let after = calibration(
             &pairs
                 .iter()
@@ -431,7 +456,8 @@ mod tests {
                 .collect::<Vec<_>>(),
             0.33,
         )
-        .ece;
+        .ece
+        .unwrap();
         assert!(after < before / 3.0, "{before} -> {after}");
         assert!(Isotonic::fit(pairs[..10].to_vec(), 100).is_none());
     }
@@ -440,11 +466,21 @@ mod tests {
     fn calibration_scores_a_perfect_and_a_useless_forecaster() {
         let perfect = [(0.999, true), (0.001, false), (0.999, true)];
         let c = calibration(&perfect, 0.5);
-        assert!(c.brier < 1e-5 && c.brier_skill > 0.99 && c.ece < 0.01);
+        assert!(c.brier.unwrap() < 1e-5);
+        assert!(c.brier_skill.unwrap() > 0.99 && c.ece.unwrap() < 0.01);
         let constant = [(0.5, true), (0.5, false)];
         let c = calibration(&constant, 0.5);
-        assert!(c.brier_skill.abs() < 1e-12);
+        assert!(c.brier_skill.unwrap().abs() < 1e-12);
         assert_eq!(c.reliability.len(), 1);
         assert_eq!(c.reliability[0].count, 2);
+    }
+
+    #[test]
+    fn no_claims_score_null_not_zero() {
+        let c = calibration(&[], 0.5);
+        assert_eq!(c.claims, 0);
+        assert_eq!((c.brier, c.brier_skill, c.ece), (None, None, None));
+        let json = serde_json::to_value(&c).unwrap();
+        assert!(json["ece"].is_null() && json["brier"].is_null());
     }
 }

@@ -4,6 +4,8 @@
 
 use shelfwatch_domain::money::format_pence;
 
+use super::shelf::Shelf;
+
 /// What is known about a listing on one day (from `features::compute`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Snapshot {
@@ -94,7 +96,7 @@ impl Claim {
     /// The sentence shoppers see. The percentage stays within 1..=99: the
     /// model never knows for certain, and the message should not say so.
     pub fn message(&self, confidence: f64) -> String {
-        let pct = ((confidence * 100.0).round() as i64).clamp(1, 99);
+        let pct = percent(confidence);
         match self.action {
             Action::BuyNow => format!(
                 "Good time to buy: {} drop detected, {pct}% confidence",
@@ -108,6 +110,110 @@ impl Claim {
             Action::Hold => format!("Price is stable ({pct}% confidence)"),
         }
     }
+}
+
+/// What the shelf shows today decides the claim where it knows better than
+/// the history: the was-price is the reference, an offer's effective price
+/// is what a shopper pays, and an item out of stock is never a buy.
+pub fn decide_on_shelf(s: &Snapshot, horizon: usize, shelf: Option<&Shelf>) -> Claim {
+    let learned = decide(s, horizon);
+    let Some(shelf) = shelf else {
+        return learned;
+    };
+    let hold = |c: Claim| {
+        if c.action == Action::BuyNow {
+            Claim {
+                action: Action::Hold,
+                amount: meaningful_move(s.price),
+                ..c
+            }
+        } else {
+            c
+        }
+    };
+    if !shelf.in_stock {
+        return hold(learned);
+    }
+    let reference = shelf
+        .was_pence
+        .unwrap_or_else(|| s.regular.round().max(s.price.round()) as i64);
+    let pay = shelf.effective_pence;
+    let drop = reference - pay;
+    if drop >= meaningful_move(reference as f64) {
+        return Claim {
+            action: Action::BuyNow,
+            price: pay,
+            regular: reference,
+            amount: drop,
+            horizon,
+        };
+    }
+    if shelf.was_pence.is_some() {
+        // The shelf's own reference shows no meaningful drop: the history's
+        // regular price is older than the shelf's.
+        return hold(learned);
+    }
+    learned
+}
+
+/// The snapshot the confidence of `claim` is computed on: a buy on the
+/// shelf's was-price or offer is judged as a cut from that reference to
+/// the price paid.
+pub fn snapshot_for(s: &Snapshot, claim: &Claim) -> Snapshot {
+    if claim.action != Action::BuyNow {
+        return *s;
+    }
+    let price = claim.price as f64;
+    let regular = claim.regular as f64;
+    if (price - s.price).abs() < 0.5 && (regular - s.regular).abs() < 0.5 {
+        return *s;
+    }
+    Snapshot {
+        price,
+        regular,
+        cut: true,
+        promo: true,
+        days_in_promo: s.days_in_promo.max(1.0),
+        ..*s
+    }
+}
+
+/// The sentence shoppers see, with what the shelf adds: what the price
+/// paid takes ("£0.75 each when you buy 2") and stock.
+pub fn shelf_message(claim: &Claim, confidence: f64, shelf: Option<&Shelf>) -> String {
+    let plain = claim.message(confidence);
+    let Some(shelf) = shelf else {
+        return plain;
+    };
+    if !shelf.in_stock {
+        return format!("{plain}; out of stock today");
+    }
+    let Some(condition) = &shelf.condition else {
+        return plain;
+    };
+    // "£0.75 each when you buy 2", "£1.00 with a Clubcard".
+    let each = if condition.starts_with("when you buy") {
+        " each"
+    } else {
+        ""
+    };
+    if claim.action == Action::BuyNow && claim.price < shelf.price_pence {
+        let pct = percent(confidence);
+        return format!(
+            "Good time to buy: {} drop detected ({}{each} {condition}), {pct}% confidence",
+            format_pence(claim.amount),
+            format_pence(claim.price)
+        );
+    }
+    format!(
+        "{plain}; {}{each} {condition}",
+        format_pence(shelf.effective_pence)
+    )
+}
+
+/// A confidence as a whole percentage within 1..=99.
+fn percent(confidence: f64) -> i64 {
+    ((confidence * 100.0).round() as i64).clamp(1, 99)
 }
 
 /// The smallest move that counts: 5% of the price, and at least 5p.

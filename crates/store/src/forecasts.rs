@@ -176,6 +176,40 @@ fn parse_daily_line(line: &[u8]) -> anyhow::Result<DailyClose> {
     })
 }
 
+/// A listing's latest observation: what its shelf showed last.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LatestObservation {
+    pub listing_id: i64,
+    pub price_pence: i64,
+    pub was_price_pence: Option<i64>,
+    pub promo_text: Option<String>,
+    pub effective_price_pence: i64,
+    pub in_stock: bool,
+}
+
+/// The latest observation of each of `listing_ids` before `until`.
+pub async fn latest_observations(
+    pool: &PgPool,
+    listing_ids: &[i64],
+    until: DateTime<Utc>,
+) -> anyhow::Result<Vec<LatestObservation>> {
+    sqlx::query_as(
+        "SELECT l.id AS listing_id, o.price_pence, o.was_price_pence, o.promo_text,
+                o.effective_price_pence, o.in_stock
+         FROM unnest($1::bigint[]) AS l(id)
+         CROSS JOIN LATERAL (
+             SELECT price_pence, was_price_pence, promo_text, effective_price_pence, in_stock
+             FROM price_observations
+             WHERE listing_id = l.id AND observed_at < $2
+             ORDER BY observed_at DESC LIMIT 1) o",
+    )
+    .bind(listing_ids)
+    .bind(until)
+    .fetch_all(pool)
+    .await
+    .context("reading what the shelves show today")
+}
+
 /// A run about to be computed.
 #[derive(Debug, Clone, Copy)]
 pub struct NewRun<'a, P> {

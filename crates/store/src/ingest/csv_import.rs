@@ -489,10 +489,20 @@ mod tests {
             ("tesco|1|t|2026-01-02|100||250|stone||", "\"stone\""),
             ("tesco|1|t|2026-01-02|100||||90", "not above"),
             ("tesco|1|t|2026-01-02|99999999999||||", "outside"),
+            ("tesco|1|t|1969-12-31|100||||", "outside the years 1970"),
         ];
         for (fields, expect) in cases {
             let err = row(&c, fields).unwrap_err();
             assert!(err.contains(expect), "{fields}: {err}");
+        }
+    }
+
+    #[test]
+    fn historical_panels_from_1970_on_are_accepted() {
+        let c = columns("retailer,sku,title,observed_at,price_pence").unwrap();
+        for day in ["1970-01-01", "1989-09-14"] {
+            let o = row(&c, &format!("dominicks|tuna-1|Tuna|{day}|91")).unwrap();
+            assert_eq!(o.observed_at.date_naive().to_string(), day);
         }
     }
 

@@ -173,9 +173,11 @@ impl Observation {
             return Err(format!("unit price {} is not positive", u.pence));
         }
         let year = self.observed_at.year();
-        if !(2000..=2100).contains(&year) {
+        // From 1970: historical panels (weekly scanner data from the 1980s
+        // and 1990s) are imported to measure the forecast on real prices.
+        if !(1970..=2100).contains(&year) {
             return Err(format!(
-                "observed_at {} is outside the years 2000 to 2100",
+                "observed_at {} is outside the years 1970 to 2100",
                 self.observed_at.to_rfc3339()
             ));
         }

@@ -1,0 +1,163 @@
+//! What the shelf shows today, beside the history: the was-price, the
+//! offer and what it takes, and stock. The history (`price_daily`) holds
+//! the shelf price; a recommendation is about what a shopper pays, so it
+//! reads the listing's latest observation too.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use shelfwatch_store::PgPool;
+
+use shelfwatch_domain::offer::{Offer, parse_offer};
+
+/// One listing's latest observation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shelf {
+    pub price_pence: i64,
+    /// The struck-through price, when shown and above the price.
+    pub was_pence: Option<i64>,
+    /// What one item costs after the offer (as stored at ingest, the same
+    /// price watches fire on).
+    pub effective_pence: i64,
+    /// What the effective price takes ("when you buy 2", "with a
+    /// Clubcard"), when it is below the shelf price.
+    pub condition: Option<String>,
+    pub in_stock: bool,
+}
+
+impl Shelf {
+    /// A shelf with the price only: no offer, in stock.
+    pub fn plain(price_pence: i64) -> Self {
+        Self {
+            price_pence,
+            was_pence: None,
+            effective_pence: price_pence,
+            condition: None,
+            in_stock: true,
+        }
+    }
+
+    /// Reads the stored fields of an observation.
+    pub fn from_observation(
+        price_pence: i64,
+        was_pence: Option<i64>,
+        promo_text: Option<&str>,
+        effective_pence: i64,
+        in_stock: bool,
+    ) -> Self {
+        let offer = promo_text.and_then(|t| parse_offer(t).ok());
+        let shown = match &offer {
+            Some(Offer::WasPrice(w)) => Some(w.was_pence),
+            _ => None,
+        };
+        let was = was_pence.or(shown).filter(|w| *w > price_pence);
+        let effective = effective_pence.min(price_pence).max(1);
+        let condition = if effective < price_pence {
+            offer.as_ref().and_then(condition)
+        } else {
+            None
+        };
+        Self {
+            price_pence,
+            was_pence: was,
+            // An effective price below the shelf price that no wording
+            // explains is not shown to shoppers.
+            effective_pence: if condition.is_some() {
+                effective
+            } else {
+                price_pence
+            },
+            condition,
+            in_stock,
+        }
+    }
+}
+
+/// What an offer takes, in the words of a message: "when you buy 2",
+/// "with a Clubcard", "when you buy 2 with a Clubcard". None for an offer
+/// that takes nothing (a was-price) or is no price of the item.
+pub fn condition(offer: &Offer) -> Option<String> {
+    match offer {
+        Offer::MultiBuy(m) => {
+            let mut text = format!("when you buy {}", m.quantity);
+            if let Some(scheme) = &m.scheme {
+                text.push_str(&format!(" {}", with_card(scheme)));
+            }
+            Some(text)
+        }
+        Offer::Loyalty(l) => Some(with_card(&l.scheme)),
+        Offer::WasPrice(_) | Offer::MealDeal(_) => None,
+    }
+}
+
+/// "with a Clubcard", "with a Nectar card", "with a My Morrisons card".
+fn with_card(scheme: &str) -> String {
+    let name: Vec<String> = scheme
+        .split_whitespace()
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map_or_else(String::new, |f| {
+                f.to_uppercase()
+                    .chain(c.flat_map(char::to_lowercase))
+                    .collect()
+            })
+        })
+        .collect();
+    let name = name.join(" ");
+    if name.to_lowercase().ends_with("card") {
+        format!("with a {name}")
+    } else {
+        format!("with a {name} card")
+    }
+}
+
+/// The latest observation of each listing before `until`.
+pub async fn latest(
+    pool: &PgPool,
+    listing_ids: &[i64],
+    until: DateTime<Utc>,
+) -> anyhow::Result<HashMap<i64, Shelf>> {
+    let rows = shelfwatch_store::forecasts::latest_observations(pool, listing_ids, until).await?;
+    Ok(rows
+        .into_iter()
+        .map(|o| {
+            let shelf = Shelf::from_observation(
+                o.price_pence,
+                o.was_price_pence,
+                o.promo_text.as_deref(),
+                o.effective_price_pence,
+                o.in_stock,
+            );
+            (o.listing_id, shelf)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offers_say_what_they_take() {
+        let s = Shelf::from_observation(120, None, Some("2 for £1.50"), 75, true);
+        assert_eq!(s.effective_pence, 75);
+        assert_eq!(s.condition.as_deref(), Some("when you buy 2"));
+        let s = Shelf::from_observation(150, None, Some("Clubcard Price £1.00"), 100, true);
+        assert_eq!(
+            (s.effective_pence, s.condition.as_deref()),
+            (100, Some("with a Clubcard"))
+        );
+        let s = Shelf::from_observation(150, None, Some("Nectar Price £1.25"), 125, true);
+        assert_eq!(s.condition.as_deref(), Some("with a Nectar card"));
+        let s = Shelf::from_observation(130, None, Some("Was £1.55 Now £1.30"), 130, false);
+        assert_eq!(
+            (s.was_pence, s.condition, s.in_stock),
+            (Some(155), None, false)
+        );
+        // A was-price field below the price is no was-price.
+        assert_eq!(
+            Shelf::from_observation(130, Some(120), None, 130, true).was_pence,
+            None
+        );
+    }
+}
