@@ -67,6 +67,16 @@ pub fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     )))
 }
 
+/// A category filter: at most 200 characters.
+pub fn check_category(category: Option<&str>) -> Result<(), ApiError> {
+    if category.is_some_and(|c| c.chars().count() > 200) {
+        return Err(ApiError::bad_request(
+            "category is longer than 200 characters",
+        ));
+    }
+    Ok(())
+}
+
 /// A retailer slug from a query parameter, checked for shape before any
 /// lookup (the lookup decides whether it exists).
 pub fn retailer_slug(text: &str) -> Result<shelfwatch_domain::retailer::RetailerSlug, ApiError> {

@@ -659,7 +659,7 @@ pub async fn evaluate_watches(pool: &PgPool) -> anyhow::Result<usize> {
             .execute(&mut *tx)
             .await?;
     }
-    let runs = super::recommendations::current_runs(pool).await?;
+    let runs = shelfwatch_store::recommendations::current_runs(pool).await?;
     type RecRow = (
         i64,
         i64,

@@ -22,6 +22,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod listings;
 pub mod page;
+pub mod recommendations;
 pub mod scrape_runs;
 pub mod watches;
 
