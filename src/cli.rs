@@ -400,7 +400,7 @@ async fn forecast(args: ForecastArgs, settings: &Settings) -> anyhow::Result<Exi
 /// Queues webhooks for watches the new prices or recommendations meet; a
 /// failure is logged, never fatal to the run that preceded it.
 async fn evaluate_watches(pool: &sqlx::PgPool) {
-    if let Err(e) = shelfwatch_api::evaluate_watches(pool).await {
+    if let Err(e) = shelfwatch_alerts::evaluate_watches(pool).await {
         tracing::error!(error = format!("{e:#}"), "evaluating watches failed");
     }
 }

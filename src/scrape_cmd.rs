@@ -144,7 +144,7 @@ pub async fn run(args: ScrapeArgs, settings: &Settings) -> anyhow::Result<ExitCo
 /// Queues webhooks for watches the new prices meet; a failure is logged,
 /// never fatal to the scrape that preceded it.
 async fn evaluate_watches(pool: &sqlx::PgPool) {
-    if let Err(e) = shelfwatch_api::evaluate_watches(pool).await {
+    if let Err(e) = shelfwatch_alerts::evaluate_watches(pool).await {
         tracing::warn!(error = format!("{e:#}"), "evaluating watches failed");
     }
 }

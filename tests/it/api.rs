@@ -977,9 +977,19 @@ async fn met_watches_get_signed_webhooks_with_retries() {
     let watch: Value = r.json().await.unwrap();
     let secret = watch["secret"].as_str().unwrap().to_owned();
 
-    assert_eq!(api::evaluate_watches(&api.db.pool).await.unwrap(), 1);
+    assert_eq!(
+        shelfwatch_alerts::evaluate_watches(&api.db.pool)
+            .await
+            .unwrap(),
+        1
+    );
     // Nothing new: nothing queued.
-    assert_eq!(api::evaluate_watches(&api.db.pool).await.unwrap(), 0);
+    assert_eq!(
+        shelfwatch_alerts::evaluate_watches(&api.db.pool)
+            .await
+            .unwrap(),
+        0
+    );
 
     let pool = api.db.pool.clone();
     wait_for("the delivery to succeed", async || {
@@ -1001,7 +1011,7 @@ async fn met_watches_get_signed_webhooks_with_retries() {
     for (headers, body) in &received {
         assert_eq!(
             headers["x-shelfwatch-signature"].to_str().unwrap(),
-            shelfwatch_api::watches::sign(&secret, body.as_bytes())
+            shelfwatch_alerts::sign(&secret, body.as_bytes())
         );
         let event: Value = serde_json::from_str(body).unwrap();
         assert_eq!(event["event"], "price_at_target");
@@ -1015,7 +1025,12 @@ async fn met_watches_get_signed_webhooks_with_retries() {
         .execute(&api.db.pool)
         .await
         .unwrap();
-    assert_eq!(api::evaluate_watches(&api.db.pool).await.unwrap(), 0);
+    assert_eq!(
+        shelfwatch_alerts::evaluate_watches(&api.db.pool)
+            .await
+            .unwrap(),
+        0
+    );
     let notified: Option<i64> = sqlx::query_scalar("SELECT notified_pence FROM watches")
         .fetch_one(&api.db.pool)
         .await
@@ -1040,7 +1055,12 @@ async fn failing_webhooks_give_up_after_max_attempts() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    assert_eq!(api::evaluate_watches(&api.db.pool).await.unwrap(), 1);
+    assert_eq!(
+        shelfwatch_alerts::evaluate_watches(&api.db.pool)
+            .await
+            .unwrap(),
+        1
+    );
     let pool = api.db.pool.clone();
     wait_for("the delivery to be given up", async || {
         let status: String = sqlx::query_scalar("SELECT status FROM webhook_deliveries")

@@ -458,7 +458,7 @@ async fn webhook_redirects_are_not_followed() {
     // ...and so is a detour through an allowed receiver that redirects there.
     met_watch(&api, &key, &format!("http://{redirector}/hook")).await;
     assert_eq!(
-        shelfwatch_api::evaluate_watches(&api.db.pool)
+        shelfwatch_alerts::evaluate_watches(&api.db.pool)
             .await
             .unwrap(),
         1
@@ -493,7 +493,7 @@ async fn webhook_targets_are_checked_again_when_delivered() {
     .await;
     met_watch(&api, &key, &format!("http://{receiver}/hook")).await;
     assert_eq!(
-        shelfwatch_api::evaluate_watches(&api.db.pool)
+        shelfwatch_alerts::evaluate_watches(&api.db.pool)
             .await
             .unwrap(),
         1
@@ -898,7 +898,7 @@ async fn secrets_never_reach_the_logs() {
     let (headers, body) = received.lock().unwrap()[0].clone();
     assert_eq!(
         headers["x-shelfwatch-signature"].to_str().unwrap(),
-        shelfwatch_api::watches::sign(&secret, body.as_bytes())
+        shelfwatch_alerts::sign(&secret, body.as_bytes())
     );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),

@@ -1,9 +1,10 @@
 //! The REST API (`/v1`), documented with utoipa.
 //!
 //! `shelfwatch serve` binds the API and, on a listener of its own,
-//! `/metrics`; it also runs the webhook delivery worker. Handlers are thin:
-//! each feature module owns its SQL and exposes its handlers, merged here
-//! in [`router`].
+//! `/metrics`; it also runs the webhook delivery worker of
+//! `shelfwatch_alerts`. Handlers are thin: they check the request, call
+//! the store (which owns every query) and map its rows into the response
+//! models; they are merged here in [`router`].
 
 pub mod admin;
 pub mod audit;
@@ -31,7 +32,7 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
 use serde::Deserialize;
-use sqlx::PgPool;
+use shelfwatch_store::PgPool;
 use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::OpenApi;
@@ -39,8 +40,6 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use shelfwatch_runtime::Secret;
 use shelfwatch_store::db::DatabaseSettings;
-
-pub use watches::evaluate_watches;
 
 /// `[api]` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -71,7 +70,7 @@ pub struct ApiSettings {
     pub rate_limit: RateLimitSettings,
     /// Bearer tokens from an identity provider (absent: API keys only).
     pub jwt: Option<auth::JwtSettings>,
-    pub webhooks: watches::WebhookSettings,
+    pub webhooks: shelfwatch_alerts::WebhookSettings,
 }
 
 impl Default for ApiSettings {
@@ -89,7 +88,7 @@ impl Default for ApiSettings {
             worker_stale_after_secs: 600,
             rate_limit: RateLimitSettings::default(),
             jwt: None,
-            webhooks: watches::WebhookSettings::default(),
+            webhooks: shelfwatch_alerts::WebhookSettings::default(),
         }
     }
 }
@@ -263,6 +262,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 /// `metrics_bind` is empty) and the webhook delivery worker.
 pub async fn start(pool: PgPool, settings: ApiSettings) -> anyhow::Result<Running> {
     http_metrics::init();
+    shelfwatch_alerts::init_metrics();
     let listener = tokio::net::TcpListener::bind(&settings.bind)
         .await
         .with_context(|| format!("binding the API to {}", settings.bind))?;
@@ -309,8 +309,9 @@ pub async fn start(pool: PgPool, settings: ApiSettings) -> anyhow::Result<Runnin
             }
         }));
     }
-    tasks.push(tokio::spawn(watches::worker(
-        app.clone(),
+    tasks.push(tokio::spawn(shelfwatch_alerts::worker(
+        pool,
+        app.settings.webhooks.clone(),
         stopped(rx.clone()),
     )));
     Ok(Running {
