@@ -1256,6 +1256,17 @@ fn committed_openapi_document_matches_the_code() {
     );
 }
 
+/// The router serves the document built from the same list of routes as
+/// `--print-openapi`, and so the committed one.
+#[tokio::test]
+async fn served_openapi_document_is_the_committed_one() {
+    let api = serve(seeded().await, |_| {}).await;
+    let served = api.json("/openapi.json").await;
+    let path = crate::support::repo_path("openapi/openapi.json");
+    let committed: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(served, committed);
+}
+
 /// The binary with only this test's settings.
 fn shelfwatch_on(db_url: &str, args: &[&str]) -> std::process::Command {
     let mut cmd = crate::support::shelfwatch_command(args);
