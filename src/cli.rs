@@ -352,13 +352,13 @@ async fn import(args: ImportArgs, settings: &Settings) -> anyhow::Result<ExitCod
 }
 
 async fn forecast(args: ForecastArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    use shelfwatch_forecast::{RunOutcome, load::Shard};
+    use shelfwatch_forecast::load::Shard;
     let pool = connect(settings).await?;
     let params = forecast_params(args.window, args.horizon);
     let shard = args.shard.unwrap_or(Shard::ALL);
-    let report = |outcome: &RunOutcome| println!("{}", outcome_line(outcome));
     let Some(every) = args.every else {
-        report(&shelfwatch_forecast::run_once(&pool, &params, shard).await?);
+        let outcome = shelfwatch_forecast::run_once(&pool, &params, shard).await?;
+        println!("{}", outcome_line(&outcome));
         evaluate_watches(&pool).await;
         return Ok(ExitCode::SUCCESS);
     };
@@ -371,9 +371,9 @@ async fn forecast(args: ForecastArgs, settings: &Settings) -> anyhow::Result<Exi
     let run = |_job| async move {
         let outcome = shelfwatch_forecast::metrics::timed_run(pool, params, shard).await;
         evaluate_watches(pool).await;
-        outcome
-            .map(|o| outcome_line(&o))
-            .map_err(|e| format!("{e:#}"))
+        let line = outcome_line(&outcome.map_err(|e| format!("{e:#}"))?);
+        println!("{line}");
+        Ok(line)
     };
     let kind = shelfwatch_store::jobs::JobKind::Forecast;
     crate::schedule::run_every(pool, kind, every, std::time::Duration::ZERO, &mut stop, run).await;
@@ -402,13 +402,7 @@ async fn apikey(cmd: ApikeyCommand, settings: &Settings) -> anyhow::Result<ExitC
             println!("{key}");
         }
         ApikeyCommand::Revoke { id } => {
-            let done = sqlx::query(
-                "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
-            )
-            .bind(id)
-            .execute(&pool)
-            .await?;
-            if done.rows_affected() == 0 {
+            if !shelfwatch_store::access::revoke_key(&pool, id).await? {
                 eprintln!("no active key {id}");
                 return Ok(ExitCode::from(3));
             }

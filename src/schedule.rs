@@ -60,7 +60,7 @@ pub async fn serve_metrics(bind: &str) -> anyhow::Result<()> {
 /// Queues webhooks for watches that new prices or recommendations meet. A
 /// failure is logged, never fatal to the run before it.
 pub async fn evaluate_watches(pool: &PgPool) {
-    if let Err(e) = shelfwatch_api::evaluate_watches(pool).await {
+    if let Err(e) = shelfwatch_alerts::evaluate_watches(pool).await {
         tracing::error!(error = format!("{e:#}"), "evaluating watches failed");
     }
 }

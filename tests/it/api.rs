@@ -977,9 +977,19 @@ async fn met_watches_get_signed_webhooks_with_retries() {
     let watch: Value = r.json().await.unwrap();
     let secret = watch["secret"].as_str().unwrap().to_owned();
 
-    assert_eq!(api::evaluate_watches(&api.db.pool).await.unwrap(), 1);
+    assert_eq!(
+        shelfwatch_alerts::evaluate_watches(&api.db.pool)
+            .await
+            .unwrap(),
+        1
+    );
     // Nothing new: nothing queued.
-    assert_eq!(api::evaluate_watches(&api.db.pool).await.unwrap(), 0);
+    assert_eq!(
+        shelfwatch_alerts::evaluate_watches(&api.db.pool)
+            .await
+            .unwrap(),
+        0
+    );
 
     let pool = api.db.pool.clone();
     wait_for("the delivery to succeed", async || {
@@ -1001,7 +1011,7 @@ async fn met_watches_get_signed_webhooks_with_retries() {
     for (headers, body) in &received {
         assert_eq!(
             headers["x-shelfwatch-signature"].to_str().unwrap(),
-            shelfwatch_api::watches::sign(&secret, body.as_bytes())
+            shelfwatch_alerts::sign(&secret, body.as_bytes())
         );
         let event: Value = serde_json::from_str(body).unwrap();
         assert_eq!(event["event"], "price_at_target");
@@ -1015,7 +1025,12 @@ async fn met_watches_get_signed_webhooks_with_retries() {
         .execute(&api.db.pool)
         .await
         .unwrap();
-    assert_eq!(api::evaluate_watches(&api.db.pool).await.unwrap(), 0);
+    assert_eq!(
+        shelfwatch_alerts::evaluate_watches(&api.db.pool)
+            .await
+            .unwrap(),
+        0
+    );
     let notified: Option<i64> = sqlx::query_scalar("SELECT notified_pence FROM watches")
         .fetch_one(&api.db.pool)
         .await
@@ -1040,7 +1055,12 @@ async fn failing_webhooks_give_up_after_max_attempts() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    assert_eq!(api::evaluate_watches(&api.db.pool).await.unwrap(), 1);
+    assert_eq!(
+        shelfwatch_alerts::evaluate_watches(&api.db.pool)
+            .await
+            .unwrap(),
+        1
+    );
     let pool = api.db.pool.clone();
     wait_for("the delivery to be given up", async || {
         let status: String = sqlx::query_scalar("SELECT status FROM webhook_deliveries")
@@ -1234,6 +1254,17 @@ fn committed_openapi_document_matches_the_code() {
          Regenerate it with `shelfwatch serve --print-openapi > openapi/openapi.json` \
          (or UPDATE_OPENAPI=1 cargo test --test it api::committed_openapi) and review the diff."
     );
+}
+
+/// The router serves the document built from the same list of routes as
+/// `--print-openapi`, and so the committed one.
+#[tokio::test]
+async fn served_openapi_document_is_the_committed_one() {
+    let api = serve(seeded().await, |_| {}).await;
+    let served = api.json("/openapi.json").await;
+    let path = crate::support::repo_path("openapi/openapi.json");
+    let committed: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(served, committed);
 }
 
 /// The binary with only this test's settings.

@@ -14,6 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{Json, OptionalJson, Path, Query};
 use super::model::{self, rfc3339, rfc3339_opt};
 use super::{AppState, audit};
+use shelfwatch_store::admin::{self as runs, ForecastRunRow, ScrapeRunRow};
 use shelfwatch_store::jobs::{self, Job, JobKind};
 
 /// A queued or finished job.
@@ -218,7 +219,7 @@ pub struct RunsQuery {
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ScrapeRun {
     pub id: i64,
     pub retailer: Option<String>,
@@ -235,7 +236,7 @@ pub struct ScrapeRun {
     pub message: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ForecastRun {
     pub id: i64,
     pub model_version: String,
@@ -252,6 +253,38 @@ pub struct ForecastRun {
     pub as_of: Option<DateTime<Utc>>,
     pub series: i32,
     pub message: Option<String>,
+}
+
+impl From<ScrapeRunRow> for ScrapeRun {
+    fn from(r: ScrapeRunRow) -> Self {
+        ScrapeRun {
+            id: r.id,
+            retailer: r.retailer,
+            status: r.status,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            pages: r.pages,
+            products: r.products,
+            errors: r.errors,
+            message: r.message,
+        }
+    }
+}
+
+impl From<ForecastRunRow> for ForecastRun {
+    fn from(r: ForecastRunRow) -> Self {
+        ForecastRun {
+            id: r.id,
+            model_version: r.model_version,
+            shard: r.shard,
+            status: r.status,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            as_of: r.as_of,
+            series: r.series,
+            message: r.message,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -276,24 +309,10 @@ pub async fn list_runs(
 ) -> ApiResult<Json<Runs>> {
     caller.require(Scope::Admin)?;
     let limit = model::limit(query.limit, 20, 100)?;
-    let scrape_runs: Vec<ScrapeRun> = sqlx::query_as(
-        "SELECT s.id, r.slug AS retailer, s.status, s.started_at, s.finished_at, s.pages,
-                s.products, s.errors, s.message
-         FROM scrape_runs s LEFT JOIN retailers r ON r.id = s.retailer_id
-         ORDER BY s.id DESC LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(&app.pool)
-    .await?;
-    let forecast_runs: Vec<ForecastRun> = sqlx::query_as(
-        "SELECT id, model_version, shard, status, started_at, finished_at, as_of, series, message
-         FROM forecast_runs ORDER BY id DESC LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(&app.pool)
-    .await?;
+    let scrape_runs = runs::recent_scrape_runs(&app.pool, limit).await?;
+    let forecast_runs = runs::recent_forecast_runs(&app.pool, limit).await?;
     Ok(Json(Runs {
-        scrape_runs,
-        forecast_runs,
+        scrape_runs: scrape_runs.into_iter().map(ScrapeRun::from).collect(),
+        forecast_runs: forecast_runs.into_iter().map(ForecastRun::from).collect(),
     }))
 }

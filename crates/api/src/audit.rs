@@ -1,9 +1,10 @@
 //! The audit trail: every admin action and watch change, who and when.
 
 use anyhow::Context;
-use sqlx::PgPool;
+use shelfwatch_store::PgPool;
+use shelfwatch_store::access::{self, AuditEntry};
 
-/// Records `actor` doing `action` to `target`.
+/// Records `actor` doing `action` to `target`, with the current request's id.
 pub async fn record(
     pool: &PgPool,
     actor: &str,
@@ -11,16 +12,14 @@ pub async fn record(
     target: Option<&str>,
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (actor, action, target, detail, request_id) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(actor)
-    .bind(action)
-    .bind(target)
-    .bind(detail)
-    .bind(super::error::current_request_id())
-    .execute(pool)
-    .await
-    .context("writing the audit log")?;
-    Ok(())
+    let entry = AuditEntry {
+        actor,
+        action,
+        target,
+        detail,
+        request_id: super::error::current_request_id(),
+    };
+    access::record_audit(pool, entry)
+        .await
+        .context("writing the audit log")
 }

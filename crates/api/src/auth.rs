@@ -17,7 +17,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+use shelfwatch_store::PgPool;
+use shelfwatch_store::access;
 
 use super::error::{ApiError, ApiResult};
 use super::{App, AppState};
@@ -274,18 +275,12 @@ impl Authenticator {
         {
             return Ok(p.clone());
         }
-        let row: Option<(i64, Vec<String>)> = sqlx::query_as(
-            "SELECT id, scopes FROM api_keys WHERE key_sha256 = $1 AND revoked_at IS NULL",
-        )
-        .bind(&digest[..])
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some((id, scopes)) = row else {
+        let Some(row) = access::key_by_digest(&self.pool, &digest).await? else {
             return Err(ApiError::unauthorized("unknown or revoked API key"));
         };
         let principal = Principal {
-            id: format!("key:{id}"),
-            scopes: scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+            id: format!("key:{}", row.id),
+            scopes: row.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
         };
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() > 10_000 {
@@ -314,16 +309,10 @@ pub async fn create_key(
     let key = format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw));
     let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
     let scope_names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO api_keys (name, prefix, key_sha256, scopes) VALUES ($1, $2, $3, $4) RETURNING id",
-    )
-    .bind(name.trim())
-    .bind(&key[..KEY_PREFIX.len() + 6])
-    .bind(&digest[..])
-    .bind(&scope_names)
-    .fetch_one(pool)
-    .await
-    .context("storing the API key")?;
+    let prefix = &key[..KEY_PREFIX.len() + 6];
+    let id = access::insert_key(pool, name.trim(), prefix, &digest, &scope_names)
+        .await
+        .context("storing the API key")?;
     Ok((id, key))
 }
 

@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use axum::extract::State;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use shelfwatch_store::PgPool;
+use shelfwatch_store::catalogue::{
+    self as store, Bucket, PriceHistoryFilter, ProductFilter, ProductRow, SearchTerms,
+};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
@@ -45,22 +48,16 @@ pub async fn list_retailers(
     caller: Caller,
 ) -> ApiResult<Json<RetailerList>> {
     caller.require_read(&app)?;
-    let rows: Vec<(String, String, String, Option<String>, i64)> = sqlx::query_as(
-        "SELECT r.slug, r.name, r.currency, r.base_url,
-                (SELECT count(*) FROM listings l WHERE l.retailer_id = r.id)
-         FROM retailers r ORDER BY r.slug",
-    )
-    .fetch_all(&app.pool)
-    .await?;
+    let rows = store::retailers(&app.pool).await?;
     Ok(Json(RetailerList {
         data: rows
             .into_iter()
-            .map(|(slug, name, currency, base_url, listings)| Retailer {
-                slug,
-                name,
-                currency,
-                base_url,
-                listings,
+            .map(|r| Retailer {
+                slug: r.slug,
+                name: r.name,
+                currency: r.currency,
+                base_url: r.base_url,
+                listings: r.listings,
             })
             .collect(),
     }))
@@ -69,15 +66,21 @@ pub async fn list_retailers(
 /// The id of the retailer with `slug`; an unknown one is the caller's mistake.
 pub async fn retailer_id(pool: &PgPool, slug: &str) -> ApiResult<i64> {
     let slug = model::retailer_slug(slug)?;
-    sqlx::query_scalar("SELECT id FROM retailers WHERE slug = $1")
-        .bind(slug.as_str())
-        .fetch_optional(pool)
+    store::retailer_id(pool, slug.as_str())
         .await?
         .ok_or_else(|| ApiError::bad_request(format!("unknown retailer {:?}", slug.as_str())))
 }
 
+/// The id of the retailer a query names, if it names one.
+pub async fn retailer_filter(pool: &PgPool, slug: Option<&str>) -> ApiResult<Option<i64>> {
+    match slug {
+        Some(slug) => Ok(Some(retailer_id(pool, slug).await?)),
+        None => Ok(None),
+    }
+}
+
 /// A canonical product: what a shopper means, whichever retailer sells it.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Product {
     pub id: i64,
     pub name: String,
@@ -92,8 +95,20 @@ pub struct Product {
     pub gtin: Option<String>,
 }
 
-const PRODUCT_COLUMNS: &str =
-    "p.id, p.name, p.brand, p.category, p.pack_count, p.pack_each, p.base_unit, p.gtin";
+impl From<ProductRow> for Product {
+    fn from(r: ProductRow) -> Self {
+        Product {
+            id: r.id,
+            name: r.name,
+            brand: r.brand,
+            category: r.category,
+            pack_count: r.pack_count,
+            pack_each: r.pack_each,
+            base_unit: r.base_unit,
+            gtin: r.gtin,
+        }
+    }
+}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -123,18 +138,6 @@ pub struct ProductPage {
     pub next_cursor: Option<String>,
 }
 
-/// Turns free text into a prefix-matching full-text query, or None when it
-/// has no words.
-fn search_query(q: &str) -> Option<String> {
-    let words: Vec<String> = q
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .take(16)
-        .map(|w| format!("{}:*", w.to_lowercase()))
-        .collect();
-    (!words.is_empty()).then(|| words.join(" & "))
-}
-
 /// Search products by name and brand, by category and by retailer; sorted
 /// by name.
 #[utoipa::path(
@@ -155,56 +158,31 @@ pub async fn list_products(
         .as_deref()
         .map(model::decode_cursor)
         .transpose()?;
-    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-        "SELECT {PRODUCT_COLUMNS} FROM products p WHERE true"
-    ));
-    if let Some(q) = &query.q {
-        if q.chars().count() > 200 {
+    let search = match &query.q {
+        Some(q) if q.chars().count() > 200 => {
             return Err(ApiError::bad_request("q is longer than 200 characters"));
         }
-        let Some(tsquery) = search_query(q) else {
-            return Err(ApiError::bad_request("q has no words to search for"));
-        };
-        sql.push(" AND p.search @@ to_tsquery('simple', ")
-            .push_bind(tsquery)
-            .push(")");
-    }
-    if let Some(category) = &query.category {
-        if category.chars().count() > 200 {
-            return Err(ApiError::bad_request(
-                "category is longer than 200 characters",
-            ));
-        }
-        sql.push(" AND lower(p.category) = lower(")
-            .push_bind(category.clone())
-            .push(")");
-    }
-    if let Some(slug) = &query.retailer {
-        let rid = retailer_id(&app.pool, slug).await?;
-        sql.push(
-            " AND EXISTS (SELECT 1 FROM listings l WHERE l.product_id = p.id AND l.retailer_id = ",
-        )
-        .push_bind(rid)
-        .push(")");
-    }
-    if let Some((name, id)) = after {
-        sql.push(" AND (p.name, p.id) > (")
-            .push_bind(name)
-            .push(", ")
-            .push_bind(id)
-            .push(")");
-    }
-    sql.push(" ORDER BY p.name, p.id LIMIT ")
-        .push_bind(limit + 1);
-    let mut rows: Vec<Product> = sql.build_query_as().fetch_all(&app.pool).await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|p| model::encode_cursor(&(&p.name, p.id)))
-    } else {
-        None
+        Some(q) => Some(
+            SearchTerms::parse(q)
+                .ok_or_else(|| ApiError::bad_request("q has no words to search for"))?,
+        ),
+        None => None,
     };
+    model::check_category(query.category.as_deref())?;
+    let retailer_id = retailer_filter(&app.pool, query.retailer.as_deref()).await?;
+    let filter = ProductFilter {
+        search,
+        category: query.category,
+        retailer_id,
+        after,
+        limit,
+    };
+    let page = store::products(&app.pool, &filter).await?;
+    let next_cursor = page
+        .last_if_more()
+        .map(|p| model::encode_cursor(&(&p.name, p.id)));
     Ok(Json(ProductPage {
-        data: rows,
+        data: page.items.into_iter().map(Product::from).collect(),
         next_cursor,
     }))
 }
@@ -271,33 +249,11 @@ pub struct ProductDetail {
 }
 
 async fn product(pool: &PgPool, id: i64) -> ApiResult<Product> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(pool)
-    .await?
-    .ok_or_else(|| ApiError::not_found(format!("no product {id}")))
+    store::product(pool, id)
+        .await?
+        .map(Product::from)
+        .ok_or_else(|| ApiError::not_found(format!("no product {id}")))
 }
-
-type OfferRow = (
-    i64,
-    String,
-    String,
-    String,
-    Option<String>,
-    DateTime<Utc>,
-    i64,
-    Option<i64>,
-    i64,
-    Option<i64>,
-    Option<String>,
-    String,
-    Option<String>,
-    bool,
-);
-
-type RecRow = (i64, i64, DateTime<Utc>, String, f64, i64, String);
 
 /// A product with each retailer's current price, unit price, promotion and
 /// recommendation, and the cheapest offer now.
@@ -317,79 +273,57 @@ pub async fn get_product(
 ) -> ApiResult<Json<ProductDetail>> {
     caller.require_read(&app)?;
     let product = product(&app.pool, id).await?;
-    let rows: Vec<OfferRow> = sqlx::query_as(
-        "SELECT l.id, r.slug, r.currency, l.title, l.url, o.observed_at, o.price_pence,
-                o.was_price_pence, o.effective_price_pence, o.unit_price_pence, o.unit_price_per,
-                o.promo_kind, o.promo_text, o.in_stock
-         FROM listings l
-         JOIN retailers r ON r.id = l.retailer_id
-         CROSS JOIN LATERAL (
-             SELECT * FROM price_observations o
-             WHERE o.listing_id = l.id ORDER BY o.observed_at DESC LIMIT 1
-         ) o
-         WHERE l.product_id = $1
-         ORDER BY r.currency, o.in_stock DESC, o.effective_price_pence, r.slug, l.id",
-    )
-    .bind(id)
-    .fetch_all(&app.pool)
-    .await?;
-    let listing_ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-    let recs: Vec<RecRow> = sqlx::query_as(
-        "SELECT DISTINCT ON (rc.listing_id) rc.listing_id, rc.run_id, rc.as_of, rc.action,
-                rc.confidence, rc.expected_change_pence, rc.message
-         FROM recommendations rc
-         JOIN forecast_runs fr ON fr.id = rc.run_id AND fr.status = 'succeeded'
-         WHERE rc.listing_id = ANY($1)
-         ORDER BY rc.listing_id, rc.run_id DESC",
-    )
-    .bind(&listing_ids)
-    .fetch_all(&app.pool)
-    .await?;
-    let mut recs: HashMap<i64, RecRow> = recs.into_iter().map(|r| (r.0, r)).collect();
+    let rows = store::offers(&app.pool, id).await?;
+    let listing_ids: Vec<i64> = rows.iter().map(|r| r.listing_id).collect();
+    let mut recs: HashMap<i64, _> = store::latest_recommendations(&app.pool, &listing_ids)
+        .await?
+        .into_iter()
+        .map(|r| (r.listing_id, r))
+        .collect();
     let mut offers = Vec::with_capacity(rows.len());
     let mut cheapest: Vec<Cheapest> = Vec::new();
     for row in rows {
-        let (listing_id, retailer, currency, title, url, observed_at, price, was, effective) = (
-            row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8,
-        );
-        let (unit_pence, unit_per, promo_kind, promo_text, in_stock) =
-            (row.9, row.10, row.11, row.12, row.13);
+        let currency = row.currency;
+        let effective = row.effective_price_pence;
         // Rows come cheapest in-stock first within each currency.
-        let cheapest_now = in_stock
+        let cheapest_now = row.in_stock
             && !cheapest
                 .iter()
                 .any(|c| c.effective_price.currency == currency);
         if cheapest_now {
             cheapest.push(Cheapest {
-                listing_id,
-                retailer: retailer.clone(),
+                listing_id: row.listing_id,
+                retailer: row.retailer.clone(),
                 effective_price: Money::new(effective, &currency),
             });
         }
-        let recommendation = recs.remove(&listing_id).map(|r| OfferRecommendation {
-            run_id: r.1,
-            as_of: r.2,
-            action: r.3,
-            confidence: r.4,
-            expected_change: Money::new(r.5, &currency),
-            message: r.6,
+        let recommendation = recs.remove(&row.listing_id).map(|r| OfferRecommendation {
+            run_id: r.run_id,
+            as_of: r.as_of,
+            action: r.action,
+            confidence: r.confidence,
+            expected_change: Money::new(r.expected_change_pence, &currency),
+            message: r.message,
         });
         offers.push(Offer {
-            listing_id,
-            retailer,
-            title,
-            url,
-            observed_at,
-            price: Money::new(price, &currency),
-            was_price: was.map(|w| Money::new(w, &currency)),
+            listing_id: row.listing_id,
+            retailer: row.retailer,
+            title: row.title,
+            url: row.url,
+            observed_at: row.observed_at,
+            price: Money::new(row.price_pence, &currency),
+            was_price: row.was_price_pence.map(|w| Money::new(w, &currency)),
             effective_price: Money::new(effective, &currency),
-            unit_price: unit_pence.zip(unit_per).map(|(p, per)| UnitPrice {
-                price: Money::new(p, &currency),
-                per,
-            }),
-            promo_kind,
-            promo_text,
-            in_stock,
+            unit_price: row
+                .unit_price_pence
+                .zip(row.unit_price_per)
+                .map(|(p, per)| UnitPrice {
+                    price: Money::new(p, &currency),
+                    per,
+                }),
+            promo_kind: row.promo_kind,
+            promo_text: row.promo_text,
+            in_stock: row.in_stock,
             cheapest_now,
             recommendation,
         });
@@ -465,21 +399,6 @@ pub struct PriceHistory {
     pub series: Vec<PriceSeries>,
 }
 
-type PriceRow = (
-    i64,
-    String,
-    String,
-    DateTime<Utc>,
-    i64,
-    i64,
-    i64,
-    i64,
-    f64,
-    i64,
-    bool,
-    i64,
-);
-
 /// Daily or weekly price history of a product at each retailer, from the
 /// daily aggregates.
 #[utoipa::path(
@@ -515,59 +434,40 @@ pub async fn product_prices(
         ));
     }
     let interval = query.interval.unwrap_or_default();
-    let retailer = match &query.retailer {
-        Some(slug) => Some(retailer_id(&app.pool, slug).await?),
-        None => None,
-    };
+    let retailer = retailer_filter(&app.pool, query.retailer.as_deref()).await?;
     product(&app.pool, id).await?;
-    let width = match interval {
-        Interval::Day => "1 day",
-        Interval::Week => "7 days",
+    let filter = PriceHistoryFilter {
+        product_id: id,
+        bucket: match interval {
+            Interval::Day => Bucket::Day,
+            Interval::Week => Bucket::Week,
+        },
+        from,
+        to,
+        retailer_id: retailer,
     };
-    let rows: Vec<PriceRow> = sqlx::query_as(
-        "SELECT l.id, r.slug, r.currency, time_bucket($2::interval, d.day) AS bucket,
-                (array_agg(d.open_pence ORDER BY d.day))[1],
-                (array_agg(d.close_pence ORDER BY d.day DESC))[1],
-                min(d.min_pence)::bigint, max(d.max_pence)::bigint,
-                (sum(d.sum_pence)::float8 / sum(d.observations)::float8),
-                min(d.min_effective_pence)::bigint, bool_or(d.any_promo),
-                sum(d.observations)::bigint
-         FROM listings l
-         JOIN retailers r ON r.id = l.retailer_id
-         JOIN price_daily d ON d.listing_id = l.id
-         WHERE l.product_id = $1 AND d.day >= $3 AND d.day < $4
-           AND ($5::bigint IS NULL OR l.retailer_id = $5)
-         GROUP BY l.id, r.slug, r.currency, bucket
-         ORDER BY r.slug, l.id, bucket",
-    )
-    .bind(id)
-    .bind(width)
-    .bind(from)
-    .bind(to)
-    .bind(retailer)
-    .fetch_all(&app.pool)
-    .await?;
+    let rows = store::price_history(&app.pool, &filter).await?;
     let mut series: Vec<PriceSeries> = Vec::new();
     for row in rows {
-        let currency = row.2.clone();
+        let currency = row.currency;
         let m = |v: i64| Money::new(v, &currency);
         let point = PricePoint {
-            start: row.3,
-            open: m(row.4),
-            close: m(row.5),
-            min: m(row.6),
-            max: m(row.7),
-            mean: m(row.8.round() as i64),
-            min_effective: m(row.9),
-            any_promo: row.10,
-            observations: row.11,
+            start: row.bucket,
+            open: m(row.open_pence),
+            close: m(row.close_pence),
+            min: m(row.min_pence),
+            max: m(row.max_pence),
+            mean: m(row.mean_pence.round() as i64),
+            min_effective: m(row.min_effective_pence),
+            any_promo: row.any_promo,
+            observations: row.observations,
         };
         match series.last_mut() {
-            Some(s) if s.listing_id == row.0 => s.points.push(point),
+            Some(s) if s.listing_id == row.listing_id => s.points.push(point),
             _ => series.push(PriceSeries {
-                listing_id: row.0,
-                retailer: row.1,
-                currency: row.2,
+                listing_id: row.listing_id,
+                retailer: row.retailer,
+                currency,
                 points: vec![point],
             }),
         }
@@ -617,20 +517,6 @@ pub struct ProductForecast {
     pub forecasts: Vec<ListingForecast>,
 }
 
-type ForecastRow = (
-    i64,
-    String,
-    String,
-    i64,
-    String,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    DateTime<Utc>,
-    i64,
-    i64,
-    i64,
-);
-
 /// The latest forecast of each of the product's listings, with bands,
 /// model version and run time.
 #[utoipa::path(
@@ -649,45 +535,26 @@ pub async fn product_forecast(
 ) -> ApiResult<Json<ProductForecast>> {
     caller.require_read(&app)?;
     product(&app.pool, id).await?;
-    let rows: Vec<ForecastRow> = sqlx::query_as(
-        "WITH latest AS (
-             SELECT DISTINCT ON (f.listing_id) f.listing_id, f.run_id
-             FROM listings l
-             JOIN forecasts f ON f.listing_id = l.id
-             JOIN forecast_runs fr ON fr.id = f.run_id AND fr.status = 'succeeded'
-             WHERE l.product_id = $1
-             ORDER BY f.listing_id, f.run_id DESC)
-         SELECT l.id, r.slug, r.currency, fr.id, fr.model_version, fr.finished_at, fr.as_of,
-                f.day, f.predicted_pence, f.lower_pence, f.upper_pence
-         FROM latest
-         JOIN listings l ON l.id = latest.listing_id
-         JOIN retailers r ON r.id = l.retailer_id
-         JOIN forecast_runs fr ON fr.id = latest.run_id
-         JOIN forecasts f ON f.run_id = latest.run_id AND f.listing_id = latest.listing_id
-         ORDER BY r.slug, l.id, f.day",
-    )
-    .bind(id)
-    .fetch_all(&app.pool)
-    .await?;
+    let rows = store::latest_forecasts(&app.pool, id).await?;
     let mut forecasts: Vec<ListingForecast> = Vec::new();
     for row in rows {
-        let currency = row.2.clone();
+        let currency = row.currency;
         let point = ForecastPoint {
-            day: row.7,
-            predicted: Money::new(row.8, &currency),
-            lower: Money::new(row.9, &currency),
-            upper: Money::new(row.10, &currency),
+            day: row.day,
+            predicted: Money::new(row.predicted_pence, &currency),
+            lower: Money::new(row.lower_pence, &currency),
+            upper: Money::new(row.upper_pence, &currency),
         };
         match forecasts.last_mut() {
-            Some(f) if f.listing_id == row.0 => f.points.push(point),
+            Some(f) if f.listing_id == row.listing_id => f.points.push(point),
             _ => forecasts.push(ListingForecast {
-                listing_id: row.0,
-                retailer: row.1,
-                currency: row.2,
-                run_id: row.3,
-                model_version: row.4,
-                run_at: row.5,
-                as_of: row.6,
+                listing_id: row.listing_id,
+                retailer: row.retailer,
+                currency,
+                run_id: row.run_id,
+                model_version: row.model_version,
+                run_at: row.finished_at,
+                as_of: row.as_of,
                 points: vec![point],
             }),
         }
@@ -696,19 +563,4 @@ pub async fn product_forecast(
         product_id: id,
         forecasts,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::search_query;
-
-    #[test]
-    fn search_words_become_prefix_terms() {
-        assert_eq!(
-            search_query("Baked  beans!").as_deref(),
-            Some("baked:* & beans:*")
-        );
-        assert_eq!(search_query("'&|!"), None);
-        assert_eq!(search_query("crème").as_deref(), Some("crème:*"));
-    }
 }

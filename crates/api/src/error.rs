@@ -7,6 +7,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use shelfwatch_store::error::StoreError;
 use utoipa::ToSchema;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -121,9 +122,7 @@ impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
         // A helper that wrapped a database error in context still means
         // "the database is away" when it is one.
-        if let Some(db) = e.chain().find_map(|c| c.downcast_ref::<sqlx::Error>())
-            && database_away(db)
-        {
+        if shelfwatch_store::error::is_unavailable(&e) {
             tracing::warn!(error = format!("{e:#}"), "the database is not available");
             return Self::unavailable("the database is not available; try again shortly");
         }
@@ -131,33 +130,32 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
-/// Whether a database error says the database is away (stopped,
-/// restarting, unreachable, or every connection busy) rather than that
-/// this request went wrong. Such requests answer 503 so callers retry,
-/// and the pool reconnects by itself when the database is back.
-pub fn database_away(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => true,
-        // Class 08: connection exception; 57P01-57P05: the server is
-        // shutting down, crashed, or not accepting connections yet.
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
-        _ => false,
-    }
-}
-
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        if database_away(&e) {
-            tracing::warn!(error = %e, "the database is not available");
-            return Self::unavailable("the database is not available; try again shortly");
+/// A query's failure, as the caller should see it. The database being away
+/// (stopped, restarting, unreachable, every connection busy) is a 503 so
+/// callers retry, and the pool reconnects by itself when it is back. A
+/// constraint the request broke is the caller's: a duplicate is 409, a
+/// value the database refused 400, and a reference to a missing row 422
+/// (a route for which that means "not found" maps it itself). Anything
+/// else is a 500.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "the database is not available");
+                Self::unavailable("the database is not available; try again shortly")
+            }
+            StoreError::NotFound => Self::not_found("the resource was not found"),
+            StoreError::Conflict { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "this conflicts with an existing resource",
+            ),
+            StoreError::ForeignKey { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "this refers to a resource that does not exist",
+            ),
+            StoreError::Invalid { .. } => Self::bad_request("a value in the request is not valid"),
+            StoreError::Other(_) => Self::internal(anyhow::Error::new(e).context("database query")),
         }
-        Self::internal(anyhow::Error::new(e).context("database query"))
     }
 }
 
@@ -202,29 +200,58 @@ mod tests {
 
     #[test]
     fn database_away_is_503_and_other_failures_500() {
-        let io = || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
-        for e in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed, io()] {
-            assert_eq!(ApiError::from(e).status(), StatusCode::SERVICE_UNAVAILABLE);
-        }
+        let io = || {
+            StoreError::Unavailable(
+                std::io::Error::from(std::io::ErrorKind::ConnectionReset).into(),
+            )
+        };
+        assert_eq!(
+            ApiError::from(io()).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         // Wrapped in context by a helper, still the database being away.
         let wrapped = anyhow::Error::new(io()).context("recording an audit entry");
         assert_eq!(
             ApiError::from(wrapped).status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
-        for e in [
-            sqlx::Error::RowNotFound,
-            sqlx::Error::ColumnNotFound("x".into()),
-        ] {
-            assert_eq!(
-                ApiError::from(e).status(),
-                StatusCode::INTERNAL_SERVER_ERROR
-            );
-        }
+        let other = StoreError::Other(std::io::Error::other("x").into());
+        assert_eq!(
+            ApiError::from(other).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
         let other = anyhow::anyhow!("a bug");
         assert_eq!(
             ApiError::from(other).status(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
+    }
+
+    #[test]
+    fn constraint_violations_are_the_callers() {
+        let constraint = "c".to_owned();
+        let cases = [
+            (StoreError::NotFound, StatusCode::NOT_FOUND),
+            (
+                StoreError::Conflict {
+                    constraint: constraint.clone(),
+                },
+                StatusCode::CONFLICT,
+            ),
+            (
+                StoreError::ForeignKey { constraint },
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                StoreError::Invalid {
+                    constraint: None,
+                    message: "bad".into(),
+                },
+                StatusCode::BAD_REQUEST,
+            ),
+        ];
+        for (e, status) in cases {
+            assert_eq!(ApiError::from(e).status(), status);
+        }
     }
 }

@@ -35,12 +35,9 @@ pub async fn healthz() -> Json<Status> {
 )]
 pub async fn readyz(State(app): State<AppState>) -> ApiResult<Json<Status>> {
     // A probe answers within DB_WAIT whatever the pool's own timeout.
-    let reachable = tokio::time::timeout(
-        super::DB_WAIT,
-        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&app.pool),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
+    let reachable = tokio::time::timeout(super::DB_WAIT, shelfwatch_store::db::ping(&app.pool))
+        .await
+        .is_ok_and(|r| r.is_ok());
     if !reachable {
         return Err(ApiError::unavailable("the database is not reachable"));
     }

@@ -60,26 +60,12 @@ static RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
-static WEBHOOKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register(
-        IntCounterVec::new(
-            Opts::new(
-                "shelfwatch_webhook_attempts_total",
-                "Webhook delivery attempts by outcome (delivered, retry, failed).",
-            ),
-            &["outcome"],
-        )
-        .expect("valid metric"),
-    )
-});
-
 /// Registers every collector, so they are exported before first use.
 pub fn init() {
     LazyLock::force(&REQUESTS);
     LazyLock::force(&DURATION);
     LazyLock::force(&IN_FLIGHT);
     LazyLock::force(&RATE_LIMITED);
-    LazyLock::force(&WEBHOOKS);
 }
 
 pub fn observe(route: &str, method: &str, status: u16, seconds: f64) {
@@ -109,8 +95,4 @@ impl Drop for InFlight {
 
 pub fn rate_limited(limit: &str) {
     RATE_LIMITED.with_label_values(&[limit]).inc();
-}
-
-pub fn webhook_attempt(outcome: &str) {
-    WEBHOOKS.with_label_values(&[outcome]).inc();
 }

@@ -1,9 +1,11 @@
 //! The REST API (`/v1`), documented with utoipa.
 //!
 //! `shelfwatch serve` binds the API and, on a listener of its own,
-//! `/metrics`; it also runs the webhook delivery worker. Handlers are thin:
-//! each feature module owns its SQL and exposes its handlers, merged here
-//! in [`router`].
+//! `/metrics`; it also runs the webhook delivery worker of
+//! `shelfwatch_alerts`. Handlers are thin: they check the request, call
+//! the store (which owns every query) and map its rows into the response
+//! models. [`operations`] lists every handler once; that one list gives
+//! both the router and the OpenAPI document.
 
 pub mod admin;
 pub mod audit;
@@ -29,18 +31,16 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::get;
 use serde::Deserialize;
-use sqlx::PgPool;
+use shelfwatch_store::PgPool;
 use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use shelfwatch_runtime::Secret;
 use shelfwatch_store::db::DatabaseSettings;
-
-pub use watches::evaluate_watches;
 
 /// `[api]` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -71,7 +71,7 @@ pub struct ApiSettings {
     pub rate_limit: RateLimitSettings,
     /// Bearer tokens from an identity provider (absent: API keys only).
     pub jwt: Option<auth::JwtSettings>,
-    pub webhooks: watches::WebhookSettings,
+    pub webhooks: shelfwatch_alerts::WebhookSettings,
 }
 
 impl Default for ApiSettings {
@@ -89,7 +89,7 @@ impl Default for ApiSettings {
             worker_stale_after_secs: 600,
             rate_limit: RateLimitSettings::default(),
             jwt: None,
-            webhooks: watches::WebhookSettings::default(),
+            webhooks: shelfwatch_alerts::WebhookSettings::default(),
         }
     }
 }
@@ -145,51 +145,60 @@ impl App {
     }
 }
 
+/// Every documented operation, grouped by the layers it is served
+/// behind. This is the one list of routes: the router and the OpenAPI
+/// document are both built from it.
+pub struct Operations {
+    /// `/healthz` and `/readyz`: no credentials, no rate limit.
+    pub health: OpenApiRouter<AppState>,
+    /// Cacheable `/v1` reads (ETag).
+    pub reads: OpenApiRouter<AppState>,
+    /// The other `/v1` operations.
+    pub writes: OpenApiRouter<AppState>,
+}
+
+/// The operations, each handler listed once.
+pub fn operations() -> Operations {
+    let health = OpenApiRouter::default()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz));
+    let reads = OpenApiRouter::default()
+        .routes(routes!(catalogue::list_retailers))
+        .routes(routes!(catalogue::list_products))
+        .routes(routes!(catalogue::get_product))
+        .routes(routes!(catalogue::product_prices))
+        .routes(routes!(catalogue::product_forecast))
+        .routes(routes!(recommendations::list_recommendations));
+    let writes = OpenApiRouter::default()
+        .routes(routes!(watches::list_watches, watches::create_watch))
+        .routes(routes!(watches::get_watch, watches::delete_watch))
+        .routes(routes!(admin::enqueue_scrape))
+        .routes(routes!(admin::enqueue_forecast))
+        .routes(routes!(admin::get_job))
+        .routes(routes!(admin::list_runs));
+    Operations {
+        health,
+        reads,
+        writes,
+    }
+}
+
 /// The whole HTTP surface.
 pub fn router(app: AppState) -> anyhow::Result<Router> {
-    let reads = Router::new()
-        .route("/v1/retailers", get(catalogue::list_retailers))
-        .route("/v1/products", get(catalogue::list_products))
-        .route("/v1/products/{id}", get(catalogue::get_product))
-        .route("/v1/products/{id}/prices", get(catalogue::product_prices))
-        .route(
-            "/v1/products/{id}/forecast",
-            get(catalogue::product_forecast),
-        )
-        .route(
-            "/v1/recommendations",
-            get(recommendations::list_recommendations),
-        )
-        .route_layer(from_fn_with_state(app.clone(), layers::etag));
-    let writes = Router::new()
-        .route(
-            "/v1/watches",
-            get(watches::list_watches).post(watches::create_watch),
-        )
-        .route(
-            "/v1/watches/{id}",
-            get(watches::get_watch).delete(watches::delete_watch),
-        )
-        .route(
-            "/v1/admin/scrape-runs",
-            axum::routing::post(admin::enqueue_scrape),
-        )
-        .route(
-            "/v1/admin/forecast-runs",
-            axum::routing::post(admin::enqueue_forecast),
-        )
-        .route("/v1/admin/jobs/{id}", get(admin::get_job))
-        .route("/v1/admin/runs", get(admin::list_runs));
+    let Operations {
+        health,
+        reads,
+        writes,
+    } = operations();
     let v1 = reads
+        .route_layer(from_fn_with_state(app.clone(), layers::etag))
         .merge(writes)
         .route_layer(from_fn_with_state(app.clone(), auth::layer));
-    let api = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .merge(v1)
+    let (api, doc) = openapi::base().merge(health).merge(v1).split_for_parts();
+    let api = api
         .layer(DefaultBodyLimit::max(app.settings.body_limit_bytes))
         .with_state(app.clone())
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()));
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::finish(doc)));
     let api = api
         .route_layer(from_fn(layers::mark_route))
         .layer(from_fn_with_state(app.clone(), layers::time_limit))
@@ -263,6 +272,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 /// `metrics_bind` is empty) and the webhook delivery worker.
 pub async fn start(pool: PgPool, settings: ApiSettings) -> anyhow::Result<Running> {
     http_metrics::init();
+    shelfwatch_alerts::init_metrics();
     let listener = tokio::net::TcpListener::bind(&settings.bind)
         .await
         .with_context(|| format!("binding the API to {}", settings.bind))?;
@@ -309,8 +319,9 @@ pub async fn start(pool: PgPool, settings: ApiSettings) -> anyhow::Result<Runnin
             }
         }));
     }
-    tasks.push(tokio::spawn(watches::worker(
-        app.clone(),
+    tasks.push(tokio::spawn(shelfwatch_alerts::worker(
+        pool,
+        app.settings.webhooks.clone(),
         stopped(rx.clone()),
     )));
     Ok(Running {

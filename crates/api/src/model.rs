@@ -9,50 +9,7 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 
-/// An amount of money in one currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
-pub struct Money {
-    /// Integer minor units (pence for GBP).
-    #[schema(example = 125)]
-    pub amount_minor: i64,
-    /// The amount as a shopper reads it.
-    #[schema(example = "£1.25")]
-    pub formatted: String,
-    /// ISO 4217 code.
-    #[schema(example = "GBP")]
-    pub currency: String,
-}
-
-impl Money {
-    pub fn new(amount_minor: i64, currency: &str) -> Self {
-        Self {
-            amount_minor,
-            formatted: format_money(amount_minor, currency),
-            currency: currency.to_owned(),
-        }
-    }
-}
-
-/// `£1.25`, `€1.25`, `$1.25`, or `1.25 SEK` for currencies without a
-/// symbol here. Amounts are never summed across currencies.
-pub fn format_money(minor: i64, currency: &str) -> String {
-    let gbp = shelfwatch_domain::money::format_pence(minor);
-    let symbol = match currency {
-        "GBP" => return gbp,
-        "EUR" => "€",
-        "USD" => "$",
-        _ => "",
-    };
-    let (sign, digits) = match gbp.strip_prefix('-') {
-        Some(rest) => ("-", rest.trim_start_matches('£')),
-        None => ("", gbp.trim_start_matches('£')),
-    };
-    if symbol.is_empty() {
-        format!("{sign}{digits} {currency}")
-    } else {
-        format!("{sign}{symbol}{digits}")
-    }
-}
+pub use shelfwatch_domain::money::{Money, format_money};
 
 /// RFC 3339 in UTC with a `Z`, to the second (or finer when the value has it).
 pub fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -108,6 +65,16 @@ pub fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     Err(ApiError::bad_request(format!(
         "{name} must be an RFC 3339 time (2026-01-02T08:00:00Z) or a date (2026-01-02), not {text:?}"
     )))
+}
+
+/// A category filter: at most 200 characters.
+pub fn check_category(category: Option<&str>) -> Result<(), ApiError> {
+    if category.is_some_and(|c| c.chars().count() > 200) {
+        return Err(ApiError::bad_request(
+            "category is longer than 200 characters",
+        ));
+    }
+    Ok(())
 }
 
 /// A retailer slug from a query parameter, checked for shape before any

@@ -1,12 +1,15 @@
-//! The OpenAPI document, generated from the handlers' annotations. The
-//! committed copy (`openapi/openapi.json`) is checked against it by a test.
+//! The OpenAPI document, generated from the handlers' annotations: the
+//! paths come from the one list of routes ([`crate::operations`]), the rest
+//! from [`ApiDoc`] and [`Conventions`]. The committed copy
+//! (`openapi/openapi.json`) is checked against it by a test.
 
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
 
-use super::{admin, catalogue, error, health, recommendations, watches};
+use super::{AppState, Operations, error};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,26 +22,7 @@ use super::{admin, catalogue, error, health, recommendations, watches};
             RFC 3339 UTC; errors are application/problem+json (RFC 9457).",
         license(name = "MIT OR Apache-2.0"),
     ),
-    paths(
-        health::healthz,
-        health::readyz,
-        catalogue::list_retailers,
-        catalogue::list_products,
-        catalogue::get_product,
-        catalogue::product_prices,
-        catalogue::product_forecast,
-        recommendations::list_recommendations,
-        watches::create_watch,
-        watches::list_watches,
-        watches::get_watch,
-        watches::delete_watch,
-        admin::enqueue_scrape,
-        admin::enqueue_forecast,
-        admin::get_job,
-        admin::list_runs,
-    ),
     components(schemas(error::Problem)),
-    modifiers(&Conventions),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "catalogue", description = "Retailers, products, prices and forecasts"),
@@ -49,9 +33,37 @@ use super::{admin, catalogue, error, health, recommendations, watches};
 )]
 pub struct ApiDoc;
 
+/// A router with the document's info, tags and shared schemas, and no
+/// paths yet: the operations are merged into it.
+pub fn base() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+}
+
+/// The document once every operation is in: adds the [`Conventions`].
+pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    Conventions.modify(&mut doc);
+    doc
+}
+
+/// The whole document, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let Operations {
+        health,
+        reads,
+        writes,
+    } = super::operations();
+    finish(
+        base()
+            .merge(health)
+            .merge(reads)
+            .merge(writes)
+            .into_openapi(),
+    )
+}
+
 /// The document, pretty-printed as committed in `openapi/openapi.json`.
 pub fn document() -> String {
-    let mut text = ApiDoc::openapi()
+    let mut text = openapi()
         .to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     text.push('\n');

@@ -3,19 +3,17 @@
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use shelfwatch_store::recommendations::{self as store, RecommendationFilter, RecommendationKey};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::Caller;
-use super::catalogue::retailer_id;
+use super::catalogue::retailer_filter;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Json, Query};
 use super::model::{self, Money, rfc3339};
 
 pub use shelfwatch_domain::action::Action;
-
-const RANK_SQL: &str = "(CASE rc.action WHEN 'buy_now' THEN 0 WHEN 'wait' THEN 1 ELSE 2 END)";
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -73,42 +71,6 @@ pub struct RecommendationPage {
     pub next_cursor: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
-struct Row {
-    listing_id: i64,
-    product_id: Option<i64>,
-    product_name: Option<String>,
-    category: Option<String>,
-    retailer: String,
-    currency: String,
-    title: String,
-    action: String,
-    rank: i32,
-    confidence: f64,
-    claim: String,
-    message: String,
-    current_pence: i64,
-    regular_pence: i64,
-    expected_change_pence: i64,
-    run_id: i64,
-    as_of: DateTime<Utc>,
-}
-
-/// The current runs: the newest succeeded run, and the newest succeeded run
-/// of each other shard of the same split (`i/n` with the same n).
-pub async fn current_runs(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "WITH newest AS (
-             SELECT split_part(shard, '/', 2) AS n FROM forecast_runs
-             WHERE status = 'succeeded' ORDER BY id DESC LIMIT 1)
-         SELECT DISTINCT ON (shard) id FROM forecast_runs, newest
-         WHERE status = 'succeeded' AND split_part(shard, '/', 2) = newest.n
-         ORDER BY shard, id DESC",
-    )
-    .fetch_all(pool)
-    .await
-}
-
 /// The latest run's recommendations, best first: buy now, then wait, then
 /// hold; most confident first within each.
 #[utoipa::path(
@@ -139,87 +101,32 @@ pub async fn list_recommendations(
             if !confidence.is_finite() {
                 return Err(ApiError::bad_request("cursor is not one this API gave out"));
             }
-            Some((rank, confidence, listing))
+            Some(RecommendationKey {
+                rank,
+                confidence,
+                listing_id: listing,
+            })
         }
         None => None,
     };
-    let retailer = match &query.retailer {
-        Some(slug) => Some(retailer_id(&app.pool, slug).await?),
-        None => None,
+    let retailer = retailer_filter(&app.pool, query.retailer.as_deref()).await?;
+    model::check_category(query.category.as_deref())?;
+    let filter = RecommendationFilter {
+        runs: store::current_runs(&app.pool).await?,
+        retailer_id: retailer,
+        category: query.category,
+        action: query.action,
+        min_confidence,
+        after,
+        limit,
     };
-    if query
-        .category
-        .as_ref()
-        .is_some_and(|c| c.chars().count() > 200)
-    {
-        return Err(ApiError::bad_request(
-            "category is longer than 200 characters",
-        ));
-    }
-    let runs = current_runs(&app.pool).await?;
-    if runs.is_empty() {
-        return Ok(Json(RecommendationPage {
-            data: Vec::new(),
-            next_cursor: None,
-        }));
-    }
-    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-        "SELECT rc.listing_id, l.product_id, p.name AS product_name, p.category,
-                r.slug AS retailer, r.currency, l.title, rc.action, {RANK_SQL} AS rank,
-                rc.confidence, rc.claim, rc.message, rc.current_pence, rc.regular_pence,
-                rc.expected_change_pence, rc.run_id, rc.as_of
-         FROM recommendations rc
-         JOIN listings l ON l.id = rc.listing_id
-         JOIN retailers r ON r.id = l.retailer_id
-         LEFT JOIN products p ON p.id = l.product_id
-         WHERE "
-    ));
-    // One run (the usual case) lets the index give the order directly.
-    if let [run] = runs.as_slice() {
-        sql.push("rc.run_id = ").push_bind(*run);
-    } else {
-        sql.push("rc.run_id = ANY(").push_bind(runs).push(")");
-    }
-    if let Some(rid) = retailer {
-        sql.push(" AND l.retailer_id = ").push_bind(rid);
-    }
-    if let Some(c) = &query.category {
-        sql.push(" AND lower(p.category) = lower(")
-            .push_bind(c.clone())
-            .push(")");
-    }
-    if let Some(action) = query.action {
-        sql.push(" AND rc.action = ").push_bind(action.as_str());
-    }
-    if min_confidence > 0.0 {
-        sql.push(" AND rc.confidence >= ").push_bind(min_confidence);
-    }
-    if let Some((rank, confidence, listing)) = after {
-        sql.push(format!(" AND ({RANK_SQL} > "))
-            .push_bind(rank)
-            .push(format!(" OR ({RANK_SQL} = "))
-            .push_bind(rank)
-            .push(" AND (rc.confidence < ")
-            .push_bind(confidence)
-            .push(" OR (rc.confidence = ")
-            .push_bind(confidence)
-            .push(" AND rc.listing_id > ")
-            .push_bind(listing)
-            .push("))))");
-    }
-    sql.push(format!(
-        " ORDER BY {RANK_SQL}, rc.confidence DESC, rc.listing_id LIMIT "
-    ))
-    .push_bind(limit + 1);
-    let mut rows: Vec<Row> = sql.build_query_as().fetch_all(&app.pool).await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last()
-            .map(|r| model::encode_cursor(&(r.rank, r.confidence.to_bits(), r.listing_id)))
-    } else {
-        None
-    };
-    let data = rows
+    let page = store::page(&app.pool, &filter).await?;
+    let next_cursor = page.last_if_more().map(|r| {
+        let key = r.key();
+        model::encode_cursor(&(key.rank, key.confidence.to_bits(), key.listing_id))
+    });
+    let data = page
+        .items
         .into_iter()
         .map(|r| {
             let action = r.action.parse::<Action>().unwrap_or(Action::Hold);

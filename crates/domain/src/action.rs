@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::ParseError;
 
-// Buy now, wait for a drop, or hold (nothing to act on). A plain comment:
-// the API document shows this type as it was before it moved here.
+// Buy now, wait for a drop, or hold (nothing to act on). A plain comment,
+// not a doc comment: utoipa would make a doc comment the schema's
+// description, which the committed OpenAPI document (openapi/openapi.json)
+// does not have; the API served none before Action moved here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]

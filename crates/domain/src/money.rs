@@ -360,6 +360,52 @@ pub fn format_pence(pence: i64) -> String {
     format!("{sign}£{grouped}.{:02}", abs % 100)
 }
 
+/// An amount of money in one currency.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Money {
+    /// Integer minor units (pence for GBP).
+    #[cfg_attr(feature = "openapi", schema(example = 125))]
+    pub amount_minor: i64,
+    /// The amount as a shopper reads it.
+    #[cfg_attr(feature = "openapi", schema(example = "£1.25"))]
+    pub formatted: String,
+    /// ISO 4217 code.
+    #[cfg_attr(feature = "openapi", schema(example = "GBP"))]
+    pub currency: String,
+}
+
+impl Money {
+    pub fn new(amount_minor: i64, currency: &str) -> Self {
+        Self {
+            amount_minor,
+            formatted: format_money(amount_minor, currency),
+            currency: currency.to_owned(),
+        }
+    }
+}
+
+/// `£1.25`, `€1.25`, `$1.25`, or `1.25 SEK` for currencies without a
+/// symbol here. Amounts are never summed across currencies.
+pub fn format_money(minor: i64, currency: &str) -> String {
+    let gbp = format_pence(minor);
+    let symbol = match currency {
+        "GBP" => return gbp,
+        "EUR" => "€",
+        "USD" => "$",
+        _ => "",
+    };
+    let (sign, digits) = match gbp.strip_prefix('-') {
+        Some(rest) => ("-", rest.trim_start_matches('£')),
+        None => ("", gbp.trim_start_matches('£')),
+    };
+    if symbol.is_empty() {
+        format!("{sign}{digits} {currency}")
+    } else {
+        format!("{sign}{symbol}{digits}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

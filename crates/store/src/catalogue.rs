@@ -1,1 +1,347 @@
-//! Retailers, products, listings and their prices, as the API reads them.
+//! What the catalogue reads: retailers, products and their search, each
+//! listing's latest offer and recommendation, price history from the daily
+//! aggregate, and the latest forecasts.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+
+use crate::error::StoreResult;
+use crate::page::Page;
+
+/// A retailer with the number of shelf entries seen there.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RetailerRow {
+    pub slug: String,
+    pub name: String,
+    pub currency: String,
+    pub base_url: Option<String>,
+    pub listings: i64,
+}
+
+/// Every retailer, by slug.
+pub async fn retailers(pool: &PgPool) -> StoreResult<Vec<RetailerRow>> {
+    Ok(sqlx::query_as(
+        "SELECT r.slug, r.name, r.currency, r.base_url,
+                (SELECT count(*) FROM listings l WHERE l.retailer_id = r.id) AS listings
+         FROM retailers r ORDER BY r.slug",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The id of the retailer with `slug`, if there is one.
+pub async fn retailer_id(pool: &PgPool, slug: &str) -> StoreResult<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM retailers WHERE slug = $1")
+            .bind(slug)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// A canonical product.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProductRow {
+    pub id: i64,
+    pub name: String,
+    pub brand: Option<String>,
+    pub category: Option<String>,
+    pub pack_count: Option<i32>,
+    pub pack_each: Option<i64>,
+    pub base_unit: Option<String>,
+    pub gtin: Option<String>,
+}
+
+const PRODUCT_COLUMNS: &str =
+    "p.id, p.name, p.brand, p.category, p.pack_count, p.pack_each, p.base_unit, p.gtin";
+
+/// The product with `id`, if there is one.
+pub async fn product(pool: &PgPool, id: i64) -> StoreResult<Option<ProductRow>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Free text as a full-text query: each word matches as a prefix, and all
+/// must match. Built by [`SearchTerms::parse`], so it always has a word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchTerms(String);
+
+impl SearchTerms {
+    /// The terms of `text` (at most 16 words), or None when it has no words.
+    pub fn parse(text: &str) -> Option<SearchTerms> {
+        let words: Vec<String> = text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .take(16)
+            .map(|w| format!("{}:*", w.to_lowercase()))
+            .collect();
+        (!words.is_empty()).then(|| SearchTerms(words.join(" & ")))
+    }
+
+    /// The `to_tsquery('simple', ...)` text.
+    pub fn as_tsquery(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Which products to list, by name then id.
+#[derive(Debug, Clone, Default)]
+pub struct ProductFilter {
+    /// Words in the name or brand.
+    pub search: Option<SearchTerms>,
+    /// Exact category, ignoring case.
+    pub category: Option<String>,
+    /// Only products this retailer sells.
+    pub retailer_id: Option<i64>,
+    /// Start after this (name, id), the last of the previous page.
+    pub after: Option<(String, i64)>,
+    /// Page size.
+    pub limit: i64,
+}
+
+/// A page of products matching `filter`, by name.
+pub async fn products(pool: &PgPool, filter: &ProductFilter) -> StoreResult<Page<ProductRow>> {
+    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products p WHERE true"
+    ));
+    if let Some(terms) = &filter.search {
+        sql.push(" AND p.search @@ to_tsquery('simple', ")
+            .push_bind(terms.as_tsquery().to_owned())
+            .push(")");
+    }
+    if let Some(category) = &filter.category {
+        sql.push(" AND lower(p.category) = lower(")
+            .push_bind(category.clone())
+            .push(")");
+    }
+    if let Some(rid) = filter.retailer_id {
+        sql.push(
+            " AND EXISTS (SELECT 1 FROM listings l WHERE l.product_id = p.id AND l.retailer_id = ",
+        )
+        .push_bind(rid)
+        .push(")");
+    }
+    if let Some((name, id)) = &filter.after {
+        sql.push(" AND (p.name, p.id) > (")
+            .push_bind(name.clone())
+            .push(", ")
+            .push_bind(*id)
+            .push(")");
+    }
+    sql.push(" ORDER BY p.name, p.id LIMIT ")
+        .push_bind(filter.limit + 1);
+    let rows = sql.build_query_as().fetch_all(pool).await?;
+    Ok(Page::from_overfetch(rows, filter.limit))
+}
+
+/// One listing of a product with its latest observation.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OfferRow {
+    pub listing_id: i64,
+    pub retailer: String,
+    pub currency: String,
+    pub title: String,
+    pub url: Option<String>,
+    pub observed_at: DateTime<Utc>,
+    pub price_pence: i64,
+    pub was_price_pence: Option<i64>,
+    pub effective_price_pence: i64,
+    pub unit_price_pence: Option<i64>,
+    pub unit_price_per: Option<String>,
+    pub promo_kind: String,
+    pub promo_text: Option<String>,
+    pub in_stock: bool,
+}
+
+/// Each listing of a product with its latest observation: by currency,
+/// in stock first, cheapest (after promotions) first.
+pub async fn offers(pool: &PgPool, product_id: i64) -> StoreResult<Vec<OfferRow>> {
+    Ok(sqlx::query_as(
+        "SELECT l.id AS listing_id, r.slug AS retailer, r.currency, l.title, l.url,
+                o.observed_at, o.price_pence, o.was_price_pence, o.effective_price_pence,
+                o.unit_price_pence, o.unit_price_per, o.promo_kind, o.promo_text, o.in_stock
+         FROM listings l
+         JOIN retailers r ON r.id = l.retailer_id
+         CROSS JOIN LATERAL (
+             SELECT * FROM price_observations o
+             WHERE o.listing_id = l.id ORDER BY o.observed_at DESC LIMIT 1
+         ) o
+         WHERE l.product_id = $1
+         ORDER BY r.currency, o.in_stock DESC, o.effective_price_pence, r.slug, l.id",
+    )
+    .bind(product_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// A listing's latest recommendation from a succeeded run.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ListingRecommendationRow {
+    pub listing_id: i64,
+    pub run_id: i64,
+    pub as_of: DateTime<Utc>,
+    pub action: String,
+    pub confidence: f64,
+    pub expected_change_pence: i64,
+    pub message: String,
+}
+
+/// The latest recommendation of each of `listing_ids` that has one.
+pub async fn latest_recommendations(
+    pool: &PgPool,
+    listing_ids: &[i64],
+) -> StoreResult<Vec<ListingRecommendationRow>> {
+    Ok(sqlx::query_as(
+        "SELECT DISTINCT ON (rc.listing_id) rc.listing_id, rc.run_id, rc.as_of, rc.action,
+                rc.confidence, rc.expected_change_pence, rc.message
+         FROM recommendations rc
+         JOIN forecast_runs fr ON fr.id = rc.run_id AND fr.status = 'succeeded'
+         WHERE rc.listing_id = ANY($1)
+         ORDER BY rc.listing_id, rc.run_id DESC",
+    )
+    .bind(listing_ids)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The width of a price-history bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Day,
+    /// Weeks start on Monday.
+    Week,
+}
+
+impl Bucket {
+    fn interval(self) -> &'static str {
+        match self {
+            Bucket::Day => "1 day",
+            Bucket::Week => "7 days",
+        }
+    }
+}
+
+/// Which price history to read.
+#[derive(Debug, Clone)]
+pub struct PriceHistoryFilter {
+    pub product_id: i64,
+    pub bucket: Bucket,
+    /// Inclusive.
+    pub from: DateTime<Utc>,
+    /// Exclusive.
+    pub to: DateTime<Utc>,
+    /// Only this retailer's listings.
+    pub retailer_id: Option<i64>,
+}
+
+/// One bucket of one listing's daily aggregates.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PriceBucketRow {
+    pub listing_id: i64,
+    pub retailer: String,
+    pub currency: String,
+    pub bucket: DateTime<Utc>,
+    pub open_pence: i64,
+    pub close_pence: i64,
+    pub min_pence: i64,
+    pub max_pence: i64,
+    pub mean_pence: f64,
+    pub min_effective_pence: i64,
+    pub any_promo: bool,
+    pub observations: i64,
+}
+
+/// A product's price history per listing and bucket, by retailer, listing
+/// and time.
+pub async fn price_history(
+    pool: &PgPool,
+    filter: &PriceHistoryFilter,
+) -> StoreResult<Vec<PriceBucketRow>> {
+    Ok(sqlx::query_as(
+        "SELECT l.id AS listing_id, r.slug AS retailer, r.currency,
+                time_bucket($2::interval, d.day) AS bucket,
+                (array_agg(d.open_pence ORDER BY d.day))[1] AS open_pence,
+                (array_agg(d.close_pence ORDER BY d.day DESC))[1] AS close_pence,
+                min(d.min_pence)::bigint AS min_pence, max(d.max_pence)::bigint AS max_pence,
+                (sum(d.sum_pence)::float8 / sum(d.observations)::float8) AS mean_pence,
+                min(d.min_effective_pence)::bigint AS min_effective_pence,
+                bool_or(d.any_promo) AS any_promo,
+                sum(d.observations)::bigint AS observations
+         FROM listings l
+         JOIN retailers r ON r.id = l.retailer_id
+         JOIN price_daily d ON d.listing_id = l.id
+         WHERE l.product_id = $1 AND d.day >= $3 AND d.day < $4
+           AND ($5::bigint IS NULL OR l.retailer_id = $5)
+         GROUP BY l.id, r.slug, r.currency, bucket
+         ORDER BY r.slug, l.id, bucket",
+    )
+    .bind(filter.product_id)
+    .bind(filter.bucket.interval())
+    .bind(filter.from)
+    .bind(filter.to)
+    .bind(filter.retailer_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// One day of a listing's latest forecast, with its run.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ForecastPointRow {
+    pub listing_id: i64,
+    pub retailer: String,
+    pub currency: String,
+    pub run_id: i64,
+    pub model_version: String,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub as_of: Option<DateTime<Utc>>,
+    pub day: DateTime<Utc>,
+    pub predicted_pence: i64,
+    pub lower_pence: i64,
+    pub upper_pence: i64,
+}
+
+/// The latest succeeded forecast of each of a product's listings, by
+/// retailer, listing and day.
+pub async fn latest_forecasts(
+    pool: &PgPool,
+    product_id: i64,
+) -> StoreResult<Vec<ForecastPointRow>> {
+    Ok(sqlx::query_as(
+        "WITH latest AS (
+             SELECT DISTINCT ON (f.listing_id) f.listing_id, f.run_id
+             FROM listings l
+             JOIN forecasts f ON f.listing_id = l.id
+             JOIN forecast_runs fr ON fr.id = f.run_id AND fr.status = 'succeeded'
+             WHERE l.product_id = $1
+             ORDER BY f.listing_id, f.run_id DESC)
+         SELECT l.id AS listing_id, r.slug AS retailer, r.currency, fr.id AS run_id,
+                fr.model_version, fr.finished_at, fr.as_of,
+                f.day, f.predicted_pence, f.lower_pence, f.upper_pence
+         FROM latest
+         JOIN listings l ON l.id = latest.listing_id
+         JOIN retailers r ON r.id = l.retailer_id
+         JOIN forecast_runs fr ON fr.id = latest.run_id
+         JOIN forecasts f ON f.run_id = latest.run_id AND f.listing_id = latest.listing_id
+         ORDER BY r.slug, l.id, f.day",
+    )
+    .bind(product_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SearchTerms;
+
+    #[test]
+    fn search_words_become_prefix_terms() {
+        let terms = |q: &str| SearchTerms::parse(q).map(|t| t.as_tsquery().to_owned());
+        assert_eq!(terms("Baked  beans!").as_deref(), Some("baked:* & beans:*"));
+        assert_eq!(terms("'&|!"), None);
+        assert_eq!(terms("crème").as_deref(), Some("crème:*"));
+    }
+}

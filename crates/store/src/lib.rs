@@ -21,6 +21,8 @@ pub mod gauges;
 pub mod ingest;
 pub mod jobs;
 pub mod listings;
+pub mod page;
+pub mod recommendations;
 pub mod scrape_runs;
 pub mod sightings;
 pub mod watches;

@@ -175,6 +175,14 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<Flavour> {
     flavour(pool).await
 }
 
+/// Whether the database answers a trivial query.
+pub async fn ping(pool: &PgPool) -> Result<(), crate::error::StoreError> {
+    sqlx::query_scalar::<_, i32>("SELECT 1")
+        .fetch_one(pool)
+        .await?;
+    Ok(())
+}
+
 /// Whether every embedded migration has been applied (for readiness checks).
 pub async fn migrations_current(pool: &PgPool) -> anyhow::Result<bool> {
     let applied: Vec<i64> =
