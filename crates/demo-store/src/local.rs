@@ -51,7 +51,7 @@ impl LocalStore {
 /// import path. Returns the first and last day and the import's report.
 pub async fn backfill(
     store: &DemoStore,
-    pool: &sqlx::PgPool,
+    pool: &shelfwatch_store::PgPool,
     days: u32,
     batch_size: usize,
     progress: bool,
