@@ -288,13 +288,20 @@ mod tests {
             .expect("a target");
         let mut corpus = corpus(&root, name);
         if name == "retailer_config" {
-            // The shipped configs are the best seeds.
-            let dir = crate::workspace_root().join("retailers");
-            let mut paths: Vec<_> = std::fs::read_dir(dir)
-                .unwrap()
-                .flatten()
-                .map(|e| e.path())
-                .collect();
+            // The shipped configs, in every folder under retailers/, are
+            // the best seeds.
+            let mut dirs = vec![crate::workspace_root().join("retailers")];
+            let mut paths = Vec::new();
+            while let Some(dir) = dirs.pop() {
+                for path in std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()) {
+                    if path.is_dir() {
+                        dirs.push(path);
+                    } else if path.extension().is_some_and(|x| x == "toml") {
+                        paths.push(path);
+                    }
+                }
+            }
+            assert!(!paths.is_empty(), "no retailer configs to seed from");
             paths.sort();
             corpus.extend(paths.iter().map(|p| std::fs::read_to_string(p).unwrap()));
         }
