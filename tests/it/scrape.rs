@@ -50,7 +50,7 @@ pub fn settings(db_url: &str, shop: &Shop, spool: &Path) -> Settings {
     let mut s = Settings::default();
     s.database.url = Some(shelfwatch::config::Secret::new(db_url));
     s.database.max_connections = 3;
-    s.scrape.retailers_dir = repo_path("retailers");
+    s.scrape.retailers_dir = repo_path("retailers/demo");
     s.scrape.origin_override = Some(shop.origin.clone());
     s.scrape.spool_dir = spool.to_path_buf();
     s.scrape.db_timeout_secs = 1;
@@ -718,6 +718,8 @@ async fn the_scheduled_scraper_takes_queued_jobs_and_serves_metrics() {
             "aldwick",
             "--origin",
             &shop.origin,
+            "--retailers-dir",
+            "retailers/demo",
         ])
         .current_dir(repo_path("."))
         .env("DATABASE_URL", &db.url)

@@ -288,12 +288,13 @@ mod tests {
             .expect("a target");
         let mut corpus = corpus(&root, name);
         if name == "retailer_config" {
-            // The shipped configs are the best seeds.
-            let dir = crate::workspace_root().join("retailers");
-            let mut paths: Vec<_> = std::fs::read_dir(dir)
-                .unwrap()
-                .flatten()
+            // The shipped configs, real shops and demo store, are the best seeds.
+            let root = crate::workspace_root().join("retailers");
+            let mut paths: Vec<_> = [root.clone(), root.join("demo")]
+                .iter()
+                .flat_map(|dir| std::fs::read_dir(dir).unwrap().flatten())
                 .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
                 .collect();
             paths.sort();
             corpus.extend(paths.iter().map(|p| std::fs::read_to_string(p).unwrap()));
