@@ -115,6 +115,11 @@ impl Scraper {
         let loaded = config::load_dir_lenient(&sc.retailers_dir)?;
         let mut configs = loaded.configs;
         let mut broken = loaded.broken;
+        // Every broken file is reported, also when --retailer picks others,
+        // so a broken config never goes unnoticed.
+        for b in &broken {
+            tracing::error!(retailer = %b.slug, error = format!("{:#}", b.error), "retailer config is broken; that retailer is skipped");
+        }
         if !retailers.is_empty() {
             for wanted in retailers {
                 let known = configs.iter().any(|c| c.slug.as_str() == wanted)
@@ -134,9 +139,6 @@ impl Scraper {
             }
             configs.retain(|c| retailers.iter().any(|r| r == c.slug.as_str()));
             broken.retain(|b| retailers.contains(&b.slug));
-        }
-        for b in &broken {
-            tracing::error!(retailer = %b.slug, error = format!("{:#}", b.error), "retailer config is broken; that retailer is skipped");
         }
         let broken = broken
             .into_iter()
