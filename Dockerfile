@@ -33,6 +33,7 @@ RUN apt-get update \
     && mkdir -p /app/.shelfwatch \
     && chown -R shelfwatch /app
 WORKDIR /app
+# The real shops in retailers/, the demo store's in retailers/demo/.
 COPY retailers retailers
 COPY shelfwatch.example.toml shelfwatch.example.toml
 USER shelfwatch

@@ -44,7 +44,8 @@ pub enum Command {
     Db(DbCommand),
     /// Apply the embedded database migrations (safe to run concurrently).
     Migrate,
-    /// Scrape retailers through headless Chromium (retailers/*.toml).
+    /// Scrape retailers through headless Chromium (retailers/*.toml; the
+    /// demo store's: --retailers-dir retailers/demo).
     Scrape(crate::scrape_cmd::ScrapeArgs),
     /// Work on retailer configs.
     #[command(subcommand)]

@@ -31,6 +31,10 @@ pub struct ScrapeArgs {
     /// scrape.origin_override), e.g. http://127.0.0.1:8700.
     #[arg(long, value_name = "URL")]
     pub origin: Option<String>,
+    /// The directory of retailer configs (default: scrape.retailers_dir,
+    /// `retailers`: the real shops); `retailers/demo` for the demo store.
+    #[arg(long, value_name = "DIR")]
+    pub retailers_dir: Option<std::path::PathBuf>,
     /// Only replay the spool into the database, then exit.
     #[arg(long, conflicts_with_all = ["every", "once"])]
     pub replay: bool,
@@ -114,8 +118,12 @@ fn print_pass(report: &PassReport) {
 }
 
 pub async fn run(args: ScrapeArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let mut scrape_settings = settings.scrape.clone();
+    if let Some(dir) = &args.retailers_dir {
+        scrape_settings.retailers_dir = dir.clone();
+    }
     let mut scraper = Scraper::new(
-        &settings.scrape,
+        &scrape_settings,
         &settings.database,
         &args.retailers,
         args.origin.clone(),

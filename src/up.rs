@@ -37,6 +37,10 @@ pub struct UpArgs {
     /// installed) listens.
     #[arg(long, default_value = "127.0.0.1:9090", value_name = "ADDR")]
     pub prometheus_bind: String,
+    /// The retailer configs to scrape the demo store with (not
+    /// scrape.retailers_dir, which holds the real shops).
+    #[arg(long, default_value = shelfwatch_scrape::DEMO_RETAILERS_DIR, value_name = "DIR")]
+    pub retailers_dir: std::path::PathBuf,
 }
 
 pub async fn run(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
@@ -89,8 +93,10 @@ pub async fn run(args: UpArgs, settings: &Settings) -> anyhow::Result<ExitCode> 
     );
 
     // 4. Today's shelves, through Chromium; products matched across shops.
+    let mut scrape_settings = settings.scrape.clone();
+    scrape_settings.retailers_dir = args.retailers_dir.clone();
     let scraper = shelfwatch_scrape::Scraper::new(
-        &settings.scrape,
+        &scrape_settings,
         &settings.database,
         &[],
         Some(store_origin.clone()),

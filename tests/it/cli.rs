@@ -203,11 +203,21 @@ async fn demo_store_then_scrape_once_fills_the_database() {
         .strip_prefix("demo store at ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_owned();
-    let out = shelfwatch_on(&db.url, &["scrape", "--once", "--origin", &origin])
-        .current_dir(crate::support::repo_path("."))
-        .env("SHELFWATCH_SCRAPE__SPOOL_DIR", dir.path().join("spool"))
-        .output()
-        .unwrap();
+    let out = shelfwatch_on(
+        &db.url,
+        &[
+            "scrape",
+            "--once",
+            "--origin",
+            &origin,
+            "--retailers-dir",
+            "retailers/demo",
+        ],
+    )
+    .current_dir(crate::support::repo_path("."))
+    .env("SHELFWATCH_SCRAPE__SPOOL_DIR", dir.path().join("spool"))
+    .output()
+    .unwrap();
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(store.id() as i32),
         nix::sys::signal::Signal::SIGTERM,

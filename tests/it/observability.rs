@@ -1309,6 +1309,19 @@ fn compose_file_agrees_with_the_binary_prometheus_and_grafana() {
                         container_ports(&services[host.as_str()]).contains(&port),
                         "{name}: {origin} is not a service port"
                     );
+                    // The demo store serves the demo shops, not the real
+                    // ones in the image's default retailers/.
+                    let dir = a
+                        .retailers_dir
+                        .as_ref()
+                        .unwrap_or(&settings.scrape.retailers_dir);
+                    let in_repo = dir.strip_prefix("/app").unwrap_or(dir);
+                    assert_eq!(
+                        in_repo,
+                        std::path::Path::new(shelfwatch_scrape::DEMO_RETAILERS_DIR),
+                        "{name}: scrapes {} against the demo store",
+                        dir.display()
+                    );
                 }
                 C::Forecast(a) => {
                     roles.insert("forecaster");

@@ -50,7 +50,7 @@ pub fn settings(db_url: &str, shop: &Shop, spool: &Path) -> Settings {
     let mut s = Settings::default();
     s.database.url = Some(shelfwatch::config::Secret::new(db_url));
     s.database.max_connections = 3;
-    s.scrape.retailers_dir = repo_path("retailers");
+    s.scrape.retailers_dir = repo_path("retailers/demo");
     s.scrape.origin_override = Some(shop.origin.clone());
     s.scrape.spool_dir = spool.to_path_buf();
     s.scrape.db_timeout_secs = 1;
@@ -718,6 +718,8 @@ async fn the_scheduled_scraper_takes_queued_jobs_and_serves_metrics() {
             "aldwick",
             "--origin",
             &shop.origin,
+            "--retailers-dir",
+            "retailers/demo",
         ])
         .current_dir(repo_path("."))
         .env("DATABASE_URL", &db.url)
@@ -920,4 +922,249 @@ async fn a_remote_webdriver_is_used_instead_of_starting_chromedriver() {
         &stored(&db.pool).await,
         &[Retailer::Aldwick],
     );
+}
+
+// Run-level failures: a run that stores nothing, a tile selector that
+// matches nothing, a selector that does not compile, a broken file.
+
+/// A retailers directory of the test's own: `files` as (name, text).
+fn config_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+/// The shipped Aldwick config with each `(old, new)` replaced (each `old`
+/// must be in it).
+fn aldwick_with(edits: &[(&str, &str)]) -> String {
+    let mut text = std::fs::read_to_string(repo_path("retailers/demo/aldwick.toml")).unwrap();
+    for (old, new) in edits {
+        assert!(text.contains(old), "{old:?} is not in aldwick.toml");
+        text = text.replacen(old, new, 1);
+    }
+    text
+}
+
+/// A scraper over the configs in `dir`, pointed at `shop`, as loaded (no
+/// politeness shortened).
+fn scraper_over(db: &TestDb, shop: &Shop, spool: &Path, dir: &Path) -> Scraper {
+    let mut s = settings(&db.url, shop, spool);
+    s.scrape.retailers_dir = dir.to_path_buf();
+    Scraper::new(&s.scrape, &s.database, &[], None, None).unwrap()
+}
+
+/// `shelfwatch scrape --once` as the binary over `dir` against `shop`:
+/// (exit status, stdout, stderr).
+async fn scrape_once(
+    db: &TestDb,
+    shop: &Shop,
+    dir: &Path,
+    spool: &Path,
+    extra: &[&str],
+) -> (std::process::ExitStatus, String, String) {
+    let mut cmd = crate::support::shelfwatch_command(&[
+        "scrape",
+        "--once",
+        "--no-match",
+        "--origin",
+        &shop.origin,
+        "--retailers-dir",
+        dir.to_str().unwrap(),
+    ]);
+    cmd.args(extra)
+        .env("DATABASE_URL", &db.url)
+        .env("SHELFWATCH_SCRAPE__SPOOL_DIR", spool);
+    // The demo store answers on this runtime: wait for the binary off it.
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Pages load and tiles are there, but no tile can be stored (the price
+/// selector reads the title): the run is `failed`, `scrape --once` exits
+/// non-zero and says why, and the run record keeps the reason.
+#[tokio::test]
+async fn a_run_that_stores_nothing_fails_and_scrape_once_exits_non_zero() {
+    let db = TestDb::new().await;
+    let shop = shop().await;
+    let (_d, spool) = spool_dir();
+    let aldwick = aldwick_with(&[
+        (
+            "price = \".base-price__value\"",
+            "price = \".product-tile__name\"",
+        ),
+        // Every tile then counts as in stock, so each needs a price.
+        ("out_of_stock = \".product-tile__soldout\"\n", ""),
+    ]);
+    let dir = config_dir(&[("aldwick.toml", &aldwick)]);
+    let (status, stdout, stderr) = scrape_once(&db, &shop, dir.path(), &spool, &[]).await;
+    assert!(
+        !status.success(),
+        "{status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("aldwick: "))
+        .unwrap_or_else(|| panic!("no aldwick line:\n{stdout}"));
+    assert!(line.starts_with("aldwick: failed"), "{line}");
+    assert!(line.contains("1 pages loaded with"), "{line}");
+    assert!(line.contains("but none could be stored"), "{line}");
+    assert!(
+        line.contains("first: "),
+        "the first rejection is named: {line}"
+    );
+    let (status, message): (String, String) =
+        sqlx::query_as("SELECT status, message FROM scrape_runs ORDER BY id DESC LIMIT 1")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "failed");
+    assert!(message.contains("none could be stored"), "{message}");
+    assert!(stored(&db.pool).await.is_empty());
+}
+
+/// A tile selector that matches nothing on a page that loaded is a layout
+/// change: the run fails on the first page, with no retry and no backoff.
+#[tokio::test]
+async fn a_tile_selector_matching_nothing_fails_at_once_without_retries() {
+    let db = TestDb::new().await;
+    let shop = shop().await;
+    let (_d, spool) = spool_dir();
+    // The page still becomes ready (`wait.ready` is unchanged); only the
+    // tiles are looked for in the wrong place.
+    let aldwick = aldwick_with(&[(
+        "\ntile = \"div.product-grid div.product-tile\"",
+        "\ntile = \"div.product-grid article.product-card\"",
+    )]);
+    let dir = config_dir(&[("aldwick.toml", &aldwick)]);
+    let mut sc = scraper_over(&db, &shop, &spool, dir.path());
+    // A retry would wait at least a minute.
+    let backoff = Duration::from_secs(60);
+    for c in &mut sc.configs {
+        c.politeness.max_retries = 3;
+        c.politeness.backoff_ms = backoff.as_millis() as u64;
+        c.politeness.max_backoff_ms = 2 * backoff.as_millis() as u64;
+    }
+    let started = std::time::Instant::now();
+    let report = sc.pass().await.unwrap();
+    let took = started.elapsed();
+    let r = run(&report, "aldwick");
+    assert_eq!(r.status, "failed", "{r:?}");
+    assert_eq!(r.retries, 0, "{r:?}");
+    let message = r.message.as_deref().unwrap_or_default();
+    assert!(message.contains("matches nothing"), "{r:?}");
+    assert!(message.contains("article.product-card"), "{r:?}");
+    assert!(
+        took < backoff / 3,
+        "took {took:?}: a retry's backoff is {backoff:?}"
+    );
+    let loads = shop
+        .store
+        .request_log()
+        .iter()
+        .filter(|x| x.path.starts_with("/aldwick/products") && x.method == "GET")
+        .count();
+    assert_eq!(loads, 1, "the page is loaded once");
+}
+
+/// A selector that does not compile is refused when the config loads, with
+/// the file, the key and the selector named, before any page is asked for.
+#[tokio::test]
+async fn an_invalid_css_selector_is_refused_when_the_config_loads() {
+    let db = TestDb::new().await;
+    let shop = shop().await;
+    let (_d, spool) = spool_dir();
+    let aldwick = aldwick_with(&[(
+        "price = \".base-price__value\"",
+        "price = \".base-price p:nth-child(\"",
+    )]);
+    let dir = config_dir(&[("aldwick.toml", &aldwick)]);
+    let sc = scraper_over(&db, &shop, &spool, dir.path());
+    assert!(sc.configs.is_empty());
+    let (slug, error) = &sc.broken[0];
+    assert_eq!(slug, "aldwick");
+    let file = dir.path().join("aldwick.toml");
+    assert!(error.contains(&file.display().to_string()), "{error}");
+    assert!(error.contains("selectors.price"), "{error}");
+    assert!(error.contains(".base-price p:nth-child("), "{error}");
+    assert!(error.contains("not a valid CSS selector"), "{error}");
+
+    let report = sc.pass().await.unwrap();
+    let r = run(&report, "aldwick");
+    assert_eq!(r.status, "failed");
+    assert!(
+        r.message
+            .as_deref()
+            .is_some_and(|m| m.contains("the retailer config is broken")
+                && m.contains(".base-price p:nth-child(")),
+        "{r:?}"
+    );
+    assert!(
+        shop.store.request_log().is_empty(),
+        "no page is asked for with a config that did not load"
+    );
+}
+
+/// A broken retailer file is reported and skipped while the others run:
+/// in a whole pass (which then exits non-zero, naming it) and when
+/// `--retailer` picks a good one (which succeeds, the broken file still
+/// reported).
+#[tokio::test]
+async fn a_broken_retailer_file_is_reported_and_the_others_run() {
+    let db = TestDb::new().await;
+    let shop = shop().await;
+    let (_d, spool) = spool_dir();
+    let aldwick = aldwick_with(&[]);
+    let dir = config_dir(&[
+        ("aldwick.toml", &aldwick),
+        (
+            "zebra.toml",
+            "slug = \"zebra\"\nname = \"Zebra\nstart_urls = [\n",
+        ),
+    ]);
+
+    let (status, stdout, stderr) = scrape_once(&db, &shop, dir.path(), &spool, &[]).await;
+    let all = format!("{status}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(!status.success(), "a broken retailer fails the pass: {all}");
+    assert!(stdout.contains("aldwick: succeeded"), "{all}");
+    let zebra = stdout
+        .lines()
+        .find(|l| l.starts_with("zebra: "))
+        .unwrap_or_else(|| panic!("no zebra line: {all}"));
+    assert!(zebra.starts_with("zebra: failed"), "{zebra}");
+    assert!(zebra.contains("the retailer config is broken"), "{zebra}");
+    assert!(zebra.contains("zebra.toml"), "{zebra}");
+
+    let (status, stdout, stderr) =
+        scrape_once(&db, &shop, dir.path(), &spool, &["--retailer", "aldwick"]).await;
+    let all = format!("{status}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(status.success(), "{all}");
+    assert!(stdout.contains("aldwick: succeeded"), "{all}");
+    assert!(!stdout.contains("zebra:"), "{all}");
+    assert!(
+        stderr.contains("retailer config is broken") && stderr.contains("zebra.toml"),
+        "the broken file is still reported: {all}"
+    );
+
+    let runs: Vec<(String, String)> = sqlx::query_as(
+        "SELECT r.slug, s.status FROM scrape_runs s JOIN retailers r ON r.id = s.retailer_id \
+         ORDER BY s.id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let aldwick_runs: Vec<&str> = runs
+        .iter()
+        .filter(|(slug, _)| slug == "aldwick")
+        .map(|(_, s)| s.as_str())
+        .collect();
+    assert_eq!(aldwick_runs, ["succeeded", "succeeded"], "{runs:?}");
+    assert!(!stored(&db.pool).await.is_empty());
 }

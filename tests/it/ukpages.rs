@@ -35,7 +35,7 @@ const PAGES: &[(&str, &str)] = &[
 ];
 
 async fn read(config: &str, page: &std::path::Path) -> Vec<Value> {
-    let file = repo_path(&format!("retailers/real/{config}.toml"));
+    let file = repo_path(&format!("retailers/{config}.toml"));
     let report = check::run(
         &file,
         page.to_str().unwrap(),

@@ -362,10 +362,10 @@ const SCHEMA: &[(&str, &[&str])] = &[
 
 fn retailer_config(r: Retailer) -> &'static str {
     match r {
-        Retailer::Sainsway => include_str!("../../../retailers/sainsway.toml"),
-        Retailer::Aldwick => include_str!("../../../retailers/aldwick.toml"),
-        Retailer::Icebox => include_str!("../../../retailers/icebox.toml"),
-        Retailer::Morrow => include_str!("../../../retailers/morrow.toml"),
+        Retailer::Sainsway => include_str!("../../../retailers/demo/sainsway.toml"),
+        Retailer::Aldwick => include_str!("../../../retailers/demo/aldwick.toml"),
+        Retailer::Icebox => include_str!("../../../retailers/demo/icebox.toml"),
+        Retailer::Morrow => include_str!("../../../retailers/demo/morrow.toml"),
     }
 }
 
@@ -385,7 +385,7 @@ fn selector_names(css: &str) -> Vec<String> {
     names
 }
 
-/// `retailers/*.toml` follow the loader's schema, and every class, id and
+/// `retailers/demo/*.toml` follow the loader's schema, and every class, id and
 /// attribute their selectors name is in that retailer's markup.
 #[test]
 fn selector_contracts_match_the_markup() {

@@ -205,7 +205,10 @@ pub async fn run(args: ScrapeBenchArgs, settings: &Settings) -> anyhow::Result<(
     let server = tokio::spawn(shelfwatch_demo_store::serve(listener, store, async move {
         let _ = stopped.await;
     }));
-    let mut configs = shelfwatch_scrape::config::load_dir(&settings.scrape.retailers_dir)?;
+    // The demo store serves only the demo shops.
+    let mut configs = shelfwatch_scrape::config::load_dir(std::path::Path::new(
+        shelfwatch_scrape::DEMO_RETAILERS_DIR,
+    ))?;
     for c in &mut configs {
         c.politeness.requests_per_minute = 6000;
         c.politeness.jitter = 0.0;

@@ -136,6 +136,8 @@ async fn soak(
     scrape_settings.database.url = Some(Secret::new(scratch.url.clone()));
     scrape_settings.scrape.spool_dir =
         std::env::temp_dir().join(format!("shelfwatch-soak-spool-{}", std::process::id()));
+    // The demo store serves only the demo shops.
+    scrape_settings.scrape.retailers_dir = shelfwatch_scrape::DEMO_RETAILERS_DIR.into();
     let scraper = Arc::new(shelfwatch_scrape::Scraper::new(
         &scrape_settings.scrape,
         &scrape_settings.database,

@@ -1,6 +1,6 @@
 //! The scraper: thirtyfour drives headless Chromium through a chromedriver
 //! the scraper starts itself, over the retailers configured in
-//! `retailers/*.toml`.
+//! `retailers/*.toml` (the demo store's shops: `retailers/demo/*.toml`).
 //!
 //! - [`config`] reads and validates retailer configs;
 //! - [`check`] reads one page with a config (`retailer check`);
@@ -35,11 +35,19 @@ use run::{RobotsCache, RunOptions, RunSummary, Sink};
 use shelfwatch_store::db::DatabaseSettings;
 use spool::Spool;
 
+/// The demo store's retailer configs, relative to the working directory:
+/// what `shelfwatch up`, the soak test and the scrape benchmark read, as the
+/// demo store serves only these shops. `scrape.retailers_dir` defaults to
+/// `retailers`, the real shops.
+pub const DEMO_RETAILERS_DIR: &str = "retailers/demo";
+
 /// `[scrape]` settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScrapeSettings {
-    /// Directory of retailer configs.
+    /// Directory of retailer configs (`*.toml` directly in it; default
+    /// `retailers`, the real shops; the demo store's are in
+    /// [`DEMO_RETAILERS_DIR`]).
     pub retailers_dir: PathBuf,
     /// Replaces scheme, host and port of every configured URL, e.g.
     /// `http://127.0.0.1:8700` for a demo store on another port.
@@ -107,6 +115,11 @@ impl Scraper {
         let loaded = config::load_dir_lenient(&sc.retailers_dir)?;
         let mut configs = loaded.configs;
         let mut broken = loaded.broken;
+        // Every broken file is reported, also when --retailer picks others,
+        // so a broken config never goes unnoticed.
+        for b in &broken {
+            tracing::error!(retailer = %b.slug, error = format!("{:#}", b.error), "retailer config is broken; that retailer is skipped");
+        }
         if !retailers.is_empty() {
             for wanted in retailers {
                 let known = configs.iter().any(|c| c.slug.as_str() == wanted)
@@ -126,9 +139,6 @@ impl Scraper {
             }
             configs.retain(|c| retailers.iter().any(|r| r == c.slug.as_str()));
             broken.retain(|b| retailers.contains(&b.slug));
-        }
-        for b in &broken {
-            tracing::error!(retailer = %b.slug, error = format!("{:#}", b.error), "retailer config is broken; that retailer is skipped");
         }
         let broken = broken
             .into_iter()
