@@ -315,14 +315,20 @@ async fn a_request_stuck_in_the_database_ends_at_the_time_limit() {
 
 // ---- API7: webhooks never reach inside the network ---------------------------
 
-#[tokio::test]
-async fn webhook_targets_inside_the_network_are_refused() {
+/// The API with these webhook hosts allowed, and a key that may make watches.
+async fn hooks_api(allowed: &[&str]) -> (Api, Cred) {
     let db = seeded().await;
     let (_, key) = create_key(&db.pool, "hooks", &[Scope::Watch])
         .await
         .unwrap();
-    let key = Cred::Key(key);
-    let api = serve(db, |s| s.webhooks.allowed_hosts = Vec::new()).await;
+    let allowed: Vec<String> = allowed.iter().map(|h| h.to_string()).collect();
+    let api = serve(db, |s| s.webhooks.allowed_hosts = allowed).await;
+    (api, Cred::Key(key))
+}
+
+#[tokio::test]
+async fn webhook_targets_inside_the_network_are_refused() {
+    let (api, key) = hooks_api(&[]).await;
     for url in [
         "http://127.0.0.1:9/hook",
         "http://127.1.2.3/hook",
@@ -339,6 +345,21 @@ async fn webhook_targets_inside_the_network_are_refused() {
         "http://[fd00::1]/hook",
         "http://[::ffff:127.0.0.1]:9/hook",
         "http://[::ffff:169.254.169.254]/hook",
+        // IPv4 inside IPv6: NAT64, IPv4-compatible, 6to4, Teredo.
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://[64:ff9b::7f00:1]/",
+        "http://[64:ff9b:1::a9fe:a9fe]/",
+        "http://[::127.0.0.1]/",
+        "http://[::a9fe:a9fe]/",
+        "http://[2002:a9fe:a9fe::1]/",
+        "http://[2002:7f00:1::1]/",
+        "http://[2001:0:a9fe:a9fe::1]/",
+        // Site-local, documentation, benchmarking, reserved, IETF.
+        "http://[fec0::1]/",
+        "http://[2001:db8::1]/",
+        "http://198.18.0.1/",
+        "http://240.0.0.1/",
+        "http://192.0.0.170/",
         // Other spellings of 127.0.0.1.
         "http://2130706433/hook",
         "http://0x7f.1/hook",
@@ -376,6 +397,30 @@ async fn webhook_targets_inside_the_network_are_refused() {
         .await
         .unwrap();
     assert_eq!(stored, 0);
+}
+
+#[tokio::test]
+async fn webhook_urls_are_stored_as_checked() {
+    let (api, key) = hooks_api(&["127.0.0.1"]).await;
+    for (raw, stored) in [
+        ("http://0x7f000001:18610/", "http://127.0.0.1:18610/"),
+        (
+            "http://127.0.0.1:18610/hook\n\t",
+            "http://127.0.0.1:18610/hook",
+        ),
+    ] {
+        let r = create_watch(&api, &key, raw).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{raw:?}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["webhook_url"], stored, "{body}");
+        let id = body["id"].as_i64().unwrap();
+        let url: String = sqlx::query_scalar("SELECT webhook_url FROM watches WHERE id = $1")
+            .bind(id)
+            .fetch_one(&api.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(url, stored);
+    }
 }
 
 type Hits = Arc<Mutex<Vec<String>>>;
