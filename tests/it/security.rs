@@ -284,6 +284,23 @@ async fn no_default_keys_and_forged_or_revoked_credentials_fail() {
 // ---- API4: time limits -------------------------------------------------------
 
 #[tokio::test]
+async fn the_api_refuses_to_start_with_a_guessable_jwt_secret() {
+    let db = TestDb::new().await;
+    for secret in ["", "short-secret", &JWT_SECRET[..31]] {
+        let mut settings = crate::api::test_settings();
+        settings.jwt = Some(JwtSettings {
+            hs256_secret: Some(Secret::new(secret)),
+            ..jwt_settings()
+        });
+        let e = match shelfwatch_api::start(db.pool.clone(), settings).await {
+            Ok(_) => panic!("started with a {}-byte HS256 secret", secret.len()),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(e.contains("api.jwt.hs256_secret"), "{e}");
+    }
+}
+
+#[tokio::test]
 async fn a_request_stuck_in_the_database_ends_at_the_time_limit() {
     let api = serve(seeded().await, |s| s.request_timeout_secs = 1).await;
     // Another session holds the table, so the read waits on its lock.
