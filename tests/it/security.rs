@@ -580,6 +580,36 @@ async fn webhook_targets_are_checked_again_when_delivered() {
     assert!(hits.lock().unwrap().is_empty());
 }
 
+#[tokio::test]
+async fn nul_characters_are_400_problems_not_database_errors() {
+    use base64::Engine;
+    let (api, key) = hooks_api(&["127.0.0.1"]).await;
+    let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"["\u0000",1]"#);
+    for path in [
+        "/v1/products?category=%00".to_owned(),
+        "/v1/products?q=milk%00".to_owned(),
+        "/v1/recommendations?category=%00".to_owned(),
+        format!("/v1/products?cursor={cursor}"),
+    ] {
+        let r = send(&api, reqwest::Method::GET, &path, &key)
+            .send()
+            .await
+            .unwrap();
+        problem(r, StatusCode::BAD_REQUEST).await;
+    }
+    for body in [
+        json!({"product_id": 1000, "drop_percent": 10, "webhook_url": "http://127.0.0.1:9/\u{0}"}),
+        json!({"product_id": 1000, "drop_percent": 10, "webhook_url": "http://127.0.0.1:9/", "currency": "GB\u{0}"}),
+    ] {
+        let r = send(&api, reqwest::Method::POST, "/v1/watches", &key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        problem(r, StatusCode::BAD_REQUEST).await;
+    }
+}
+
 // ---- API8: misconfiguration ----------------------------------------------------
 
 #[tokio::test]

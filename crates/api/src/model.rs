@@ -38,7 +38,11 @@ pub fn decode_cursor<T: DeserializeOwned>(cursor: &str) -> Result<T, ApiError> {
         return Err(bad());
     }
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    serde_json::from_slice(&bytes).map_err(|_| bad())
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    if super::extract::json_has_nul(&value) {
+        return Err(bad());
+    }
+    serde_json::from_value(value).map_err(|_| bad())
 }
 
 /// Page size: default when absent, 400 outside 1..=max.
