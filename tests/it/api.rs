@@ -133,7 +133,7 @@ impl Api {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(self.url(path)).send().await.unwrap()
     }
     async fn get_as(&self, path: &str, key: &str) -> reqwest::Response {
@@ -144,7 +144,7 @@ impl Api {
             .await
             .unwrap()
     }
-    async fn json(&self, path: &str) -> Value {
+    pub async fn json(&self, path: &str) -> Value {
         let r = self.get(path).await;
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         r.json().await.unwrap()

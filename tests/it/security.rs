@@ -610,6 +610,49 @@ async fn nul_characters_are_400_problems_not_database_errors() {
     }
 }
 
+#[tokio::test]
+async fn times_outside_what_the_database_holds_are_400_problems() {
+    let api = serve(seeded().await, |_| {}).await;
+    for query in [
+        "from=-5000-01-01&to=-4999-12-01",
+        "from=-5000-01-01",
+        "to=%2B262000-01-01",
+        "from=%2B262000-01-01&to=%2B262000-02-01",
+        "from=1969-12-01&to=1970-01-02",
+        "from=9999-12-01&to=9999-12-31T23:00:00-05:00",
+    ] {
+        let r = api.get(&format!("/v1/products/1000/prices?{query}")).await;
+        let body = problem(r, StatusCode::BAD_REQUEST).await;
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("years 1970 to 9999"),
+            "{query}: {body}"
+        );
+    }
+    // The edges are in range, and echoed in RFC 3339.
+    for (query, from, to) in [
+        (
+            "from=1970-01-01&to=1971-01-01",
+            "1970-01-01T00:00:00Z",
+            "1971-01-01T00:00:00Z",
+        ),
+        (
+            "from=9999-01-01&to=9999-12-31T23:59:59Z",
+            "9999-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+        ),
+    ] {
+        let body = api.json(&format!("/v1/products/1000/prices?{query}")).await;
+        assert_eq!(
+            (body["from"].as_str(), body["to"].as_str()),
+            (Some(from), Some(to)),
+            "{query}"
+        );
+    }
+}
+
 // ---- API8: misconfiguration ----------------------------------------------------
 
 #[tokio::test]
