@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shelfwatch::config::{DatabaseSettings, Secret};
+use shelfwatch_api::ApiSettings;
 use shelfwatch_api::auth::{JwtSettings, Scope, create_key};
 
 use crate::api::{Api, seeded, serve};
@@ -332,15 +333,17 @@ async fn a_request_stuck_in_the_database_ends_at_the_time_limit() {
 
 // ---- API7: webhooks never reach inside the network ---------------------------
 
+/// The API over seeded data, set up by `tweak`, and a key with `scope`.
+async fn keyed_api(scope: Scope, tweak: impl FnOnce(&mut ApiSettings)) -> (Api, Cred) {
+    let db = seeded().await;
+    let (_, key) = create_key(&db.pool, "caller", &[scope]).await.unwrap();
+    (serve(db, tweak).await, Cred::Key(key))
+}
+
 /// The API with these webhook hosts allowed, and a key that may make watches.
 async fn hooks_api(allowed: &[&str]) -> (Api, Cred) {
-    let db = seeded().await;
-    let (_, key) = create_key(&db.pool, "hooks", &[Scope::Watch])
-        .await
-        .unwrap();
     let allowed: Vec<String> = allowed.iter().map(|h| h.to_string()).collect();
-    let api = serve(db, |s| s.webhooks.allowed_hosts = allowed).await;
-    (api, Cred::Key(key))
+    keyed_api(Scope::Watch, |s| s.webhooks.allowed_hosts = allowed).await
 }
 
 #[tokio::test]
@@ -650,6 +653,67 @@ async fn times_outside_what_the_database_holds_are_400_problems() {
             (Some(from), Some(to)),
             "{query}"
         );
+    }
+}
+
+#[tokio::test]
+async fn refusals_are_in_the_apis_own_words() {
+    let (api, admin) = keyed_api(Scope::Admin, |s| s.jwt = Some(jwt_settings())).await;
+    let leaks = [
+        "variant",
+        "HS256",
+        "InvalidToken",
+        "struct",
+        "ScrapeRequest",
+        "CreateWatch",
+        "i64",
+        "line 1",
+        "Failed to",
+    ];
+    let mut details = Vec::new();
+    // Tokens: unsigned, malformed, signed with another secret.
+    for token in [
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ4In0.".to_owned(),
+        "not-a-jwt".to_owned(),
+        "a.b.c".to_owned(),
+        jwt_with(jsonwebtoken::Algorithm::HS256, &[7; 32], "x", "admin"),
+    ] {
+        let r = send(
+            &api,
+            reqwest::Method::GET,
+            "/v1/admin/runs",
+            &Cred::Bearer(token),
+        )
+        .send();
+        details.push(problem(r.await.unwrap(), StatusCode::UNAUTHORIZED).await);
+    }
+    // Bodies of the wrong shape and queries of the wrong type.
+    for (path, body) in [
+        ("/v1/admin/scrape-runs", "[]"),
+        ("/v1/admin/scrape-runs", "\"x\""),
+        ("/v1/admin/scrape-runs", "{\"retailer\": 5}"),
+        ("/v1/watches", "{\"product_id\": \"x\"}"),
+        ("/v1/watches", "{"),
+    ] {
+        let r = send(&api, reqwest::Method::POST, path, &admin)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        assert!(status.is_client_error(), "{path} {body}: {status}");
+        details.push(problem(r, status).await);
+    }
+    for path in ["/v1/products?limit=abc", "/v1/products/abc"] {
+        let r = send(&api, reqwest::Method::GET, path, &admin).send();
+        details.push(problem(r.await.unwrap(), StatusCode::BAD_REQUEST).await);
+    }
+    for body in details {
+        let detail = body["detail"].as_str().unwrap();
+        for leak in leaks {
+            assert!(!detail.contains(leak), "{leak} in {detail:?}");
+        }
     }
 }
 

@@ -163,6 +163,25 @@ fn rsa_key_bits(pem: &str) -> anyhow::Result<usize> {
     Ok(key.size() * 8)
 }
 
+/// Why a bearer token was refused, in the API's words (the library's
+/// messages name its own types and parser).
+fn token_refused(kind: &jsonwebtoken::errors::ErrorKind) -> String {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::ExpiredSignature => "it has expired".to_owned(),
+        K::ImmatureSignature => "it is not valid yet (nbf)".to_owned(),
+        K::InvalidSignature => "its signature does not verify".to_owned(),
+        K::InvalidAlgorithm | K::InvalidAlgorithmName => {
+            "it is not signed with the algorithm this API accepts".to_owned()
+        }
+        K::InvalidIssuer => "it is from another issuer".to_owned(),
+        K::InvalidAudience => "it is for another audience".to_owned(),
+        K::InvalidSubject => "it has the wrong subject".to_owned(),
+        K::MissingRequiredClaim(claim) => format!("it lacks the {claim:?} claim"),
+        _ => "it is not a well-formed JWT".to_owned(),
+    }
+}
+
 struct JwtVerifier {
     key: jsonwebtoken::DecodingKey,
     validation: jsonwebtoken::Validation,
@@ -225,7 +244,7 @@ impl JwtVerifier {
             &self.key,
             &self.validation,
         )
-        .map_err(|e| format!("bearer token refused: {e}"))?;
+        .map_err(|e| format!("bearer token refused: {}", token_refused(e.kind())))?;
         let claims = data.claims;
         let sub = claims
             .get("sub")
