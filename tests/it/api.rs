@@ -133,7 +133,7 @@ impl Api {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(self.url(path)).send().await.unwrap()
     }
     async fn get_as(&self, path: &str, key: &str) -> reqwest::Response {
@@ -144,7 +144,7 @@ impl Api {
             .await
             .unwrap()
     }
-    async fn json(&self, path: &str) -> Value {
+    pub async fn json(&self, path: &str) -> Value {
         let r = self.get(path).await;
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         r.json().await.unwrap()
@@ -1203,22 +1203,44 @@ async fn admin_jobs_are_queued_and_never_waited_on() {
     assert_eq!(audited, 3);
 }
 
-#[tokio::test]
-async fn metrics_are_labelled_by_matched_route() {
-    let api = serve(seeded().await, |_| {}).await;
-    api.json("/v1/products/1000").await;
-    api.json("/v1/products/1001").await;
-    let _ = api.get("/v1/no/such/route/42").await;
+/// What the API's metrics listener exports now.
+async fn metrics_text(api: &Api) -> String {
     let metrics_addr = api.running.metrics_addr.unwrap();
-    let text = api
-        .http
+    api.http
         .get(format!("http://{metrics_addr}/metrics"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn made_up_methods_add_no_metric_series() {
+    let api = serve(seeded().await, |_| {}).await;
+    for i in 0..1000 {
+        let method = reqwest::Method::from_bytes(format!("XM{i}").as_bytes()).unwrap();
+        let r = api
+            .http
+            .request(method, api.url("/v1/products"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{}", r.status());
+    }
+    let text = metrics_text(&api).await;
+    assert!(!text.contains("XM"), "made-up methods became labels");
+    assert!(text.contains(r#"method="other""#), "{text}");
+}
+
+#[tokio::test]
+async fn metrics_are_labelled_by_matched_route() {
+    let api = serve(seeded().await, |_| {}).await;
+    api.json("/v1/products/1000").await;
+    api.json("/v1/products/1001").await;
+    let _ = api.get("/v1/no/such/route/42").await;
+    let text = metrics_text(&api).await;
     assert!(
         text.contains(
             r#"shelfwatch_http_requests_total{method="GET",route="/v1/products/{id}",status="200"}"#

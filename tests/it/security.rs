@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shelfwatch::config::{DatabaseSettings, Secret};
+use shelfwatch_api::ApiSettings;
 use shelfwatch_api::auth::{JwtSettings, Scope, create_key};
 
 use crate::api::{Api, seeded, serve};
@@ -284,6 +285,23 @@ async fn no_default_keys_and_forged_or_revoked_credentials_fail() {
 // ---- API4: time limits -------------------------------------------------------
 
 #[tokio::test]
+async fn the_api_refuses_to_start_with_a_guessable_jwt_secret() {
+    let db = TestDb::new().await;
+    for secret in ["", "short-secret", &JWT_SECRET[..31]] {
+        let mut settings = crate::api::test_settings();
+        settings.jwt = Some(JwtSettings {
+            hs256_secret: Some(Secret::new(secret)),
+            ..jwt_settings()
+        });
+        let e = match shelfwatch_api::start(db.pool.clone(), settings).await {
+            Ok(_) => panic!("started with a {}-byte HS256 secret", secret.len()),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(e.contains("api.jwt.hs256_secret"), "{e}");
+    }
+}
+
+#[tokio::test]
 async fn a_request_stuck_in_the_database_ends_at_the_time_limit() {
     let api = serve(seeded().await, |s| s.request_timeout_secs = 1).await;
     // Another session holds the table, so the read waits on its lock.
@@ -315,14 +333,22 @@ async fn a_request_stuck_in_the_database_ends_at_the_time_limit() {
 
 // ---- API7: webhooks never reach inside the network ---------------------------
 
+/// The API over seeded data, set up by `tweak`, and a key with `scope`.
+async fn keyed_api(scope: Scope, tweak: impl FnOnce(&mut ApiSettings)) -> (Api, Cred) {
+    let db = seeded().await;
+    let (_, key) = create_key(&db.pool, "caller", &[scope]).await.unwrap();
+    (serve(db, tweak).await, Cred::Key(key))
+}
+
+/// The API with these webhook hosts allowed, and a key that may make watches.
+async fn hooks_api(allowed: &[&str]) -> (Api, Cred) {
+    let allowed: Vec<String> = allowed.iter().map(|h| h.to_string()).collect();
+    keyed_api(Scope::Watch, |s| s.webhooks.allowed_hosts = allowed).await
+}
+
 #[tokio::test]
 async fn webhook_targets_inside_the_network_are_refused() {
-    let db = seeded().await;
-    let (_, key) = create_key(&db.pool, "hooks", &[Scope::Watch])
-        .await
-        .unwrap();
-    let key = Cred::Key(key);
-    let api = serve(db, |s| s.webhooks.allowed_hosts = Vec::new()).await;
+    let (api, key) = hooks_api(&[]).await;
     for url in [
         "http://127.0.0.1:9/hook",
         "http://127.1.2.3/hook",
@@ -339,6 +365,21 @@ async fn webhook_targets_inside_the_network_are_refused() {
         "http://[fd00::1]/hook",
         "http://[::ffff:127.0.0.1]:9/hook",
         "http://[::ffff:169.254.169.254]/hook",
+        // IPv4 inside IPv6: NAT64, IPv4-compatible, 6to4, Teredo.
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://[64:ff9b::7f00:1]/",
+        "http://[64:ff9b:1::a9fe:a9fe]/",
+        "http://[::127.0.0.1]/",
+        "http://[::a9fe:a9fe]/",
+        "http://[2002:a9fe:a9fe::1]/",
+        "http://[2002:7f00:1::1]/",
+        "http://[2001:0:a9fe:a9fe::1]/",
+        // Site-local, documentation, benchmarking, reserved, IETF.
+        "http://[fec0::1]/",
+        "http://[2001:db8::1]/",
+        "http://198.18.0.1/",
+        "http://240.0.0.1/",
+        "http://192.0.0.170/",
         // Other spellings of 127.0.0.1.
         "http://2130706433/hook",
         "http://0x7f.1/hook",
@@ -376,6 +417,30 @@ async fn webhook_targets_inside_the_network_are_refused() {
         .await
         .unwrap();
     assert_eq!(stored, 0);
+}
+
+#[tokio::test]
+async fn webhook_urls_are_stored_as_checked() {
+    let (api, key) = hooks_api(&["127.0.0.1"]).await;
+    for (raw, stored) in [
+        ("http://0x7f000001:18610/", "http://127.0.0.1:18610/"),
+        (
+            "http://127.0.0.1:18610/hook\n\t",
+            "http://127.0.0.1:18610/hook",
+        ),
+    ] {
+        let r = create_watch(&api, &key, raw).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{raw:?}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["webhook_url"], stored, "{body}");
+        let id = body["id"].as_i64().unwrap();
+        let url: String = sqlx::query_scalar("SELECT webhook_url FROM watches WHERE id = $1")
+            .bind(id)
+            .fetch_one(&api.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(url, stored);
+    }
 }
 
 type Hits = Arc<Mutex<Vec<String>>>;
@@ -516,6 +581,140 @@ async fn webhook_targets_are_checked_again_when_delivered() {
     assert_eq!(status, None, "nothing was sent");
     assert!(error.unwrap().contains("allowed_hosts"));
     assert!(hits.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn nul_characters_are_400_problems_not_database_errors() {
+    use base64::Engine;
+    let (api, key) = hooks_api(&["127.0.0.1"]).await;
+    let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"["\u0000",1]"#);
+    for path in [
+        "/v1/products?category=%00".to_owned(),
+        "/v1/products?q=milk%00".to_owned(),
+        "/v1/recommendations?category=%00".to_owned(),
+        format!("/v1/products?cursor={cursor}"),
+    ] {
+        let r = send(&api, reqwest::Method::GET, &path, &key)
+            .send()
+            .await
+            .unwrap();
+        problem(r, StatusCode::BAD_REQUEST).await;
+    }
+    for body in [
+        json!({"product_id": 1000, "drop_percent": 10, "webhook_url": "http://127.0.0.1:9/\u{0}"}),
+        json!({"product_id": 1000, "drop_percent": 10, "webhook_url": "http://127.0.0.1:9/", "currency": "GB\u{0}"}),
+    ] {
+        let r = send(&api, reqwest::Method::POST, "/v1/watches", &key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        problem(r, StatusCode::BAD_REQUEST).await;
+    }
+}
+
+#[tokio::test]
+async fn times_outside_what_the_database_holds_are_400_problems() {
+    let api = serve(seeded().await, |_| {}).await;
+    for query in [
+        "from=-5000-01-01&to=-4999-12-01",
+        "from=-5000-01-01",
+        "to=%2B262000-01-01",
+        "from=%2B262000-01-01&to=%2B262000-02-01",
+        "from=1969-12-01&to=1970-01-02",
+        "from=9999-12-01&to=9999-12-31T23:00:00-05:00",
+    ] {
+        let r = api.get(&format!("/v1/products/1000/prices?{query}")).await;
+        let body = problem(r, StatusCode::BAD_REQUEST).await;
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("years 1970 to 9999"),
+            "{query}: {body}"
+        );
+    }
+    // The edges are in range, and echoed in RFC 3339.
+    for (query, from, to) in [
+        (
+            "from=1970-01-01&to=1971-01-01",
+            "1970-01-01T00:00:00Z",
+            "1971-01-01T00:00:00Z",
+        ),
+        (
+            "from=9999-01-01&to=9999-12-31T23:59:59Z",
+            "9999-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+        ),
+    ] {
+        let body = api.json(&format!("/v1/products/1000/prices?{query}")).await;
+        assert_eq!(
+            (body["from"].as_str(), body["to"].as_str()),
+            (Some(from), Some(to)),
+            "{query}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refusals_are_in_the_apis_own_words() {
+    let (api, admin) = keyed_api(Scope::Admin, |s| s.jwt = Some(jwt_settings())).await;
+    let leaks = [
+        "variant",
+        "HS256",
+        "InvalidToken",
+        "struct",
+        "ScrapeRequest",
+        "CreateWatch",
+        "i64",
+        "line 1",
+        "Failed to",
+    ];
+    let mut details = Vec::new();
+    // Tokens: unsigned, malformed, signed with another secret.
+    for token in [
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ4In0.".to_owned(),
+        "not-a-jwt".to_owned(),
+        "a.b.c".to_owned(),
+        jwt_with(jsonwebtoken::Algorithm::HS256, &[7; 32], "x", "admin"),
+    ] {
+        let r = send(
+            &api,
+            reqwest::Method::GET,
+            "/v1/admin/runs",
+            &Cred::Bearer(token),
+        )
+        .send();
+        details.push(problem(r.await.unwrap(), StatusCode::UNAUTHORIZED).await);
+    }
+    // Bodies of the wrong shape and queries of the wrong type.
+    for (path, body) in [
+        ("/v1/admin/scrape-runs", "[]"),
+        ("/v1/admin/scrape-runs", "\"x\""),
+        ("/v1/admin/scrape-runs", "{\"retailer\": 5}"),
+        ("/v1/watches", "{\"product_id\": \"x\"}"),
+        ("/v1/watches", "{"),
+    ] {
+        let r = send(&api, reqwest::Method::POST, path, &admin)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        assert!(status.is_client_error(), "{path} {body}: {status}");
+        details.push(problem(r, status).await);
+    }
+    for path in ["/v1/products?limit=abc", "/v1/products/abc"] {
+        let r = send(&api, reqwest::Method::GET, path, &admin).send();
+        details.push(problem(r.await.unwrap(), StatusCode::BAD_REQUEST).await);
+    }
+    for body in details {
+        let detail = body["detail"].as_str().unwrap();
+        for leak in leaks {
+            assert!(!detail.contains(leak), "{leak} in {detail:?}");
+        }
+    }
 }
 
 // ---- API8: misconfiguration ----------------------------------------------------

@@ -1,7 +1,7 @@
 //! Where a webhook may go: http only, no credentials, and every address
 //! the host resolves to public or on the allow-list (`allowed_hosts`).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::WebhookSettings;
@@ -49,30 +49,106 @@ fn in_net(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     }
 }
 
-/// Addresses a webhook may not reach unless allowed: loopback, private,
-/// link-local, shared (CGNAT), unspecified, multicast, documentation.
+/// IPv4 blocks of the IANA IPv4 Special-Purpose Address Registry, plus
+/// multicast (224.0.0.0/4). A webhook reaches none of them unless allowed,
+/// not even the few marked globally reachable (AS112, AMT, anycast relays):
+/// no receiver of ours lives there.
+const SPECIAL_V4: [([u8; 4], u8); 19] = [
+    ([0, 0, 0, 0], 8),          // "this network"
+    ([10, 0, 0, 0], 8),         // private
+    ([100, 64, 0, 0], 10),      // shared address space (CGNAT)
+    ([127, 0, 0, 0], 8),        // loopback
+    ([169, 254, 0, 0], 16),     // link-local (cloud metadata)
+    ([172, 16, 0, 0], 12),      // private
+    ([192, 0, 0, 0], 24),       // IETF protocol assignments
+    ([192, 0, 2, 0], 24),       // documentation (TEST-NET-1)
+    ([192, 31, 196, 0], 24),    // AS112-v4
+    ([192, 52, 193, 0], 24),    // AMT
+    ([192, 88, 99, 0], 24),     // deprecated 6to4 relay anycast
+    ([192, 168, 0, 0], 16),     // private
+    ([192, 175, 48, 0], 24),    // AS112 direct delegation
+    ([198, 18, 0, 0], 15),      // benchmarking
+    ([198, 51, 100, 0], 24),    // documentation (TEST-NET-2)
+    ([203, 0, 113, 0], 24),     // documentation (TEST-NET-3)
+    ([224, 0, 0, 0], 4),        // multicast
+    ([240, 0, 0, 0], 4),        // reserved for future use
+    ([255, 255, 255, 255], 32), // limited broadcast
+];
+
+/// IPv6 blocks of the IANA IPv6 Special-Purpose Address Registry that lie
+/// inside global unicast (2000::/3). Everything outside global unicast is
+/// refused as well: loopback, unspecified, IPv4-compatible, discard-only,
+/// local-use translation (64:ff9b:1::/48), segment routing, unique local,
+/// link-local, site-local and multicast. The forms that embed an IPv4
+/// address are unwrapped first ([`embedded_v4`]).
+const SPECIAL_V6: [(u128, u8); 4] = [
+    (0x2001_0000_0000_0000_0000_0000_0000_0000, 23), // IETF protocol assignments, Teredo included
+    (0x2001_0db8_0000_0000_0000_0000_0000_0000, 32), // documentation
+    (0x2620_004f_8000_0000_0000_0000_0000_0000, 48), // AS112 direct delegation
+    (0x3fff_0000_0000_0000_0000_0000_0000_0000, 20), // documentation
+];
+
+/// IPv4-mapped addresses (::ffff:0:0/96).
+const MAPPED: u128 = 0xffff_0000_0000;
+/// The well-known NAT64 prefix (64:ff9b::/96).
+const NAT64: u128 = 0x0064_ff9b_0000_0000_0000_0000_0000_0000;
+
+fn in_v4(ip: Ipv4Addr, net: [u8; 4], bits: u8) -> bool {
+    in_net(IpAddr::V4(ip), IpAddr::from(net), bits)
+}
+
+fn in_v6(ip: u128, net: u128, bits: u8) -> bool {
+    in_net(
+        IpAddr::V6(Ipv6Addr::from(ip)),
+        IpAddr::V6(Ipv6Addr::from(net)),
+        bits,
+    )
+}
+
+/// The IPv4 addresses an IPv6 address carries, and so reaches: IPv4-mapped
+/// (::ffff:0:0/96), IPv4-compatible (::/96), NAT64 (64:ff9b::/96), 6to4
+/// (2002::/16, the relay's address in bits 16-48) and Teredo (2001::/32,
+/// the server in bits 32-64 and the client, inverted, in the last 32).
+fn embedded_v4(v6: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let n = u128::from(v6);
+    // The low 32 bits, where every form but 6to4 keeps its address.
+    let low = Ipv4Addr::from((n & 0xffff_ffff) as u32);
+    if in_v6(n, MAPPED, 96) || in_v6(n, 0, 96) || in_v6(n, NAT64, 96) {
+        vec![low]
+    } else if in_v6(n, 0x2002_0000_0000_0000_0000_0000_0000_0000, 16) {
+        vec![Ipv4Addr::from(((n >> 80) & 0xffff_ffff) as u32)]
+    } else if in_v6(n, 0x2001_0000_0000_0000_0000_0000_0000_0000, 32) {
+        vec![
+            Ipv4Addr::from(((n >> 64) & 0xffff_ffff) as u32),
+            Ipv4Addr::from(!((n & 0xffff_ffff) as u32)),
+        ]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Addresses a webhook may not reach unless allowed: every block of the
+/// IANA special-purpose registries (loopback, private, link-local, shared,
+/// benchmarking, documentation, reserved, ...), multicast, IPv6 outside
+/// global unicast, and any IPv6 address that embeds an IPv4 address that
+/// is itself internal.
 pub fn is_internal(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || in_net(ip, IpAddr::from([100, 64, 0, 0]), 10)
-                || in_net(ip, IpAddr::from([0, 0, 0, 0]), 8)
-        }
+        IpAddr::V4(v4) => SPECIAL_V4.iter().any(|&(net, bits)| in_v4(v4, net, bits)),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal(IpAddr::V4(v4));
+            if embedded_v4(v6)
+                .into_iter()
+                .any(|v4| is_internal(IpAddr::V4(v4)))
+            {
+                return true;
             }
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
+            let n = u128::from(v6);
+            if in_v6(n, MAPPED, 96) || in_v6(n, NAT64, 96) {
+                // A public IPv4 address, reached directly or through NAT64.
+                return false;
+            }
+            !in_v6(n, 0x2000_0000_0000_0000_0000_0000_0000_0000, 3)
+                || SPECIAL_V6.iter().any(|&(net, bits)| in_v6(n, net, bits))
         }
     }
 }
@@ -162,10 +238,55 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:127.0.0.1",
+            // NAT64 to metadata and loopback, and local-use NAT64.
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::a9fe:a9fe",
+            "64:ff9b:1::808:808",
+            // IPv4-compatible.
+            "::127.0.0.1",
+            "::a9fe:a9fe",
+            "::8.8.8.8",
+            // 6to4 relays inside the network.
+            "2002:a9fe:a9fe::1",
+            "2002:7f00:1::1",
+            "2002:a00:1::1",
+            // Teredo, whatever it wraps.
+            "2001:0:a9fe:a9fe::1",
+            "2001:0:808:808::f7f7:f7f7",
+            // Site-local, documentation, discard-only, ORCHID, benchmarking.
+            "fec0::1",
+            "2001:db8::1",
+            "3fff::1",
+            "100::1",
+            "2001:20::1",
+            "2001:2::1",
+            "5f00::1",
+            "ff02::1",
+            // IPv4 special-purpose blocks.
+            "198.18.0.1",
+            "198.19.255.255",
+            "240.0.0.1",
+            "255.255.255.255",
+            "192.0.0.170",
+            "192.0.2.1",
+            "198.51.100.1",
+            "203.0.113.1",
+            "192.88.99.1",
+            "224.0.0.1",
         ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["8.8.8.8", "151.101.1.1", "2a00:1450::1"] {
+        for ip in [
+            "8.8.8.8",
+            "151.101.1.1",
+            "2a00:1450::1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "198.20.0.1",
+            "192.0.3.1",
+        ] {
             assert!(!is_internal(ip.parse().unwrap()), "{ip}");
         }
     }
@@ -187,5 +308,22 @@ mod tests {
         assert!(check_url("http://10.0.0.1/x", &s).await.is_err());
         s.allowed_hosts = vec!["localhost".into()];
         assert!(check_url("http://localhost:9/x", &s).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_checked_url_is_the_normalised_one() {
+        let s = WebhookSettings {
+            allowed_hosts: vec!["127.0.0.1".into()],
+            ..WebhookSettings::default()
+        };
+        for (raw, normal) in [
+            ("http://0x7f000001:18610/", "http://127.0.0.1:18610/"),
+            ("http://127.0.0.1:9/hook\n\t", "http://127.0.0.1:9/hook"),
+            ("  http://127.0.0.1:9/a\tb ", "http://127.0.0.1:9/ab"),
+            ("http://127.0.0.1:9/a\0b", "http://127.0.0.1:9/a%00b"),
+        ] {
+            let (url, _) = check_url(raw, &s).await.unwrap();
+            assert_eq!(url.as_str(), normal, "{raw:?}");
+        }
     }
 }

@@ -143,6 +143,45 @@ fn default_leeway() -> u64 {
     30
 }
 
+/// The shortest HS256 secret accepted: the hash's output size (RFC 7518
+/// section 3.2 asks for at least this many bytes).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// The smallest RS256 key accepted (RFC 7518 section 3.3).
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// The modulus size of an RSA public key in PEM, SPKI (`BEGIN PUBLIC KEY`)
+/// or PKCS#1 (`BEGIN RSA PUBLIC KEY`).
+fn rsa_key_bits(pem: &str) -> anyhow::Result<usize> {
+    use rsa::pkcs1::DecodeRsaPublicKey;
+    use rsa::pkcs8::DecodePublicKey;
+    use rsa::traits::PublicKeyParts;
+    let pem = pem.trim();
+    let key = rsa::RsaPublicKey::from_public_key_pem(pem)
+        .or_else(|_| rsa::RsaPublicKey::from_pkcs1_pem(pem))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(key.size() * 8)
+}
+
+/// Why a bearer token was refused, in the API's words (the library's
+/// messages name its own types and parser).
+fn token_refused(kind: &jsonwebtoken::errors::ErrorKind) -> String {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::ExpiredSignature => "it has expired".to_owned(),
+        K::ImmatureSignature => "it is not valid yet (nbf)".to_owned(),
+        K::InvalidSignature => "its signature does not verify".to_owned(),
+        K::InvalidAlgorithm | K::InvalidAlgorithmName => {
+            "it is not signed with the algorithm this API accepts".to_owned()
+        }
+        K::InvalidIssuer => "it is from another issuer".to_owned(),
+        K::InvalidAudience => "it is for another audience".to_owned(),
+        K::InvalidSubject => "it has the wrong subject".to_owned(),
+        K::MissingRequiredClaim(claim) => format!("it lacks the {claim:?} claim"),
+        _ => "it is not a well-formed JWT".to_owned(),
+    }
+}
+
 struct JwtVerifier {
     key: jsonwebtoken::DecodingKey,
     validation: jsonwebtoken::Validation,
@@ -153,15 +192,33 @@ impl JwtVerifier {
     fn new(s: &JwtSettings) -> anyhow::Result<Self> {
         use jsonwebtoken::{Algorithm, DecodingKey, Validation};
         let (key, alg) = match (&s.hs256_secret, &s.rs256_public_key_pem) {
-            (Some(secret), None) => (
-                DecodingKey::from_secret(secret.expose().as_bytes()),
-                Algorithm::HS256,
-            ),
-            (None, Some(pem)) => (
-                DecodingKey::from_rsa_pem(pem.as_bytes())
-                    .context("api.jwt.rs256_public_key_pem is not an RSA public key in PEM")?,
-                Algorithm::RS256,
-            ),
+            (Some(secret), None) => {
+                let secret = secret.expose().as_bytes();
+                if secret.len() < MIN_HS256_SECRET_BYTES {
+                    bail!(
+                        "api.jwt.hs256_secret is {} bytes; it must be at least \
+                         {MIN_HS256_SECRET_BYTES} random bytes, or anyone could guess it \
+                         and sign their own tokens",
+                        secret.len()
+                    );
+                }
+                (DecodingKey::from_secret(secret), Algorithm::HS256)
+            }
+            (None, Some(pem)) => {
+                let bits = rsa_key_bits(pem)
+                    .context("api.jwt.rs256_public_key_pem is not an RSA public key in PEM")?;
+                if bits < MIN_RSA_BITS {
+                    bail!(
+                        "api.jwt.rs256_public_key_pem is a {bits}-bit RSA key; \
+                         it must be at least {MIN_RSA_BITS} bits"
+                    );
+                }
+                (
+                    DecodingKey::from_rsa_pem(pem.as_bytes())
+                        .context("api.jwt.rs256_public_key_pem is not an RSA public key in PEM")?,
+                    Algorithm::RS256,
+                )
+            }
             _ => bail!("api.jwt needs exactly one of hs256_secret and rs256_public_key_pem"),
         };
         let mut validation = Validation::new(alg);
@@ -187,7 +244,7 @@ impl JwtVerifier {
             &self.key,
             &self.validation,
         )
-        .map_err(|e| format!("bearer token refused: {e}"))?;
+        .map_err(|e| format!("bearer token refused: {}", token_refused(e.kind())))?;
         let claims = data.claims;
         let sub = claims
             .get("sub")
@@ -391,5 +448,62 @@ mod tests {
         );
         assert!(parse_scopes("read,root").is_err());
         assert!(parse_scopes("").is_err());
+    }
+
+    const RSA_1024_SPKI: &str = "-----BEGIN PUBLIC KEY-----
+MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCVvERfV8DOakayn3ZxFqGh4WnD
+3sTCeXQKS2FhG9BQxUYh847KjGeONTmUqocFvN4T2dfkZAh3rqw/wvDEYAsmPsdR
+FuQdvgc86bxgkTz+WkJFeF/FGTXHtchZfXN0CkXo56iOMP/n0zJF1sv4DVu43seK
+nmKdpyPidG8y/bibCwIDAQAB
+-----END PUBLIC KEY-----";
+
+    const RSA_2048_PKCS1: &str = "-----BEGIN RSA PUBLIC KEY-----
+MIIBCgKCAQEAoB4APDZqQEULCPKWXiWwwYKk2NIMLOR3ZvfNMIwMgJHdZI06/ETy
+vQ4dL5kT+D46IWolRsoyM7qU6XHCzUJMCsn85jIwkKW17DK/+SF/ApQZybSbE0h8
+xoSXRCLw3N85zeXIP49uWT0nNYpyoqn3XpdY1nHrq0U8CNCfRUBOaeMcgS/KJ9si
+wtf5RoZKIzixaQwyK5HA14Uto5Tf3Vzg/rJiU/TtR5f0sWKb5QRDx4V19JZ1IkQJ
+4L3wTs49WTcPF6UQVwTctsJji+419IDLxbWE/o5tMvacsXZQKofu9BhZ3QwkEjl6
+SW3aC5yNfb9iKUrc9ziFGh2E5tCcZC/3FwIDAQAB
+-----END RSA PUBLIC KEY-----";
+
+    fn jwt(hs256: Option<&str>, rs256: Option<&str>) -> JwtSettings {
+        JwtSettings {
+            issuer: "https://idp.example".into(),
+            audience: "shelfwatch".into(),
+            hs256_secret: hs256.map(Secret::new),
+            rs256_public_key_pem: rs256.map(str::to_owned),
+            scope_claim: default_scope_claim(),
+            leeway_secs: 0,
+        }
+    }
+
+    fn refusal(s: &JwtSettings) -> String {
+        match JwtVerifier::new(s) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn short_hs256_secrets_are_refused() {
+        for short in ["", "hunter2", &"x".repeat(MIN_HS256_SECRET_BYTES - 1)] {
+            let e = refusal(&jwt(Some(short), None));
+            assert!(e.contains("api.jwt.hs256_secret"), "{e}");
+            assert!(e.contains("at least 32"), "{e}");
+        }
+        assert!(JwtVerifier::new(&jwt(Some(&"x".repeat(MIN_HS256_SECRET_BYTES)), None)).is_ok());
+    }
+
+    #[test]
+    fn small_or_broken_rs256_keys_are_refused() {
+        let e = refusal(&jwt(None, Some(RSA_1024_SPKI)));
+        assert!(e.contains("api.jwt.rs256_public_key_pem"), "{e}");
+        assert!(e.contains("1024-bit"), "{e}");
+        let e = refusal(&jwt(
+            None,
+            Some("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"),
+        ));
+        assert!(e.contains("api.jwt.rs256_public_key_pem"), "{e}");
+        assert!(JwtVerifier::new(&jwt(None, Some(RSA_2048_PKCS1))).is_ok());
     }
 }

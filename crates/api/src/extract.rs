@@ -1,12 +1,139 @@
 //! Extractors whose rejections are problems (400 with what was wrong)
-//! instead of axum's plain-text bodies.
+//! instead of axum's plain-text bodies. None lets a NUL character through:
+//! PostgreSQL text cannot hold one, so it is a 400 here rather than a
+//! database error later.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::error::ApiError;
+
+/// The detail of a 400 for a NUL character anywhere in the input.
+pub const NUL_REFUSED: &str = "text must not contain NUL (U+0000) characters";
+
+/// Whether any string (or object key) in a JSON value holds a NUL.
+pub fn json_has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(json_has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
+        _ => false,
+    }
+}
+
+/// Refuses a URI part that decodes to a NUL (`%00`; a raw NUL is not a
+/// valid URI byte and never gets this far).
+fn refuse_encoded_nul(text: Option<&str>) -> Result<(), ApiError> {
+    match text {
+        Some(t) if t.contains("%00") => Err(ApiError::bad_request(NUL_REFUSED)),
+        _ => Ok(()),
+    }
+}
+
+/// A parsed JSON body as `T`: 400 when it holds a NUL, 422 when its shape
+/// is wrong.
+fn body_as<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    if json_has_nul(&value) {
+        return Err(ApiError::bad_request(NUL_REFUSED));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("request body: {}", in_our_words(&e.to_string())),
+        )
+    })
+}
+
+/// A JSON body axum refused, in the API's words (its own name the Rust
+/// types and the parser).
+fn body_refused(status: StatusCode) -> ApiError {
+    let detail = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "request body too large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            "send the request body as JSON, with Content-Type: application/json"
+        }
+        _ => "request body is not valid JSON",
+    };
+    ApiError::new(status, detail)
+}
+
+/// A value's kind as a client knows it, for serde's names of Rust types.
+fn kind(text: &str) -> String {
+    let text = text.trim();
+    let word = text.split([' ', '`']).next().unwrap_or_default();
+    match word {
+        "struct" | "map" => "an object".to_owned(),
+        "enum" => "one of the allowed values".to_owned(),
+        "sequence" => "an array".to_owned(),
+        _ if text == "a sequence" => "an array".to_owned(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "u8" | "u16" | "u32" | "u64" | "u128"
+        | "usize" => "an integer".to_owned(),
+        "f32" | "f64" => "a number".to_owned(),
+        "option" => "a value or null".to_owned(),
+        "unit" => "null".to_owned(),
+        "integer" | "floating" | "string" | "boolean" | "char" => {
+            text.replace("floating point", "number")
+        }
+        _ if text.starts_with("a tuple") => "an array".to_owned(),
+        _ if text.starts_with("a map") => "an object".to_owned(),
+        _ => text.to_owned(),
+    }
+}
+
+/// serde's message about a value that does not fit, in the API's words:
+/// JSON kinds (object, array, integer) instead of Rust type names, and
+/// no parser positions.
+pub fn in_our_words(message: &str) -> String {
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(message)
+        .trim_start_matches("Failed to deserialize query string: ");
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some((got, expected)) = rest.split_once(", expected ")
+        {
+            return format!("expected {}, not {}", kind(expected), kind(got));
+        }
+    }
+    if let Some(rest) = message.strip_prefix("invalid length ")
+        && let Some((_, expected)) = rest.split_once(", expected ")
+    {
+        return format!("expected {}", kind(expected));
+    }
+    for (prefix, what) in [
+        ("unknown field ", "is not a field of this request"),
+        ("unknown variant ", "is not one of the allowed values"),
+        ("missing field ", "is required"),
+        ("duplicate field ", "is given twice"),
+    ] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let name = rest.split(", expected").next().unwrap_or(rest);
+            return match rest.split_once(", expected one of ") {
+                Some((_, allowed)) => format!("{name} {what}; expected one of {allowed}"),
+                None => format!("{name} {what}"),
+            };
+        }
+    }
+    message
+        .replace("invalid digit found in string", "not a whole number")
+        .replace(
+            "cannot parse integer from empty string",
+            "empty where a number was expected",
+        )
+        .replace(
+            "number too large to fit in target type",
+            "a number out of range",
+        )
+        .replace(
+            "number too small to fit in target type",
+            "a number out of range",
+        )
+}
 
 /// Query parameters; a missing, mistyped or unknown parameter is a 400.
 pub struct Query<T>(pub T);
@@ -19,10 +146,11 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        refuse_encoded_nul(parts.uri.query())?;
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Query(q.0))
-            .map_err(|e| ApiError::bad_request(e.body_text()))
+            .map_err(|e| ApiError::bad_request(in_our_words(&e.body_text())))
     }
 }
 
@@ -37,10 +165,16 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        refuse_encoded_nul(Some(parts.uri.path()))?;
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| Path(p.0))
-            .map_err(|e| ApiError::new(e.status(), e.body_text()))
+            .map_err(|e| match e.status() {
+                StatusCode::BAD_REQUEST => {
+                    ApiError::bad_request("a value in the path is not of the expected kind")
+                }
+                status => ApiError::new(status, "the path could not be read"),
+            })
     }
 }
 
@@ -56,13 +190,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Json::<T>::from_request(req, state)
+        let axum::Json(value) = axum::Json::<Value>::from_request(req, state)
             .await
-            .map(|j| Json(j.0))
-            .map_err(|e| {
-                let status = e.status();
-                ApiError::new(status, e.body_text())
-            })
+            .map_err(|e| body_refused(e.status()))?;
+        body_as(value).map(Json)
     }
 }
 
@@ -85,19 +216,46 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+            .map_err(|e| body_refused(e.status()))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(None));
         }
-        serde_json::from_slice(&bytes)
-            .map(|v| OptionalJson(Some(v)))
-            .map_err(|e| {
-                let status = if e.is_data() {
-                    axum::http::StatusCode::UNPROCESSABLE_ENTITY
-                } else {
-                    axum::http::StatusCode::BAD_REQUEST
-                };
-                ApiError::new(status, format!("request body: {e}"))
-            })
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|_| body_refused(StatusCode::BAD_REQUEST))?;
+        body_as(value).map(|v| OptionalJson(Some(v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_messages_are_put_in_the_apis_words() {
+        for (serde, ours) in [
+            (
+                "invalid type: sequence, expected struct ScrapeRequest",
+                "expected an object, not an array",
+            ),
+            (
+                "invalid type: string \"x\", expected i64 at line 1 column 9",
+                "expected an integer, not string \"x\"",
+            ),
+            (
+                "invalid type: map, expected a string",
+                "expected a string, not an object",
+            ),
+            ("missing field `product_id`", "`product_id` is required"),
+            (
+                "unknown field `owner`, expected one of `a`, `b`",
+                "`owner` is not a field of this request; expected one of `a`, `b`",
+            ),
+            (
+                "Failed to deserialize query string: limit: invalid digit found in string",
+                "limit: not a whole number",
+            ),
+        ] {
+            assert_eq!(in_our_words(serde), ours, "{serde}");
+        }
     }
 }

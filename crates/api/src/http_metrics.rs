@@ -1,8 +1,11 @@
 //! The API's Prometheus collectors, labelled by matched route (never the
-//! raw path, which would make a series per product id).
+//! raw path, which would make a series per product id) and by method, one
+//! of the standard ones or `other` (a client may send any token as a
+//! method, and each would otherwise be a new series).
 
 use std::sync::LazyLock;
 
+use axum::http::Method;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
 
 use shelfwatch_runtime::metrics::register;
@@ -68,7 +71,25 @@ pub fn init() {
     LazyLock::force(&RATE_LIMITED);
 }
 
-pub fn observe(route: &str, method: &str, status: u16, seconds: f64) {
+/// The metric and log label of a request method: the standard methods by
+/// name, anything else `other`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
+pub fn observe(route: &str, method: &Method, status: u16, seconds: f64) {
+    let method = method_label(method);
     REQUESTS
         .with_label_values(&[route, method, &status.to_string()])
         .inc();
@@ -95,4 +116,19 @@ impl Drop for InFlight {
 
 pub fn rate_limited(limit: &str) {
     RATE_LIMITED.with_label_values(&[limit]).inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_standard_methods_are_labels() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        for made_up in ["FOO", "get", "XM123", "PROPFIND"] {
+            let m = Method::from_bytes(made_up.as_bytes()).unwrap();
+            assert_eq!(method_label(&m), "other", "{made_up}");
+        }
+    }
 }

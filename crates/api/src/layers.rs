@@ -78,12 +78,12 @@ pub async fn observe(State(app): State<AppState>, req: Request, next: Next) -> R
         .map_or("unmatched", |r| r.0.as_str());
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    http_metrics::observe(route, method.as_str(), status, elapsed.as_secs_f64());
+    http_metrics::observe(route, &method, status, elapsed.as_secs_f64());
     shelfwatch_store::gauges::pool(&app.pool);
     let request_id = super::error::current_request_id().unwrap_or_default();
     tracing::info!(
         request_id,
-        method = %method,
+        method = http_metrics::method_label(&method),
         route,
         status,
         duration_us = elapsed.as_micros() as u64,

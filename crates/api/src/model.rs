@@ -2,7 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
@@ -38,7 +38,11 @@ pub fn decode_cursor<T: DeserializeOwned>(cursor: &str) -> Result<T, ApiError> {
         return Err(bad());
     }
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    serde_json::from_slice(&bytes).map_err(|_| bad())
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    if super::extract::json_has_nul(&value) {
+        return Err(bad());
+    }
+    serde_json::from_value(value).map_err(|_| bad())
 }
 
 /// Page size: default when absent, 400 outside 1..=max.
@@ -52,19 +56,36 @@ pub fn limit(requested: Option<i64>, default: i64, max: i64) -> Result<i64, ApiE
     }
 }
 
-/// Reads an RFC 3339 time or a `YYYY-MM-DD` date (midnight UTC).
+/// The years a time in a query may fall in: from the first year an
+/// observation may have (as import accepts) to the last year RFC 3339 can
+/// write, so every time the API echoes back is RFC 3339 and every time it
+/// queries with is one PostgreSQL can hold.
+pub const TIME_YEARS: std::ops::RangeInclusive<i32> =
+    shelfwatch_store::ingest::FIRST_OBSERVED_YEAR..=9999;
+
+/// Reads an RFC 3339 time or a `YYYY-MM-DD` date (midnight UTC), in
+/// [`TIME_YEARS`].
 pub fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
+    let parsed = DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+        });
+    match parsed {
+        Some(t) if TIME_YEARS.contains(&t.year()) => Ok(t),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "{name} must fall in the years {} to {}, not {text:?}",
+            TIME_YEARS.start(),
+            TIME_YEARS.end()
+        ))),
+        None => Err(ApiError::bad_request(format!(
+            "{name} must be an RFC 3339 time (2026-01-02T08:00:00Z) or a date (2026-01-02), not {text:?}"
+        ))),
     }
-    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        && let Some(t) = d.and_hms_opt(0, 0, 0)
-    {
-        return Ok(t.and_utc());
-    }
-    Err(ApiError::bad_request(format!(
-        "{name} must be an RFC 3339 time (2026-01-02T08:00:00Z) or a date (2026-01-02), not {text:?}"
-    )))
 }
 
 /// A category filter: at most 200 characters.
@@ -119,6 +140,18 @@ mod tests {
         assert!(parse_time("from", "2026-01-02").is_ok());
         assert!(parse_time("from", "2026-01-02T08:00:00+01:00").is_ok());
         assert!(parse_time("from", "yesterday").is_err());
+        assert!(parse_time("from", "1970-01-01").is_ok());
+        assert!(parse_time("to", "9999-12-31T23:59:59Z").is_ok());
+        for outside in [
+            "-5000-01-01",
+            "1969-12-31",
+            "1969-12-31T23:59:59Z",
+            "+262000-01-01",
+            "10000-01-01",
+            "9999-12-31T23:00:00-05:00",
+        ] {
+            assert!(parse_time("from", outside).is_err(), "{outside}");
+        }
         assert_eq!(limit(None, 20, 100).unwrap(), 20);
         assert!(limit(Some(0), 20, 100).is_err());
         assert!(limit(Some(101), 20, 100).is_err());

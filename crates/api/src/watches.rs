@@ -134,9 +134,12 @@ pub async fn create_watch(
             "currency must be an ISO 4217 code such as GBP",
         ));
     }
-    shelfwatch_alerts::check_url(&body.webhook_url, &app.settings.webhooks)
+    // Stored as parsed, so what is kept is exactly what was checked: no
+    // hex or octal host spellings, no stray tabs or newlines.
+    let (webhook_url, _) = shelfwatch_alerts::check_url(&body.webhook_url, &app.settings.webhooks)
         .await
         .map_err(unprocessable)?;
+    let webhook_url = webhook_url.to_string();
     if !store::product_exists(&app.pool, body.product_id).await? {
         return Err(unprocessable(format!("no product {}", body.product_id)));
     }
@@ -152,7 +155,7 @@ pub async fn create_watch(
         drop_percent: body.drop_percent,
         baseline_pence: baseline,
         currency,
-        webhook_url: &body.webhook_url,
+        webhook_url: &webhook_url,
         secret: &secret,
     };
     let row = match store::create(&app.pool, &new).await {
@@ -172,7 +175,7 @@ pub async fn create_watch(
             "product_id": body.product_id,
             "target_price_pence": body.target_price_pence,
             "drop_percent": body.drop_percent,
-            "webhook_url": body.webhook_url,
+            "webhook_url": webhook_url,
         }),
     )
     .await?;

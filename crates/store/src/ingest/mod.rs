@@ -13,6 +13,11 @@ pub mod csv_import;
 mod daily;
 pub mod metrics;
 
+/// The first year an observation may fall in: historical panels (weekly
+/// scanner data from the 1980s and 1990s) are imported to measure the
+/// forecast on real prices. The API accepts times from the same year on.
+pub const FIRST_OBSERVED_YEAR: i32 = 1970;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{Context, bail};
@@ -173,9 +178,7 @@ impl Observation {
             return Err(format!("unit price {} is not positive", u.pence));
         }
         let year = self.observed_at.year();
-        // From 1970: historical panels (weekly scanner data from the 1980s
-        // and 1990s) are imported to measure the forecast on real prices.
-        if !(1970..=2100).contains(&year) {
+        if !(FIRST_OBSERVED_YEAR..=2100).contains(&year) {
             return Err(format!(
                 "observed_at {} is outside the years 1970 to 2100",
                 self.observed_at.to_rfc3339()
