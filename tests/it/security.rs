@@ -282,6 +282,66 @@ async fn no_default_keys_and_forged_or_revoked_credentials_fail() {
     assert_eq!(ok.status(), StatusCode::OK);
 }
 
+#[tokio::test]
+async fn a_revoked_key_stops_working_at_once() {
+    let db = seeded().await;
+    let (id, key) = create_key(&db.pool, "soon-gone", &[Scope::Watch])
+        .await
+        .unwrap();
+    let api = serve(db, |_| ()).await;
+    // The API hears revocations once its subscription is up; keys are
+    // cached from then on.
+    poll(
+        "the API to listen for key revocations",
+        Duration::from_secs(10),
+        async || {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+            )
+            .fetch_one(&api.db.pool)
+            .await
+            .unwrap()
+                > 0
+        },
+    )
+    .await;
+    let cred = Cred::Key(key);
+    for _ in 0..3 {
+        let r = send(&api, reqwest::Method::GET, "/v1/watches", &cred)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    // Revoked by another process: the command line, on its own pool.
+    let out = shelfwatch(&api.db.url, &["apikey", "revoke", "--id", &id.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let revoked_at = Instant::now();
+    poll(
+        "the revoked key to be refused",
+        Duration::from_secs(1),
+        async || {
+            send(&api, reqwest::Method::GET, "/v1/watches", &cred)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == StatusCode::UNAUTHORIZED
+        },
+    )
+    .await;
+    assert!(revoked_at.elapsed() < Duration::from_secs(1));
+    // And it stays refused.
+    let r = send(&api, reqwest::Method::GET, "/v1/watches", &cred)
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::UNAUTHORIZED).await;
+}
+
 // ---- API4: time limits -------------------------------------------------------
 
 #[tokio::test]

@@ -269,7 +269,8 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 }
 
 /// Binds and serves the API (`bind`, port 0 allowed), `/metrics` (unless
-/// `metrics_bind` is empty) and the webhook delivery worker.
+/// `metrics_bind` is empty), the webhook delivery worker and the
+/// subscription to key revocations (which holds one pool connection).
 pub async fn start(pool: PgPool, settings: ApiSettings) -> anyhow::Result<Running> {
     http_metrics::init();
     shelfwatch_alerts::init_metrics();
@@ -319,6 +320,12 @@ pub async fn start(pool: PgPool, settings: ApiSettings) -> anyhow::Result<Runnin
             }
         }));
     }
+    // Revoked keys leave the key cache the moment they are revoked.
+    let revocations = app.clone();
+    let revocations_stop = stopped(rx.clone());
+    tasks.push(tokio::spawn(async move {
+        revocations.auth.follow_revocations(revocations_stop).await;
+    }));
     tasks.push(tokio::spawn(shelfwatch_alerts::worker(
         pool,
         app.settings.webhooks.clone(),
