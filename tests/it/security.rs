@@ -342,6 +342,68 @@ async fn a_revoked_key_stops_working_at_once() {
     problem(r, StatusCode::UNAUTHORIZED).await;
 }
 
+// ---- API4: unlimited endpoints ---------------------------------------------------
+
+#[tokio::test]
+async fn readiness_floods_reach_the_database_once_and_the_document_is_limited() {
+    let api = serve(seeded().await, |s| {
+        s.rate_limit.per_ip_per_sec = 0.5;
+        s.rate_limit.per_ip_burst = 3;
+    })
+    .await;
+    // Hold the readiness check inside the database, to count the checks
+    // 500 concurrent probes start.
+    let mut lock = api.db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE _sqlx_migrations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let probes: Vec<_> = (0..500)
+        .map(|_| {
+            let (http, url) = (api.http.clone(), format!("{}/readyz", api.base));
+            tokio::spawn(async move { http.get(url).send().await.unwrap().status() })
+        })
+        .collect();
+    // Counted on a connection of its own: the API's pool may be exhausted.
+    let counter = tokio::sync::Mutex::new(
+        <sqlx::PgConnection as sqlx::Connection>::connect(&api.db.url)
+            .await
+            .unwrap(),
+    );
+    let checks = async || -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE '%_sqlx_migrations%'",
+        )
+        .fetch_one(&mut *counter.lock().await)
+        .await
+        .unwrap()
+    };
+    poll("a readiness check", Duration::from_secs(5), async || {
+        checks().await > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        checks().await,
+        1,
+        "concurrent probes each asked the database"
+    );
+    lock.commit().await.unwrap();
+    for p in probes {
+        // Probes are never refused by a rate limit.
+        assert_eq!(p.await.unwrap(), StatusCode::OK);
+    }
+    // The OpenAPI document is limited per address like anonymous calls.
+    for _ in 0..3 {
+        assert_eq!(api.get("/openapi.json").await.status(), StatusCode::OK);
+    }
+    let r = api.get("/openapi.json").await;
+    assert!(r.headers().contains_key("retry-after"), "{:?}", r.headers());
+    problem(r, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(api.get("/readyz").await.status(), StatusCode::OK);
+}
+
 // ---- API4: time limits -------------------------------------------------------
 
 #[tokio::test]
@@ -1164,6 +1226,8 @@ async fn stopped_database_gives_quick_503s_and_recovers_by_itself() {
     tokio::task::spawn_blocking(move || cluster.stop().unwrap())
         .await
         .unwrap();
+    // `/readyz` reuses its answer for up to a second.
+    tokio::time::sleep(shelfwatch_api::health::READINESS_TTL).await;
     // Twice each: the first finds the pool's dead connections, the second
     // an empty pool that cannot connect.
     for _ in 0..2 {

@@ -475,21 +475,36 @@ pub fn parse_scopes(text: &str) -> Result<Vec<Scope>, String> {
     Ok(out)
 }
 
+/// The client's address, the key of per-address limits.
+fn client_ip(req: &Request) -> String {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// A 429 for `limit`, counted in the metrics.
+fn limited(limit: &str, wait: Duration) -> Response {
+    super::http_metrics::rate_limited(limit);
+    ApiError::too_many_requests(wait.as_secs_f64().ceil() as u64).into_response()
+}
+
+/// The per-address limit alone, for routes without credentials outside
+/// `/v1` (the OpenAPI document and its UI).
+pub async fn ip_limit(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    if let Err(wait) = app.ip_limiter.check(&client_ip(&req)) {
+        return limited("ip", wait);
+    }
+    next.run(req).await
+}
+
 /// Rate limits and authentication for `/v1`. A caller without a
 /// credential is limited per client address; a caller with a valid one per
 /// key (so many clients behind one address each get their key's share).
 /// Failed credentials are limited per address too, and an address out of
 /// those tokens is refused before its next credential reaches the database.
 pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
-    let ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_owned());
-    let limited = |limit: &str, wait: Duration| {
-        super::http_metrics::rate_limited(limit);
-        ApiError::too_many_requests(wait.as_secs_f64().ceil() as u64).into_response()
-    };
+    let ip = client_ip(&req);
     let has_credential = req.headers().contains_key(header::AUTHORIZATION)
         || req.headers().contains_key("x-api-key");
     if !has_credential {
