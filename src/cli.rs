@@ -101,7 +101,7 @@ pub enum ApikeyCommand {
         #[arg(long, default_value = "read")]
         scopes: String,
     },
-    /// Revoke a key by id (it stops working within 30 seconds).
+    /// Revoke a key by id (running servers refuse it at once).
     Revoke {
         #[arg(long)]
         id: i64,

@@ -496,6 +496,8 @@ async fn health_readiness_request_ids_etags_and_docs() {
     .execute(&api.db.pool)
     .await
     .unwrap();
+    // `/readyz` reuses its answer for up to a second.
+    tokio::time::sleep(shelfwatch_api::health::READINESS_TTL).await;
     let r = api.get("/readyz").await;
     let body = assert_problem(r, StatusCode::SERVICE_UNAVAILABLE).await;
     assert!(body["detail"].as_str().unwrap().contains("migrat"));

@@ -282,6 +282,128 @@ async fn no_default_keys_and_forged_or_revoked_credentials_fail() {
     assert_eq!(ok.status(), StatusCode::OK);
 }
 
+#[tokio::test]
+async fn a_revoked_key_stops_working_at_once() {
+    let db = seeded().await;
+    let (id, key) = create_key(&db.pool, "soon-gone", &[Scope::Watch])
+        .await
+        .unwrap();
+    let api = serve(db, |_| ()).await;
+    // The API hears revocations once its subscription is up; keys are
+    // cached from then on.
+    poll(
+        "the API to listen for key revocations",
+        Duration::from_secs(10),
+        async || {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+            )
+            .fetch_one(&api.db.pool)
+            .await
+            .unwrap()
+                > 0
+        },
+    )
+    .await;
+    let cred = Cred::Key(key);
+    for _ in 0..3 {
+        let r = send(&api, reqwest::Method::GET, "/v1/watches", &cred)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    // Revoked by another process: the command line, on its own pool.
+    let out = shelfwatch(&api.db.url, &["apikey", "revoke", "--id", &id.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let revoked_at = Instant::now();
+    poll(
+        "the revoked key to be refused",
+        Duration::from_secs(1),
+        async || {
+            send(&api, reqwest::Method::GET, "/v1/watches", &cred)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == StatusCode::UNAUTHORIZED
+        },
+    )
+    .await;
+    assert!(revoked_at.elapsed() < Duration::from_secs(1));
+    // And it stays refused.
+    let r = send(&api, reqwest::Method::GET, "/v1/watches", &cred)
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::UNAUTHORIZED).await;
+}
+
+// ---- API4: unlimited endpoints ---------------------------------------------------
+
+#[tokio::test]
+async fn readiness_floods_reach_the_database_once_and_the_document_is_limited() {
+    let api = serve(seeded().await, |s| {
+        s.rate_limit.per_ip_per_sec = 0.5;
+        s.rate_limit.per_ip_burst = 3;
+    })
+    .await;
+    // Hold the readiness check inside the database, to count the checks
+    // 500 concurrent probes start.
+    let mut lock = api.db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE _sqlx_migrations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let probes: Vec<_> = (0..500)
+        .map(|_| {
+            let (http, url) = (api.http.clone(), format!("{}/readyz", api.base));
+            tokio::spawn(async move { http.get(url).send().await.unwrap().status() })
+        })
+        .collect();
+    // Counted on a connection of its own: the API's pool may be exhausted.
+    let counter = tokio::sync::Mutex::new(
+        <sqlx::PgConnection as sqlx::Connection>::connect(&api.db.url)
+            .await
+            .unwrap(),
+    );
+    let checks = async || -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE '%_sqlx_migrations%'",
+        )
+        .fetch_one(&mut *counter.lock().await)
+        .await
+        .unwrap()
+    };
+    poll("a readiness check", Duration::from_secs(5), async || {
+        checks().await > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        checks().await,
+        1,
+        "concurrent probes each asked the database"
+    );
+    lock.commit().await.unwrap();
+    for p in probes {
+        // Probes are never refused by a rate limit.
+        assert_eq!(p.await.unwrap(), StatusCode::OK);
+    }
+    // The OpenAPI document is limited per address like anonymous calls.
+    for _ in 0..3 {
+        assert_eq!(api.get("/openapi.json").await.status(), StatusCode::OK);
+    }
+    let r = api.get("/openapi.json").await;
+    assert!(r.headers().contains_key("retry-after"), "{:?}", r.headers());
+    problem(r, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(api.get("/readyz").await.status(), StatusCode::OK);
+}
+
 // ---- API4: time limits -------------------------------------------------------
 
 #[tokio::test]
@@ -1104,6 +1226,8 @@ async fn stopped_database_gives_quick_503s_and_recovers_by_itself() {
     tokio::task::spawn_blocking(move || cluster.stop().unwrap())
         .await
         .unwrap();
+    // `/readyz` reuses its answer for up to a second.
+    tokio::time::sleep(shelfwatch_api::health::READINESS_TTL).await;
     // Twice each: the first finds the pool's dead connections, the second
     // an empty pool that cannot connect.
     for _ in 0..2 {

@@ -272,14 +272,30 @@ impl JwtVerifier {
 /// rather than a token at a glance.
 pub const KEY_PREFIX: &str = "sw_";
 
-/// How long a checked key is trusted before it is looked up again (a
-/// revoked key stops working within this time).
+/// How long a checked key is trusted before it is looked up again. A
+/// revocation reaches the cache at once through `LISTEN/NOTIFY`
+/// ([`Authenticator::follow_revocations`]); this only bounds how long an
+/// entry lives.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// Entries kept before the cache is emptied.
+const KEY_CACHE_MAX: usize = 10_000;
+
+/// Checked API keys by digest. Keys are cached only while revocations are
+/// being heard (`live`); every change that could make an entry stale bumps
+/// `generation`, and a lookup that began under an older generation is not
+/// cached (it may have read the key just before its revocation).
+#[derive(Default)]
+struct KeyCache {
+    live: bool,
+    generation: u64,
+    keys: HashMap<[u8; 32], (Principal, Instant)>,
+}
 
 pub struct Authenticator {
     pool: PgPool,
     jwt: Option<JwtVerifier>,
-    cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    cache: Mutex<KeyCache>,
 }
 
 impl Authenticator {
@@ -287,8 +303,71 @@ impl Authenticator {
         Ok(Self {
             pool,
             jwt: jwt.map(JwtVerifier::new).transpose()?,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(KeyCache::default()),
         })
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
+        match self.cache.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Forgets every cached key; `live` says whether revocations are heard
+    /// from now on (if not, nothing is cached until they are).
+    fn reset_cache(&self, live: bool) {
+        let mut cache = self.cache();
+        cache.keys.clear();
+        cache.generation += 1;
+        cache.live = live;
+    }
+
+    /// Forgets the cached key with this id.
+    fn forget_key(&self, id: i64) {
+        let principal = format!("key:{id}");
+        let mut cache = self.cache();
+        cache.keys.retain(|_, (p, _)| p.id != principal);
+        cache.generation += 1;
+    }
+
+    /// Drops each key from the cache the moment it is revoked, in this
+    /// process or any other, until `stop` resolves. While the subscription
+    /// is down (the database away), keys are not cached; when it is back,
+    /// the cache starts empty, as revocations may have been missed.
+    pub async fn follow_revocations(&self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            let mut heard = tokio::select! {
+                () = &mut stop => return,
+                r = access::KeyRevocations::listen(&self.pool) => match r {
+                    Ok(heard) => heard,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot hear key revocations; not caching keys");
+                        tokio::select! {
+                            () = &mut stop => return,
+                            () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        }
+                    }
+                },
+            };
+            self.reset_cache(true);
+            loop {
+                let next = tokio::select! {
+                    () = &mut stop => return,
+                    next = heard.next() => next,
+                };
+                match next {
+                    Ok(Some(id)) => self.forget_key(id),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the key revocation subscription");
+                        break;
+                    }
+                }
+            }
+            self.reset_cache(false);
+        }
     }
 
     /// The caller's principal from `X-Api-Key` or `Authorization: Bearer`;
@@ -326,12 +405,16 @@ impl Authenticator {
 
     async fn api_key(&self, key: &str) -> ApiResult<Principal> {
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        if let Ok(cache) = self.cache.lock()
-            && let Some((p, at)) = cache.get(&digest)
-            && at.elapsed() < KEY_CACHE_TTL
-        {
-            return Ok(p.clone());
-        }
+        let generation = {
+            let cache = self.cache();
+            if cache.live
+                && let Some((p, at)) = cache.keys.get(&digest)
+                && at.elapsed() < KEY_CACHE_TTL
+            {
+                return Ok(p.clone());
+            }
+            cache.generation
+        };
         let Some(row) = access::key_by_digest(&self.pool, &digest).await? else {
             return Err(ApiError::unauthorized("unknown or revoked API key"));
         };
@@ -339,11 +422,14 @@ impl Authenticator {
             id: format!("key:{}", row.id),
             scopes: row.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
         };
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() > 10_000 {
-                cache.clear();
+        let mut cache = self.cache();
+        if cache.live && cache.generation == generation {
+            if cache.keys.len() >= KEY_CACHE_MAX {
+                cache.keys.clear();
             }
-            cache.insert(digest, (principal.clone(), Instant::now()));
+            cache
+                .keys
+                .insert(digest, (principal.clone(), Instant::now()));
         }
         Ok(principal)
     }
@@ -389,21 +475,36 @@ pub fn parse_scopes(text: &str) -> Result<Vec<Scope>, String> {
     Ok(out)
 }
 
+/// The client's address, the key of per-address limits.
+fn client_ip(req: &Request) -> String {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// A 429 for `limit`, counted in the metrics.
+fn limited(limit: &str, wait: Duration) -> Response {
+    super::http_metrics::rate_limited(limit);
+    ApiError::too_many_requests(wait.as_secs_f64().ceil() as u64).into_response()
+}
+
+/// The per-address limit alone, for routes without credentials outside
+/// `/v1` (the OpenAPI document and its UI).
+pub async fn ip_limit(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    if let Err(wait) = app.ip_limiter.check(&client_ip(&req)) {
+        return limited("ip", wait);
+    }
+    next.run(req).await
+}
+
 /// Rate limits and authentication for `/v1`. A caller without a
 /// credential is limited per client address; a caller with a valid one per
 /// key (so many clients behind one address each get their key's share).
 /// Failed credentials are limited per address too, and an address out of
 /// those tokens is refused before its next credential reaches the database.
 pub async fn layer(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
-    let ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_owned());
-    let limited = |limit: &str, wait: Duration| {
-        super::http_metrics::rate_limited(limit);
-        ApiError::too_many_requests(wait.as_secs_f64().ceil() as u64).into_response()
-    };
+    let ip = client_ip(&req);
     let has_credential = req.headers().contains_key(header::AUTHORIZATION)
         || req.headers().contains_key("x-api-key");
     if !has_credential {

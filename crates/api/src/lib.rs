@@ -125,6 +125,8 @@ pub struct App {
     /// Failed credentials per client address (the per-address limit).
     pub auth_failure_limiter: ratelimit::Limiter,
     pub read_cache: layers::ReadCache,
+    /// The last `/readyz` answer, reused for a second.
+    pub readiness: health::Readiness,
 }
 
 pub type AppState = Arc<App>;
@@ -138,6 +140,7 @@ impl App {
             key_limiter: ratelimit::Limiter::new(rl.per_key_per_sec, rl.per_key_burst),
             auth_failure_limiter: ratelimit::Limiter::new(rl.per_ip_per_sec, rl.per_ip_burst),
             read_cache: layers::ReadCache::new(Duration::from_millis(settings.read_cache_ms)),
+            readiness: health::Readiness::new(health::READINESS_TTL),
             auth,
             pool,
             settings,
@@ -149,7 +152,8 @@ impl App {
 /// behind. This is the one list of routes: the router and the OpenAPI
 /// document are both built from it.
 pub struct Operations {
-    /// `/healthz` and `/readyz`: no credentials, no rate limit.
+    /// `/healthz` and `/readyz`: no credentials, no rate limit (`/readyz`
+    /// answers from a check run at most once a second).
     pub health: OpenApiRouter<AppState>,
     /// Cacheable `/v1` reads (ETag).
     pub reads: OpenApiRouter<AppState>,
@@ -198,7 +202,12 @@ pub fn router(app: AppState) -> anyhow::Result<Router> {
     let api = api
         .layer(DefaultBodyLimit::max(app.settings.body_limit_bytes))
         .with_state(app.clone())
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::finish(doc)));
+        .merge(
+            // The document and the UI are limited per client address like
+            // anonymous `/v1` calls, from the same budget.
+            Router::from(SwaggerUi::new("/docs").url("/openapi.json", openapi::finish(doc)))
+                .layer(from_fn_with_state(app.clone(), auth::ip_limit)),
+        );
     let api = api
         .route_layer(from_fn(layers::mark_route))
         .layer(from_fn_with_state(app.clone(), layers::time_limit))
@@ -269,7 +278,8 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 }
 
 /// Binds and serves the API (`bind`, port 0 allowed), `/metrics` (unless
-/// `metrics_bind` is empty) and the webhook delivery worker.
+/// `metrics_bind` is empty), the webhook delivery worker and the
+/// subscription to key revocations (which holds one pool connection).
 pub async fn start(pool: PgPool, settings: ApiSettings) -> anyhow::Result<Running> {
     http_metrics::init();
     shelfwatch_alerts::init_metrics();
@@ -319,6 +329,12 @@ pub async fn start(pool: PgPool, settings: ApiSettings) -> anyhow::Result<Runnin
             }
         }));
     }
+    // Revoked keys leave the key cache the moment they are revoked.
+    let revocations = app.clone();
+    let revocations_stop = stopped(rx.clone());
+    tasks.push(tokio::spawn(async move {
+        revocations.auth.follow_revocations(revocations_stop).await;
+    }));
     tasks.push(tokio::spawn(shelfwatch_alerts::worker(
         pool,
         app.settings.webhooks.clone(),
