@@ -416,19 +416,8 @@ mod scenarios {
         crate::api::serve(db, |_| {}).await
     }
 
-    async fn get(api: &crate::api::Api, path: &str) -> Value {
-        let r = api
-            .http
-            .get(format!("{}{path}", api.base))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-        r.json().await.unwrap()
-    }
-
     async fn recommendation(api: &crate::api::Api, sku: &str) -> Value {
-        let page = get(api, "/v1/recommendations?limit=100").await;
+        let page = api.json("/v1/recommendations?limit=100").await;
         page["data"]
             .as_array()
             .unwrap()
@@ -484,12 +473,12 @@ mod scenarios {
     #[tokio::test]
     async fn every_claim_sits_inside_its_band() {
         let api = forecast_and_serve().await;
-        let page = get(&api, "/v1/recommendations?limit=100").await;
+        let page = api.json("/v1/recommendations?limit=100").await;
         let recs = page["data"].as_array().unwrap();
         assert_eq!(recs.len(), histories().len());
         for r in recs {
             let product = r["product_id"].as_i64().unwrap();
-            let f = get(&api, &format!("/v1/products/{product}/forecast")).await;
+            let f = api.json(&format!("/v1/products/{product}/forecast")).await;
             let points = f["forecasts"][0]["points"].as_array().unwrap();
             assert_eq!(points.len(), 7, "{f}");
             let price = r["current_price"]["amount_minor"].as_i64().unwrap();
