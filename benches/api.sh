@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# API latency and throughput on a realistic database: 10,000 listings x 365
-# days of observations (4 retailers, 2,500 products), the daily aggregates,
-# a forecast run and its recommendations. One `shelfwatch serve` answers
-# three routes, each measured with wrk at a fixed ~1,000 requests/s (paced
-# by benches/api_wrk.lua) and at saturation:
+# API throughput and latency on a realistic database: 10,000 listings x 365
+# days of observations (4 retailers, 2,500 products in 20 categories), the
+# daily aggregates, a forecast run and its recommendations. The load is
+# spread the way users spread it:
 #
-#   GET /healthz                        hello world: the server's ceiling
-#   GET /v1/recommendations?limit=20    the best-first list
-#   GET /v1/products/{id}               a product across 4 retailers
+#   GET /healthz                      hello world: the server's ceiling
+#   GET /v1/products/{id}             a uniformly random id over the catalogue
+#   GET /v1/recommendations?...       random filters: retailer, category,
+#                                     action, min_confidence (8,820 combinations)
 #
-# Prints Markdown tables for BENCHMARKS.md: with the default settings
-# (request log at info, ETags, pool of 8, read responses reused for 2 s),
-# then with every read going to the database (api.read_cache_ms = 0). Rate
-# limits are off: wrk is one client.
+# Two loads per route:
+#   saturation  wrk -t2 -c64, a random path per request (benches/api_wrk.lua)
+#   paced       `shelfwatch bench load`: open loop at RATE requests/s on a
+#               fixed schedule, latency counted from each request's scheduled
+#               time, so a slow answer cannot lower the offered rate
+#
+# Each runs with the response cache on (api.read_cache_ms = 2000, the
+# default) and off (0, every read goes to the database). Then the anchor:
+# a minimal Flask app (benches/anchor/app.py) running the same three SQL
+# statements for /v1/products/{id} under gunicorn (2 sync workers, then
+# 2 x 8 gthread), installed into a throwaway venv. Rate limits are off:
+# the load generator is one client.
 #
 #   PROFILE=release|debug (release)  LISTINGS (10000)  DAYS (365)
 #   DURATION seconds per run (20)    RATE paced requests/s (1000)
+#   ANCHOR=0 skips the Flask anchor
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -27,6 +36,7 @@ listings="${LISTINGS:-10000}"
 days="${DAYS:-365}"
 duration="${DURATION:-20}"
 rate="${RATE:-1000}"
+anchor="${ANCHOR:-1}"
 
 work=$(mktemp -d)
 chmod 755 "$work"
@@ -130,23 +140,37 @@ TOML
         sleep 0.1
     done
     [ -n "$base" ] || { cat "$work/serve.log" >&2; exit 1; }
-    for path in /healthz "/v1/recommendations?limit=20" "/v1/products/$product"; do
-        curl -fsS "$base$path" >/dev/null   # warm: the first request prepares statements
-    done
+    curl -fsS "$base/healthz" >/dev/null
 }
-product=$(( listings / 8 ))
 
-connections=50
-delay_ms=$(( connections * 1000 / rate ))
-run() { # label path mode
-    local label="$1" path="$2" mode="$3" out
+# The keys users ask for: every product, and every filter combination.
+products=$(( listings / 4 ))
+seq 1 "$products" | sed 's|^|/v1/products/|' >"$work/products.paths"
+for retailer in "" tesco sainsburys aldi asda; do
+    for category in "" $(seq 0 19); do
+        for action in "" buy_now wait hold; do
+            for confidence in "" $(seq 0 5 95); do
+                q="limit=20"
+                [ -n "$retailer" ] && q="$q&retailer=$retailer"
+                [ -n "$category" ] && q="$q&category=Category%20$category"
+                [ -n "$action" ] && q="$q&action=$action"
+                [ -n "$confidence" ] && q="$q&min_confidence=0.$(printf '%02d' "$confidence")"
+                echo "/v1/recommendations?$q"
+            done
+        done
+    done
+done >"$work/recs.paths"
+echo "/healthz" >"$work/healthz.paths"
+
+run() { # label paths-file mode
+    local label="$1" paths="$2" mode="$3" out result
     if [ "$mode" = paced ]; then
-        out=$(wrk -t2 -c"$connections" -d"${duration}s" -s benches/api_wrk.lua "$base$path" -- "$delay_ms")
+        out=$("$bin" bench load --base "$base" --paths "$paths" --rate "$rate" --duration "$duration")
     else
-        out=$(wrk -t2 -c64 -d"${duration}s" -s benches/api_wrk.lua "$base$path")
+        out=$(wrk -t2 -c64 -d"${duration}s" -s benches/api_wrk.lua "$base" -- "$paths")
     fi
-    local result
     result=$(grep '^RESULT' <<<"$out")
+    local requests="" rps="" p50_ms="" p99_ms="" errors=""
     eval "$(sed 's/^RESULT //' <<<"$result")"
     printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "$mode" "$rps" "$p50_ms" "$p99_ms" "$errors"
 }
@@ -155,23 +179,58 @@ header() {
     echo "| route | load | requests/s | p50 ms | p99 ms | errors |"
     echo "|---|---|---|---|---|---|"
 }
+routes() {
+    run "GET /healthz" "$work/healthz.paths" "$1"
+    run "GET /v1/products/{random id}" "$work/products.paths" "$1"
+    run "GET /v1/recommendations?{random filters}" "$work/recs.paths" "$1"
+}
 echo
-echo "$listings listings x $days days ($observations observations), $profile build, $(nproc) cores shared with the load generator; wrk -t2, paced: -c$connections at ~$rate req/s, saturation: -c64, ${duration}s each."
-echo
-echo "Defaults (read responses reused for 2 s):"
-start_server 2000
-header
-run "GET /healthz" "/healthz" paced
-run "GET /v1/recommendations?limit=20" "/v1/recommendations?limit=20" paced
-run "GET /v1/products/{id}" "/v1/products/$product" paced
-run "GET /healthz" "/healthz" saturation
-run "GET /v1/recommendations?limit=20" "/v1/recommendations?limit=20" saturation
-run "GET /v1/products/{id}" "/v1/products/$product" saturation
-echo
-echo "Every read from the database (api.read_cache_ms = 0):"
-start_server 0
-header
-run "GET /v1/recommendations?limit=20" "/v1/recommendations?limit=20" paced
-run "GET /v1/products/{id}" "/v1/products/$product" paced
-run "GET /v1/recommendations?limit=20" "/v1/recommendations?limit=20" saturation
-run "GET /v1/products/{id}" "/v1/products/$product" saturation
+echo "$listings listings x $days days ($observations observations), $products products, $profile build, $(nproc) cores shared with the load generator. Saturation: wrk -t2 -c64; paced: shelfwatch bench load, open loop at $rate req/s; ${duration}s each; a random key per request ($(wc -l <"$work/recs.paths") filter combinations)."
+for cache in 0 2000; do
+    echo
+    if [ "$cache" = 0 ]; then
+        echo "Response cache off (api.read_cache_ms = 0): every read goes to the database."
+    else
+        echo "Response cache on (api.read_cache_ms = 2000, the default): repeated keys within 2 s are answered from memory."
+    fi
+    start_server "$cache"
+    header
+    routes saturation
+    routes paced
+done
+kill "$server_pid" && wait "$server_pid" 2>/dev/null || true
+server_pid=""
+
+if [ "$anchor" = 1 ]; then
+    venv="${TMPDIR:-/tmp}/shelfwatch-anchor-venv"
+    if [ ! -x "$venv/bin/gunicorn" ]; then
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet flask gunicorn 'psycopg[binary]'
+    fi
+    anchor_run() { # label gunicorn-args...
+        local label="$1"
+        shift
+        (cd benches/anchor && SHELFWATCH_BENCH_DB="$url" "$venv/bin/gunicorn" --bind 127.0.0.1:0 \
+            "$@" app:app >"$work/anchor.out" 2>"$work/anchor.log") &
+        server_pid=$!
+        base=""
+        for _ in $(seq 1 100); do
+            base=$(sed -n 's|.*Listening at: \(http://[0-9.:]*\).*|\1|p' "$work/anchor.log" | head -1)
+            [ -n "$base" ] && break
+            sleep 0.1
+        done
+        [ -n "$base" ] || { cat "$work/anchor.log" >&2; exit 1; }
+        curl -fsS "$base/v1/products/1" >/dev/null
+        run "Flask, $label: GET /v1/products/{random id}" "$work/products.paths" saturation
+        run "Flask, $label: GET /v1/products/{random id}" "$work/products.paths" paced
+        pkill -P "$server_pid" gunicorn 2>/dev/null || true
+        kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+        pkill -f "gunicorn.*app:app" 2>/dev/null || true
+        server_pid=""
+    }
+    echo
+    echo "Anchor: the same three SQL statements in Flask under gunicorn, no cache."
+    header
+    anchor_run "2 sync workers" -w 2
+    anchor_run "2 x 8 gthread" -w 2 -k gthread --threads 8
+fi

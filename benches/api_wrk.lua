@@ -1,24 +1,32 @@
--- wrk script for benches/api.sh: optional pacing and a one-line result.
+-- wrk script for benches/api.sh: a random path on every request, and a
+-- one-line result.
 --
---   wrk ... -s benches/api_wrk.lua URL -- DELAY_MS
+--   wrk ... -s benches/api_wrk.lua BASE_URL -- PATHS_FILE
 --
--- With DELAY_MS > 0 each connection waits a random 0.5-1.5 x DELAY_MS
--- before each request (mean DELAY_MS), so C connections offer about
--- C * 1000 / DELAY_MS requests a second, spread out rather than in
--- lockstep bursts. Without it wrk runs flat out (saturation).
+-- PATHS_FILE holds one path per line (/v1/products/17, ...); each request
+-- takes one uniformly at random, so the load covers the whole data set
+-- instead of one cached key. Without PATHS_FILE every request asks for the
+-- URL's own path.
 
-local delay_ms = 0
+local paths = {}
 
 function init(args)
-  delay_ms = tonumber(args[1] or "0") or 0
   math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+  local file = args[1]
+  if file then
+    for line in io.lines(file) do
+      if line ~= "" then
+        paths[#paths + 1] = line
+      end
+    end
+  end
 end
 
-function delay()
-  if delay_ms <= 0 then
-    return 0
+function request()
+  if #paths == 0 then
+    return wrk.format(nil)
   end
-  return math.floor(delay_ms * (0.5 + math.random()))
+  return wrk.format(nil, paths[math.random(#paths)])
 end
 
 function done(summary, latency, requests)

@@ -174,6 +174,10 @@ pub enum BenchCommand {
     /// Pages per minute scraping the demo store through Chromium, beside a
     /// bare thirtyfour loop over the same pages, with 1, 2 and 4 sessions.
     Scrape(shelfwatch_devtools::scrape_bench::ScrapeBenchArgs),
+    /// Open-loop HTTP load: requests at a fixed rate over paths drawn at
+    /// random from a file, latency counted from each request's scheduled
+    /// time. Prints one RESULT line (benches/api.sh reads it).
+    Load(shelfwatch_devtools::load::LoadArgs),
 }
 
 /// Entry point used by `main`.
@@ -232,6 +236,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "demo")]
         Command::Bench(BenchCommand::Forecast(args)) => {
             shelfwatch_devtools::bench::forecast(args, &settings.dev_tools()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "demo")]
+        Command::Bench(BenchCommand::Load(args)) => {
+            let report = shelfwatch_devtools::load::run(&args).await?;
+            println!("{}", report.result_line());
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "demo")]
