@@ -22,6 +22,7 @@ use shelfwatch_store::access;
 
 use super::error::{ApiError, ApiResult};
 use super::{App, AppState};
+use crate::notify::Heard;
 use shelfwatch_runtime::Secret;
 
 /// What a credential may do. `admin` includes `watch`, which includes `read`.
@@ -336,38 +337,21 @@ impl Authenticator {
     /// is down (the database away), keys are not cached; when it is back,
     /// the cache starts empty, as revocations may have been missed.
     pub async fn follow_revocations(&self, stop: impl std::future::Future<Output = ()>) {
-        tokio::pin!(stop);
-        loop {
-            let mut heard = tokio::select! {
-                () = &mut stop => return,
-                r = access::KeyRevocations::listen(&self.pool) => match r {
-                    Ok(heard) => heard,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot hear key revocations; not caching keys");
-                        tokio::select! {
-                            () = &mut stop => return,
-                            () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        }
-                    }
+        crate::notify::follow(
+            &self.pool,
+            access::KEY_REVOCATIONS,
+            "key revocations",
+            stop,
+            |heard| match heard {
+                Heard::Live => self.reset_cache(true),
+                Heard::Note(payload) => match payload.parse() {
+                    Ok(id) => self.forget_key(id),
+                    Err(_) => tracing::warn!(payload, "ignoring a malformed key revocation"),
                 },
-            };
-            self.reset_cache(true);
-            loop {
-                let next = tokio::select! {
-                    () = &mut stop => return,
-                    next = heard.next() => next,
-                };
-                match next {
-                    Ok(Some(id)) => self.forget_key(id),
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "lost the key revocation subscription");
-                        break;
-                    }
-                }
-            }
-            self.reset_cache(false);
-        }
+                Heard::Lost => self.reset_cache(false),
+            },
+        )
+        .await;
     }
 
     /// The caller's principal from `X-Api-Key` or `Authorization: Bearer`;

@@ -17,9 +17,11 @@ pub mod health;
 pub mod http_metrics;
 pub mod layers;
 pub mod model;
+mod notify;
 pub mod openapi;
 pub mod ratelimit;
 pub mod recommendations;
+pub mod runs;
 pub mod watches;
 
 use std::net::SocketAddr;
@@ -127,6 +129,8 @@ pub struct App {
     pub read_cache: layers::ReadCache,
     /// The last `/readyz` answer, reused for a second.
     pub readiness: health::Readiness,
+    /// The current forecast runs, reloaded when a run lands.
+    pub runs: runs::CurrentRuns,
 }
 
 pub type AppState = Arc<App>;
@@ -141,6 +145,7 @@ impl App {
             auth_failure_limiter: ratelimit::Limiter::new(rl.per_ip_per_sec, rl.per_ip_burst),
             read_cache: layers::ReadCache::new(Duration::from_millis(settings.read_cache_ms)),
             readiness: health::Readiness::new(health::READINESS_TTL),
+            runs: runs::CurrentRuns::new(pool.clone()),
             auth,
             pool,
             settings,
@@ -250,11 +255,18 @@ fn cors(settings: &ApiSettings) -> anyhow::Result<CorsLayer> {
 pub struct Running {
     pub addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
+    app: AppState,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
+    /// Whether landed forecast runs are being heard, so the current runs
+    /// are kept in memory ([`runs::CurrentRuns`]).
+    pub fn hears_landed_runs(&self) -> bool {
+        self.app.runs.live()
+    }
+
     /// Stops accepting, lets in-flight requests finish (up to the grace
     /// period), stops the workers, and returns when all have ended.
     pub async fn shutdown(self, grace: Duration) {
@@ -335,6 +347,12 @@ pub async fn start(pool: PgPool, settings: ApiSettings) -> anyhow::Result<Runnin
     tasks.push(tokio::spawn(async move {
         revocations.auth.follow_revocations(revocations_stop).await;
     }));
+    // So do the current forecast runs when a run lands.
+    let landed = app.clone();
+    let landed_stop = stopped(rx.clone());
+    tasks.push(tokio::spawn(async move {
+        landed.runs.follow(landed_stop).await;
+    }));
     tasks.push(tokio::spawn(shelfwatch_alerts::worker(
         pool,
         app.settings.webhooks.clone(),
@@ -343,6 +361,7 @@ pub async fn start(pool: PgPool, settings: ApiSettings) -> anyhow::Result<Runnin
     Ok(Running {
         addr,
         metrics_addr,
+        app,
         stop,
         tasks,
     })

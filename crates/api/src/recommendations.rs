@@ -112,7 +112,7 @@ pub async fn list_recommendations(
     let retailer = retailer_filter(&app.pool, query.retailer.as_deref()).await?;
     model::check_category(query.category.as_deref())?;
     let filter = RecommendationFilter {
-        runs: store::current_runs(&app.pool).await?,
+        runs: app.runs.get().await?,
         retailer_id: retailer,
         category: query.category,
         action: query.action,

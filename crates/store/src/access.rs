@@ -2,12 +2,12 @@
 //! digests, never the key) and the audit log.
 
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 
 use crate::error::StoreResult;
 
-/// The channel on which a revoked key's id is announced (`NOTIFY`), so
-/// every process holding the key in a cache drops it at once.
+/// The channel on which a revoked key's id is announced
+/// ([`crate::notify`]), so every process holding the key in a cache drops
+/// it at once.
 pub const KEY_REVOCATIONS: &str = "shelfwatch_api_keys";
 
 /// A key that has not been revoked.
@@ -61,52 +61,9 @@ pub async fn revoke_key(pool: &PgPool, id: i64) -> StoreResult<bool> {
         tx.rollback().await?;
         return Ok(false);
     }
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(KEY_REVOCATIONS)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+    crate::notify::notify(&mut *tx, KEY_REVOCATIONS, &id.to_string()).await?;
     tx.commit().await?;
     Ok(true)
-}
-
-/// A subscription to key revocations ([`KEY_REVOCATIONS`]). It holds one
-/// connection of the pool for as long as it lives.
-pub struct KeyRevocations {
-    listener: PgListener,
-}
-
-impl KeyRevocations {
-    /// Subscribes; from the moment this returns, every committed
-    /// revocation is heard.
-    pub async fn listen(pool: &PgPool) -> StoreResult<Self> {
-        let mut listener = PgListener::connect_with(pool).await?;
-        // A lost connection is reported (`None` from `next`), not silently
-        // replaced: whoever caches keys must then forget them all.
-        listener.eager_reconnect(false);
-        listener.listen(KEY_REVOCATIONS).await?;
-        Ok(Self { listener })
-    }
-
-    /// The id of the next revoked key; `None` when the connection was lost,
-    /// after which revocations may have been missed and this subscription
-    /// should be dropped for a new one.
-    pub async fn next(&mut self) -> StoreResult<Option<i64>> {
-        loop {
-            let Some(note) = self.listener.try_recv().await? else {
-                return Ok(None);
-            };
-            match note.payload().parse() {
-                Ok(id) => return Ok(Some(id)),
-                Err(_) => {
-                    tracing::warn!(
-                        payload = note.payload(),
-                        "ignoring a malformed key revocation"
-                    );
-                }
-            }
-        }
-    }
 }
 
 /// One entry of the audit log.

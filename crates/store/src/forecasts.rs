@@ -343,6 +343,26 @@ pub async fn store_results<M: Serialize + Sync>(
     .execute(&mut *tx)
     .await
     .context("finishing the forecast run")?;
+    // File each recommendation under its retailer and category, the
+    // columns the recommendations page filters on.
+    sqlx::query(
+        "UPDATE recommendations rc
+         SET retailer_id = l.retailer_id, category = lower(p.category)
+         FROM listings l
+         LEFT JOIN products p ON p.id = l.product_id
+         WHERE rc.run_id = $1 AND l.id = rc.listing_id",
+    )
+    .bind(run_id)
+    .execute(&mut *tx)
+    .await
+    .context("filing the recommendations for the page")?;
+    crate::notify::notify(
+        &mut *tx,
+        crate::recommendations::FORECAST_RUNS,
+        &run_id.to_string(),
+    )
+    .await
+    .context("announcing the forecast run")?;
     tx.commit().await.context("committing the forecast run")?;
     Ok(recommendations.len())
 }

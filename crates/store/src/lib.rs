@@ -21,6 +21,7 @@ pub mod gauges;
 pub mod ingest;
 pub mod jobs;
 pub mod listings;
+pub mod notify;
 pub mod page;
 pub mod recommendations;
 pub mod scrape_runs;

@@ -7,6 +7,11 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 use crate::error::StoreResult;
 use crate::page::Page;
 
+/// The channel on which each succeeded forecast run's id is announced
+/// ([`crate::notify`]), so a process keeping [`current_runs`] in memory
+/// reloads them the moment a run lands.
+pub const FORECAST_RUNS: &str = "shelfwatch_forecast_runs";
+
 /// The current runs: the newest succeeded run, and the newest succeeded run
 /// of each other shard of the same split (`i/n` with the same n).
 pub async fn current_runs(pool: &PgPool) -> StoreResult<Vec<i64>> {
@@ -111,16 +116,21 @@ pub async fn page(
             .push_bind(filter.runs.clone())
             .push(")");
     }
+    // Filter on the recommendation's own columns (filed when the run is
+    // stored, kept current by triggers), so an index gives the page in
+    // order.
     if let Some(rid) = filter.retailer_id {
-        sql.push(" AND l.retailer_id = ").push_bind(rid);
+        sql.push(" AND rc.retailer_id = ").push_bind(rid);
     }
     if let Some(c) = &filter.category {
-        sql.push(" AND lower(p.category) = lower(")
+        sql.push(" AND rc.category = lower(")
             .push_bind(c.clone())
             .push(")");
     }
+    // By rank rather than by name: the rank is an index column.
     if let Some(action) = filter.action {
-        sql.push(" AND rc.action = ").push_bind(action.as_str());
+        sql.push(format!(" AND {RANK_SQL} = "))
+            .push_bind(action.index() as i32);
     }
     if filter.min_confidence > 0.0 {
         sql.push(" AND rc.confidence >= ")
