@@ -157,7 +157,7 @@ pub async fn enqueue_scrape(
     let request = body.unwrap_or_default();
     let params = match request.retailer {
         Some(slug) => {
-            retailer_id(&app.pool, &slug).await?;
+            retailer_id(&app, &slug).await?;
             serde_json::json!({ "retailer": slug })
         }
         None => serde_json::json!({}),

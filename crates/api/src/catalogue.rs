@@ -12,11 +12,11 @@ use shelfwatch_store::catalogue::{
 };
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Json, Path, Query};
 use super::model::{self, Money, UnitPrice, rfc3339, rfc3339_opt};
+use super::{App, AppState};
 
 /// A retailer whose shelves are read.
 #[derive(Debug, Serialize, ToSchema)]
@@ -64,17 +64,18 @@ pub async fn list_retailers(
 }
 
 /// The id of the retailer with `slug`; an unknown one is the caller's mistake.
-pub async fn retailer_id(pool: &PgPool, slug: &str) -> ApiResult<i64> {
+pub async fn retailer_id(app: &App, slug: &str) -> ApiResult<i64> {
     let slug = model::retailer_slug(slug)?;
-    store::retailer_id(pool, slug.as_str())
+    app.retailer_ids
+        .get(&app.pool, slug.as_str())
         .await?
         .ok_or_else(|| ApiError::bad_request(format!("unknown retailer {:?}", slug.as_str())))
 }
 
 /// The id of the retailer a query names, if it names one.
-pub async fn retailer_filter(pool: &PgPool, slug: Option<&str>) -> ApiResult<Option<i64>> {
+pub async fn retailer_filter(app: &App, slug: Option<&str>) -> ApiResult<Option<i64>> {
     match slug {
-        Some(slug) => Ok(Some(retailer_id(pool, slug).await?)),
+        Some(slug) => Ok(Some(retailer_id(app, slug).await?)),
         None => Ok(None),
     }
 }
@@ -169,7 +170,7 @@ pub async fn list_products(
         None => None,
     };
     model::check_category(query.category.as_deref())?;
-    let retailer_id = retailer_filter(&app.pool, query.retailer.as_deref()).await?;
+    let retailer_id = retailer_filter(&app, query.retailer.as_deref()).await?;
     let filter = ProductFilter {
         search,
         category: query.category,
@@ -434,7 +435,7 @@ pub async fn product_prices(
         ));
     }
     let interval = query.interval.unwrap_or_default();
-    let retailer = retailer_filter(&app.pool, query.retailer.as_deref()).await?;
+    let retailer = retailer_filter(&app, query.retailer.as_deref()).await?;
     product(&app.pool, id).await?;
     let filter = PriceHistoryFilter {
         product_id: id,

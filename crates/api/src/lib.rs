@@ -15,13 +15,13 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod http_metrics;
+pub mod kept;
 pub mod layers;
 pub mod model;
 mod notify;
 pub mod openapi;
 pub mod ratelimit;
 pub mod recommendations;
-pub mod runs;
 pub mod watches;
 
 use std::net::SocketAddr;
@@ -130,7 +130,9 @@ pub struct App {
     /// The last `/readyz` answer, reused for a second.
     pub readiness: health::Readiness,
     /// The current forecast runs, reloaded when a run lands.
-    pub runs: runs::CurrentRuns,
+    pub runs: kept::CurrentRuns,
+    /// Retailer ids by slug, for the `retailer` filters.
+    pub retailer_ids: kept::RetailerIds,
 }
 
 pub type AppState = Arc<App>;
@@ -145,7 +147,8 @@ impl App {
             auth_failure_limiter: ratelimit::Limiter::new(rl.per_ip_per_sec, rl.per_ip_burst),
             read_cache: layers::ReadCache::new(Duration::from_millis(settings.read_cache_ms)),
             readiness: health::Readiness::new(health::READINESS_TTL),
-            runs: runs::CurrentRuns::new(pool.clone()),
+            runs: kept::CurrentRuns::new(pool.clone()),
+            retailer_ids: kept::RetailerIds::default(),
             auth,
             pool,
             settings,
@@ -262,7 +265,7 @@ pub struct Running {
 
 impl Running {
     /// Whether landed forecast runs are being heard, so the current runs
-    /// are kept in memory ([`runs::CurrentRuns`]).
+    /// are kept in memory ([`kept::CurrentRuns`]).
     pub fn hears_landed_runs(&self) -> bool {
         self.app.runs.live()
     }

@@ -109,7 +109,7 @@ pub async fn list_recommendations(
         }
         None => None,
     };
-    let retailer = retailer_filter(&app.pool, query.retailer.as_deref()).await?;
+    let retailer = retailer_filter(&app, query.retailer.as_deref()).await?;
     model::check_category(query.category.as_deref())?;
     let filter = RecommendationFilter {
         runs: app.runs.get().await?,

@@ -1,11 +1,13 @@
-//! The current forecast runs ([`store::current_runs`]), kept in memory.
+//! What the API keeps in memory between requests, and how it stays true.
 //!
-//! Every recommendations page reads from the current runs, which change
-//! only when a forecast lands, hours apart. They are loaded once and kept
-//! while the [`FORECAST_RUNS`] channel is heard; a run that lands
-//! announces itself there in the transaction that stores it, and the next
-//! request loads the runs again. While the channel is not heard (the
-//! subscription is down), every request asks the database, as before.
+//! - [`CurrentRuns`]: every recommendations page reads from the current
+//!   forecast runs ([`store::current_runs`]), which change only when a
+//!   forecast lands, hours apart. They are loaded once and kept while the
+//!   [`FORECAST_RUNS`] channel is heard; a run that lands announces itself
+//!   there in the transaction that stores it, and the next request loads
+//!   the runs again. While the channel is not heard (the subscription is
+//!   down), every request asks the database.
+//! - [`RetailerIds`]: retailer ids by slug, for the `retailer` filters.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -89,5 +91,42 @@ impl CurrentRuns {
             },
         )
         .await;
+    }
+}
+
+/// Retailer ids by slug, kept once seen: a retailer's id never changes
+/// and retailers are never deleted, so a filter by retailer costs no
+/// round trip after the first. A slug not (yet) known is asked of the
+/// database each time, so a retailer added later is found.
+#[derive(Default)]
+pub struct RetailerIds {
+    known: Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl RetailerIds {
+    /// Ids kept before the map is emptied (slugs are a handful; this
+    /// bounds memory only).
+    const MAX: usize = 10_000;
+
+    pub async fn get(&self, pool: &PgPool, slug: &str) -> StoreResult<Option<i64>> {
+        let known = |ids: &Mutex<std::collections::HashMap<String, i64>>| match ids.lock() {
+            Ok(k) => k.get(slug).copied(),
+            Err(poisoned) => poisoned.into_inner().get(slug).copied(),
+        };
+        if let Some(id) = known(&self.known) {
+            return Ok(Some(id));
+        }
+        let id = shelfwatch_store::catalogue::retailer_id(pool, slug).await?;
+        if let Some(id) = id {
+            let mut kept = match self.known.lock() {
+                Ok(k) => k,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if kept.len() >= Self::MAX {
+                kept.clear();
+            }
+            kept.insert(slug.to_owned(), id);
+        }
+        Ok(id)
     }
 }
