@@ -120,7 +120,7 @@ observations=$(psql "$url" -Atc 'SELECT count(*) FROM price_observations')
 RUST_LOG=warn "$bin" forecast >/dev/null
 echo ">> seeded $observations observations and a forecast in $(( $(date +%s) - seed_started )) s" >&2
 
-start_server() { # read_cache_ms
+start_server() { # read_cache_ms [RUST_LOG]
     [ -n "$server_pid" ] && kill "$server_pid" && wait "$server_pid" 2>/dev/null || true
     cat >"$work/bench.toml" <<TOML
 [api]
@@ -130,7 +130,7 @@ per_ip_per_sec = 0
 per_key_per_sec = 0
 TOML
     : >"$work/serve.out"
-    "$bin" --config "$work/bench.toml" serve --bind 127.0.0.1:0 --metrics-bind "" \
+    RUST_LOG="${2:-info}" "$bin" --config "$work/bench.toml" serve --bind 127.0.0.1:0 --metrics-bind "" \
         >"$work/serve.out" 2>"$work/serve.log" &
     server_pid=$!
     base=""
@@ -198,6 +198,12 @@ for cache in 0 2000; do
     routes saturation
     routes paced
 done
+echo
+echo "The per-request log line's cost: cache off, the request log off (RUST_LOG=warn) against on (info, above)."
+start_server 0 warn
+header
+run "GET /healthz, no request log" "$work/healthz.paths" saturation
+run "GET /v1/products/{random id}, no request log" "$work/products.paths" saturation
 kill "$server_pid" && wait "$server_pid" 2>/dev/null || true
 server_pid=""
 
