@@ -375,8 +375,6 @@ mod scenarios {
 
     async fn forecast_and_serve() -> crate::api::Api {
         let db = TestDb::new().await;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("scenarios.csv");
         let start = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
         let mut csv = String::from(
             "retailer,sku,title,observed_at,price_pence,was_price_pence,promo_text,in_stock\n",
@@ -393,15 +391,7 @@ mod scenarios {
                 .unwrap();
             }
         }
-        std::fs::write(&path, csv).unwrap();
-        let mut ing = Ingestor::new(db.pool.clone()).await.unwrap();
-        let opts = ImportOptions {
-            batch_size: 5000,
-            rejects: Some(dir.path().join("r.csv")),
-            progress: false,
-        };
-        let report = import_file(&mut ing, &path, &opts).await.unwrap();
-        assert_eq!(report.rejected, 0, "{:?}", report.sample_rejections);
+        crate::import::import_text(&db, &csv).await;
         // Every listing its own product, so its forecast can be read.
         sqlx::query(
             "WITH p AS (INSERT INTO products (name) SELECT retailer_sku FROM listings RETURNING id, name)

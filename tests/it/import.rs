@@ -27,6 +27,21 @@ aldi,202,Bad pack,2026-01-02,89,,12 parsecs,
 aldi,203,Bad stock,2026-01-02,89,,,maybe
 ";
 
+/// Imports CSV text through `import_file`, as `shelfwatch import` does,
+/// and checks no row was rejected.
+pub async fn import_text(db: &TestDb, csv: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "import.csv", csv);
+    let mut ing = Ingestor::new(db.pool.clone()).await.unwrap();
+    let opts = ImportOptions {
+        batch_size: 5000,
+        rejects: Some(dir.path().join("rejects.csv")),
+        progress: false,
+    };
+    let report = import_file(&mut ing, &path, &opts).await.unwrap();
+    assert_eq!(report.rejected, 0, "{:?}", report.sample_rejections);
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();

@@ -12,6 +12,7 @@ mod ingest;
 mod matching;
 mod migrate;
 mod observability;
+mod offers;
 mod reliability;
 mod scrape;
 mod security;

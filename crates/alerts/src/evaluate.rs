@@ -2,9 +2,10 @@
 //! meet, each queued once as a delivery.
 
 use anyhow::Context;
-use shelfwatch_domain::money::Money;
+use shelfwatch_domain::effective::EffectivePrice;
+use shelfwatch_domain::money::{Money, format_money};
 use shelfwatch_store::PgPool;
-use shelfwatch_store::watches::{Evaluation, PriceState, WaitState, WatchTerms};
+use shelfwatch_store::watches::{Evaluation, PriceState, WaitState, WatchTerms, cheapest};
 
 /// The price at or below which a watch fires, once known.
 fn threshold(target: Option<i64>, drop_percent: Option<i32>, baseline: Option<i64>) -> Option<i64> {
@@ -18,12 +19,15 @@ fn threshold(target: Option<i64>, drop_percent: Option<i32>, baseline: Option<i6
 /// Compares every active watch with current prices and the current
 /// recommendations, and queues a webhook for each new event:
 ///
-/// - `price_at_target`: the cheapest in-stock offer is at or below the
-///   watch's threshold, and lower than anything notified since it last
-///   crossed (a price that rises above the threshold and comes back
-///   notifies again);
+/// - `price_at_target`: the cheapest in-stock offer, by the price that
+///   counts (an offer's per-item or loyalty price, as recommendations count
+///   it), is at or below the watch's threshold while the watch is armed.
+///   Firing disarms the watch; it re-arms only once that price is above the
+///   threshold again, so a price that stays low, or falls further, notifies
+///   once;
 /// - `drop_expected`: a current `wait` recommendation expects the price to
-///   fall to the threshold, which it has not reached yet (once per run).
+///   fall to the threshold, which it has not reached yet (once per run,
+///   while the watch is armed).
 ///
 /// Returns the number of deliveries queued. Running it twice queues nothing
 /// the second time.
@@ -55,12 +59,31 @@ pub async fn evaluate_watches(pool: &PgPool) -> anyhow::Result<usize> {
     Ok(queued)
 }
 
+/// What a watch does about its cheapest price now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Armed and met: notify and disarm.
+    Fire,
+    /// Disarmed and the price is above the threshold again: re-arm.
+    Rearm,
+    Nothing,
+}
+
+/// The re-arm rule: `notified` is the price last notified, None while armed.
+fn step(price: i64, limit: i64, notified: Option<i64>) -> Step {
+    match (price <= limit, notified.is_some()) {
+        (true, false) => Step::Fire,
+        (false, true) => Step::Rearm,
+        _ => Step::Nothing,
+    }
+}
+
 /// Queues `price_at_target` for one watch when its cheapest offer meets it.
 async fn price_event(eval: &mut Evaluation, s: &PriceState) -> anyhow::Result<usize> {
-    let (Some(listing_id), Some(price), Some(observed_at)) = (s.listing_id, s.price, s.observed_at)
-    else {
+    let Some((offer, effective)) = cheapest(&s.offers) else {
         return Ok(0);
     };
+    let price = effective.pence;
     let w = &s.watch;
     // A drop watch made before any offer existed measures from the first one seen.
     let mut baseline = w.baseline_pence;
@@ -71,29 +94,54 @@ async fn price_event(eval: &mut Evaluation, s: &PriceState) -> anyhow::Result<us
     let Some(limit) = threshold(w.target_price_pence, w.drop_percent, baseline) else {
         return Ok(0);
     };
-    if price > limit {
-        if s.notified_pence.is_some() {
+    match step(price, limit, s.notified_pence) {
+        Step::Nothing => return Ok(0),
+        Step::Rearm => {
             eval.set_notified(w.watch_id, None).await?;
+            return Ok(0);
         }
-        return Ok(0);
-    }
-    if s.notified_pence.is_some_and(|n| price >= n) {
-        return Ok(0);
+        Step::Fire => {}
     }
     let body = serde_json::json!({
         "event": "price_at_target",
         "watch_id": w.watch_id,
         "product": product(w),
-        "listing_id": listing_id,
-        "retailer": s.retailer,
+        "listing_id": offer.listing_id,
+        "retailer": offer.retailer,
         "price": Money::new(price, &w.currency),
+        "shelf_price": Money::new(offer.price_pence, &w.currency),
+        "effective_price": Money::new(price, &w.currency),
+        "promotion": offer.promo_text,
         "threshold": Money::new(limit, &w.currency),
-        "observed_at": observed_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        "message": at_target_message(w, &offer.retailer, &effective, limit),
+        "observed_at": offer.observed_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
     });
-    let key = format!("price:{listing_id}:{}", observed_at.timestamp_micros());
+    let key = format!(
+        "price:{}:{}",
+        offer.listing_id,
+        offer.observed_at.timestamp_micros()
+    );
     let queued = enqueue(eval, w.watch_id, &key, &body).await?;
     eval.set_notified(w.watch_id, Some(price)).await?;
     Ok(queued)
+}
+
+/// "Heinz Beanz 4x415g is £0.75 each when you buy 2 at tesco (shelf price
+/// £1.20), at or below your target of £0.80".
+fn at_target_message(w: &WatchTerms, retailer: &str, price: &EffectivePrice, limit: i64) -> String {
+    let money = |p: i64| format_money(p, &w.currency);
+    let paid = match price.describe_with(money) {
+        Some(offer) => format!(
+            "{offer} at {retailer} (shelf price {})",
+            money(price.shelf_pence)
+        ),
+        None => format!("{} at {retailer}", money(price.pence)),
+    };
+    format!(
+        "{} is {paid}, at or below your target of {}",
+        w.product_name,
+        money(limit)
+    )
 }
 
 /// Queues `drop_expected` for one watch when a `wait` recommendation
@@ -105,7 +153,8 @@ async fn wait_event(eval: &mut Evaluation, s: &WaitState) -> anyhow::Result<usiz
     };
     let current = s.current_pence;
     let expected = current + s.expected_change_pence;
-    if current <= limit || expected > limit {
+    // A disarmed watch has told of a price at its threshold already.
+    if s.notified_pence.is_some() || current <= limit || expected > limit {
         return Ok(0);
     }
     let body = serde_json::json!({
@@ -115,6 +164,9 @@ async fn wait_event(eval: &mut Evaluation, s: &WaitState) -> anyhow::Result<usiz
         "listing_id": s.listing_id,
         "retailer": s.retailer,
         "price": Money::new(current, &w.currency),
+        "shelf_price": s.shelf_pence.map(|p| Money::new(p, &w.currency)),
+        "effective_price": Money::new(current, &w.currency),
+        "promotion": s.promo_text,
         "expected_price": Money::new(expected, &w.currency),
         "threshold": Money::new(limit, &w.currency),
         "confidence": s.confidence,
@@ -145,12 +197,25 @@ async fn enqueue(
 
 #[cfg(test)]
 mod tests {
-    use super::threshold;
+    use super::{Step, step, threshold};
 
     #[test]
     fn thresholds() {
         assert_eq!(threshold(Some(150), None, Some(200)), Some(150));
         assert_eq!(threshold(None, Some(10), Some(200)), Some(180));
         assert_eq!(threshold(None, Some(10), None), None);
+    }
+
+    #[test]
+    fn a_watch_fires_once_until_the_price_rises_above_its_threshold() {
+        // Armed and met: fires.
+        assert_eq!(step(100, 120, None), Step::Fire);
+        assert_eq!(step(120, 120, None), Step::Fire);
+        // Fired: staying low, or falling further, is no new event.
+        assert_eq!(step(100, 120, Some(100)), Step::Nothing);
+        assert_eq!(step(90, 120, Some(100)), Step::Nothing);
+        // Above the threshold again: re-armed, and armed above it nothing happens.
+        assert_eq!(step(121, 120, Some(100)), Step::Rearm);
+        assert_eq!(step(121, 120, None), Step::Nothing);
     }
 }

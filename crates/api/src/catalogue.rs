@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use axum::extract::State;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use shelfwatch_domain::action::Action;
+use shelfwatch_domain::effective::{EffectivePrice, effective_price};
 use shelfwatch_store::PgPool;
 use shelfwatch_store::catalogue::{
-    self as store, Bucket, PriceHistoryFilter, ProductFilter, ProductRow, SearchTerms,
+    self as store, Bucket, OfferRow, PriceHistoryFilter, ProductFilter, ProductRow, SearchTerms,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -203,21 +205,27 @@ pub struct Offer {
     pub price: Money,
     /// The "was" price of a price cut.
     pub was_price: Option<Money>,
-    /// What one item costs after the promotion.
+    /// What one item costs after a multibuy (per item) or loyalty price:
+    /// the price recommendations and watches count. The shelf price when
+    /// the offer is none of those.
     pub effective_price: Money,
+    /// What the effective price takes ("when you buy 2", "with a
+    /// Clubcard"), when it is below the shelf price.
+    pub condition: Option<String>,
     /// Price per kg, litre or item.
     pub unit_price: Option<UnitPrice>,
     /// `none`, `multibuy`, `loyalty`, `price_cut` or `clearance`.
     pub promo_kind: String,
     pub promo_text: Option<String>,
     pub in_stock: bool,
-    /// Cheapest in-stock offer (after promotions) in its currency.
+    /// Cheapest in-stock offer (by effective price) in its currency.
     pub cheapest_now: bool,
-    /// The latest recommendation for this listing.
+    /// The latest recommendation for this listing; never `buy_now` while
+    /// the offer is out of stock.
     pub recommendation: Option<OfferRecommendation>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OfferRecommendation {
     /// `buy_now`, `wait` or `hold`.
     pub action: String,
@@ -231,12 +239,14 @@ pub struct OfferRecommendation {
     pub as_of: DateTime<Utc>,
 }
 
-/// The cheapest in-stock offer in one currency.
+/// The cheapest in-stock offer in one currency, by effective price.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Cheapest {
     pub listing_id: i64,
     pub retailer: String,
     pub effective_price: Money,
+    /// The product's recommendation in this currency: this offer's.
+    pub recommendation: Option<OfferRecommendation>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -245,7 +255,8 @@ pub struct ProductDetail {
     pub product: Product,
     /// Offers, cheapest first within each currency.
     pub offers: Vec<Offer>,
-    /// The cheapest in-stock offer now, one per currency.
+    /// The cheapest in-stock offer now, one per currency, with the
+    /// product's recommendation there.
     pub cheapest: Vec<Cheapest>,
 }
 
@@ -274,8 +285,36 @@ pub async fn get_product(
 ) -> ApiResult<Json<ProductDetail>> {
     caller.require_read(&app)?;
     let product = product(&app.pool, id).await?;
-    let rows = store::offers(&app.pool, id).await?;
-    let listing_ids: Vec<i64> = rows.iter().map(|r| r.listing_id).collect();
+    let mut rows: Vec<(OfferRow, EffectivePrice)> = store::offers(&app.pool, id)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let e = effective_price(
+                r.price_pence,
+                r.promo_text.as_deref(),
+                r.effective_price_pence,
+            );
+            (r, e)
+        })
+        .collect();
+    // By currency, in stock first, cheapest by the price that counts first.
+    rows.sort_by(|(a, ea), (b, eb)| {
+        (
+            &a.currency,
+            !a.in_stock,
+            ea.pence,
+            &a.retailer,
+            a.listing_id,
+        )
+            .cmp(&(
+                &b.currency,
+                !b.in_stock,
+                eb.pence,
+                &b.retailer,
+                b.listing_id,
+            ))
+    });
+    let listing_ids: Vec<i64> = rows.iter().map(|(r, _)| r.listing_id).collect();
     let mut recs: HashMap<i64, _> = store::latest_recommendations(&app.pool, &listing_ids)
         .await?
         .into_iter()
@@ -283,9 +322,20 @@ pub async fn get_product(
         .collect();
     let mut offers = Vec::with_capacity(rows.len());
     let mut cheapest: Vec<Cheapest> = Vec::new();
-    for row in rows {
+    for (row, effective) in rows {
         let currency = row.currency;
-        let effective = row.effective_price_pence;
+        let recommendation = recs
+            .remove(&row.listing_id)
+            // A buy from a run before the offer went out of stock is no buy now.
+            .filter(|r| row.in_stock || r.action != Action::BuyNow.as_str())
+            .map(|r| OfferRecommendation {
+                run_id: r.run_id,
+                as_of: r.as_of,
+                action: r.action,
+                confidence: r.confidence,
+                expected_change: Money::new(r.expected_change_pence, &currency),
+                message: r.message,
+            });
         // Rows come cheapest in-stock first within each currency.
         let cheapest_now = row.in_stock
             && !cheapest
@@ -295,17 +345,10 @@ pub async fn get_product(
             cheapest.push(Cheapest {
                 listing_id: row.listing_id,
                 retailer: row.retailer.clone(),
-                effective_price: Money::new(effective, &currency),
+                effective_price: Money::new(effective.pence, &currency),
+                recommendation: recommendation.clone(),
             });
         }
-        let recommendation = recs.remove(&row.listing_id).map(|r| OfferRecommendation {
-            run_id: r.run_id,
-            as_of: r.as_of,
-            action: r.action,
-            confidence: r.confidence,
-            expected_change: Money::new(r.expected_change_pence, &currency),
-            message: r.message,
-        });
         offers.push(Offer {
             listing_id: row.listing_id,
             retailer: row.retailer,
@@ -314,7 +357,8 @@ pub async fn get_product(
             observed_at: row.observed_at,
             price: Money::new(row.price_pence, &currency),
             was_price: row.was_price_pence.map(|w| Money::new(w, &currency)),
-            effective_price: Money::new(effective, &currency),
+            effective_price: Money::new(effective.pence, &currency),
+            condition: effective.condition.map(|c| c.to_string()),
             unit_price: row
                 .unit_price_pence
                 .zip(row.unit_price_per)

@@ -5,6 +5,7 @@
 //! [`ParseError`] naming the text and the reason.
 
 pub mod action;
+pub mod effective;
 pub mod money;
 pub mod offer;
 pub mod promo;

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use shelfwatch_store::PgPool;
 
+use shelfwatch_domain::effective::effective_price;
 use shelfwatch_domain::offer::{Offer, parse_offer};
 
 /// One listing's latest observation.
@@ -16,8 +17,9 @@ pub struct Shelf {
     pub price_pence: i64,
     /// The struck-through price, when shown and above the price.
     pub was_pence: Option<i64>,
-    /// What one item costs after the offer (as stored at ingest, the same
-    /// price watches fire on).
+    /// What one item costs after the offer
+    /// ([`shelfwatch_domain::effective::effective_price`], the price
+    /// watches fire on).
     pub effective_pence: i64,
     /// What the effective price takes ("when you buy 2", "with a
     /// Clubcard"), when it is below the shelf price.
@@ -51,63 +53,15 @@ impl Shelf {
             _ => None,
         };
         let was = was_pence.or(shown).filter(|w| *w > price_pence);
-        let effective = effective_pence.min(price_pence).max(1);
-        let condition = if effective < price_pence {
-            offer.as_ref().and_then(condition)
-        } else {
-            None
-        };
+        // The price watches and the product page count too.
+        let effective = effective_price(price_pence, promo_text, effective_pence);
         Self {
             price_pence,
             was_pence: was,
-            // An effective price below the shelf price that no wording
-            // explains is not shown to shoppers.
-            effective_pence: if condition.is_some() {
-                effective
-            } else {
-                price_pence
-            },
-            condition,
+            effective_pence: effective.pence,
+            condition: effective.condition.map(|c| c.to_string()),
             in_stock,
         }
-    }
-}
-
-/// What an offer takes, in the words of a message: "when you buy 2",
-/// "with a Clubcard", "when you buy 2 with a Clubcard". None for an offer
-/// that takes nothing (a was-price) or is no price of the item.
-pub fn condition(offer: &Offer) -> Option<String> {
-    match offer {
-        Offer::MultiBuy(m) => {
-            let mut text = format!("when you buy {}", m.quantity);
-            if let Some(scheme) = &m.scheme {
-                text.push_str(&format!(" {}", with_card(scheme)));
-            }
-            Some(text)
-        }
-        Offer::Loyalty(l) => Some(with_card(&l.scheme)),
-        Offer::WasPrice(_) | Offer::MealDeal(_) => None,
-    }
-}
-
-/// "with a Clubcard", "with a Nectar card", "with a My Morrisons card".
-fn with_card(scheme: &str) -> String {
-    let name: Vec<String> = scheme
-        .split_whitespace()
-        .map(|w| {
-            let mut c = w.chars();
-            c.next().map_or_else(String::new, |f| {
-                f.to_uppercase()
-                    .chain(c.flat_map(char::to_lowercase))
-                    .collect()
-            })
-        })
-        .collect();
-    let name = name.join(" ");
-    if name.to_lowercase().ends_with("card") {
-        format!("with a {name}")
-    } else {
-        format!("with a {name} card")
     }
 }
 

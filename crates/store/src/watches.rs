@@ -10,6 +10,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use shelfwatch_domain::effective::{EffectivePrice, effective_price};
+
 use crate::error::StoreResult;
 use crate::page::Page;
 
@@ -54,25 +56,65 @@ pub async fn product_exists(pool: &PgPool, product_id: i64) -> StoreResult<bool>
     )
 }
 
-/// The cheapest current in-stock offer of a product in a currency.
+/// A listing's latest observation, as watches read an offer.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OfferNow {
+    pub listing_id: i64,
+    pub retailer: String,
+    pub observed_at: DateTime<Utc>,
+    /// The shelf price.
+    pub price_pence: i64,
+    pub promo_text: Option<String>,
+    /// The price after the promotion as stored at ingest; read through
+    /// [`OfferNow::effective`].
+    pub effective_price_pence: i64,
+}
+
+impl OfferNow {
+    /// The price that counts, as recommendations count it.
+    pub fn effective(&self) -> EffectivePrice {
+        effective_price(
+            self.price_pence,
+            self.promo_text.as_deref(),
+            self.effective_price_pence,
+        )
+    }
+}
+
+/// The cheapest of `offers` by the price that counts (ties: the lowest
+/// listing id), with that price.
+pub fn cheapest(offers: &[OfferNow]) -> Option<(&OfferNow, EffectivePrice)> {
+    offers
+        .iter()
+        .map(|o| (o, o.effective()))
+        .min_by_key(|(o, e)| (e.pence, o.listing_id))
+}
+
+/// The latest observation of each listing of a product, in stock, at
+/// retailers of a currency (SQL with `$1` the product and `$2` the currency).
+const OFFERS_NOW_SQL: &str = "SELECT l.id AS listing_id, r.slug AS retailer, o.observed_at,
+            o.price_pence, o.promo_text, o.effective_price_pence
+     FROM listings l
+     JOIN retailers r ON r.id = l.retailer_id AND r.currency = $2
+     CROSS JOIN LATERAL (
+         SELECT observed_at, price_pence, promo_text, effective_price_pence, in_stock
+         FROM price_observations o
+         WHERE o.listing_id = l.id ORDER BY o.observed_at DESC LIMIT 1) o
+     WHERE l.product_id = $1 AND o.in_stock";
+
+/// The cheapest current in-stock offer of a product in a currency, by the
+/// price that counts ([`cheapest`]).
 pub async fn cheapest_now(
     pool: &PgPool,
     product_id: i64,
     currency: &str,
 ) -> StoreResult<Option<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT min(o.effective_price_pence)
-         FROM listings l
-         JOIN retailers r ON r.id = l.retailer_id AND r.currency = $2
-         CROSS JOIN LATERAL (
-             SELECT effective_price_pence, in_stock FROM price_observations o
-             WHERE o.listing_id = l.id ORDER BY o.observed_at DESC LIMIT 1) o
-         WHERE l.product_id = $1 AND o.in_stock",
-    )
-    .bind(product_id)
-    .bind(currency)
-    .fetch_one(pool)
-    .await?)
+    let offers: Vec<OfferNow> = sqlx::query_as(OFFERS_NOW_SQL)
+        .bind(product_id)
+        .bind(currency)
+        .fetch_all(pool)
+        .await?;
+    Ok(cheapest(&offers).map(|(_, e)| e.pence))
 }
 
 /// Stores a new watch. A product that does not exist (deleted meanwhile)
@@ -158,18 +200,29 @@ pub struct WatchTerms {
     pub currency: String,
 }
 
-/// A live watch with the cheapest current in-stock offer in its currency
-/// (the offer's fields are None when there is none).
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A live watch with the current in-stock offers of its product in its
+/// currency (none when there are none).
+#[derive(Debug, Clone)]
 pub struct PriceState {
-    #[sqlx(flatten)]
     pub watch: WatchTerms,
-    /// The price last notified since the threshold was last crossed.
+    /// The price last notified; None while the watch is armed (it has not
+    /// fired since the price was last above its threshold).
     pub notified_pence: Option<i64>,
-    pub listing_id: Option<i64>,
-    pub retailer: Option<String>,
-    pub observed_at: Option<DateTime<Utc>>,
-    pub price: Option<i64>,
+    pub offers: Vec<OfferNow>,
+}
+
+/// One row of [`Evaluation::price_states`]: a watch and one of its offers.
+#[derive(sqlx::FromRow)]
+struct PriceStateRow {
+    #[sqlx(flatten)]
+    watch: WatchTerms,
+    notified_pence: Option<i64>,
+    listing_id: Option<i64>,
+    retailer: Option<String>,
+    observed_at: Option<DateTime<Utc>>,
+    price_pence: Option<i64>,
+    promo_text: Option<String>,
+    effective_price_pence: Option<i64>,
 }
 
 /// A current `wait` recommendation for a listing of a watched product.
@@ -180,10 +233,16 @@ pub struct WaitState {
     pub listing_id: i64,
     pub retailer: String,
     pub run_id: i64,
+    /// The price the recommendation counts (after any offer).
     pub current_pence: i64,
     pub expected_change_pence: i64,
     pub confidence: f64,
     pub message: String,
+    /// The price last notified; None while the watch is armed.
+    pub notified_pence: Option<i64>,
+    /// The listing's latest shelf price and promotion text.
+    pub shelf_pence: Option<i64>,
+    pub promo_text: Option<String>,
 }
 
 /// One evaluation of every watch: a transaction holding the evaluation
@@ -203,31 +262,63 @@ impl Evaluation {
         Ok(Evaluation { tx })
     }
 
-    /// Every live watch with its product's cheapest offer now, by watch;
+    /// Every live watch with its product's in-stock offers now, by watch;
     /// the watches stay locked until the end.
     pub async fn price_states(&mut self) -> StoreResult<Vec<PriceState>> {
-        Ok(sqlx::query_as(
+        let rows: Vec<PriceStateRow> = sqlx::query_as(
             "SELECT w.id AS watch_id, w.product_id, p.name AS product_name, w.target_price_pence,
                     w.drop_percent, w.baseline_pence, w.notified_pence, w.currency,
-                    c.listing_id, c.retailer, c.observed_at, c.price
+                    c.listing_id, c.retailer, c.observed_at, c.price_pence, c.promo_text,
+                    c.effective_price_pence
              FROM watches w
              JOIN products p ON p.id = w.product_id
              LEFT JOIN LATERAL (
-                 SELECT l.id AS listing_id, r.slug AS retailer, o.observed_at,
-                        o.effective_price_pence AS price
+                 SELECT l.id AS listing_id, r.slug AS retailer, o.observed_at, o.price_pence,
+                        o.promo_text, o.effective_price_pence
                  FROM listings l
                  JOIN retailers r ON r.id = l.retailer_id AND r.currency = w.currency
                  CROSS JOIN LATERAL (
-                     SELECT observed_at, effective_price_pence, in_stock FROM price_observations o
+                     SELECT observed_at, price_pence, promo_text, effective_price_pence, in_stock
+                     FROM price_observations o
                      WHERE o.listing_id = l.id ORDER BY o.observed_at DESC LIMIT 1) o
-                 WHERE l.product_id = w.product_id AND o.in_stock
-                 ORDER BY o.effective_price_pence, l.id LIMIT 1) c ON true
+                 WHERE l.product_id = w.product_id AND o.in_stock) c ON true
              WHERE w.deleted_at IS NULL
-             ORDER BY w.id
+             ORDER BY w.id, c.listing_id
              FOR UPDATE OF w",
         )
         .fetch_all(&mut *self.tx)
-        .await?)
+        .await?;
+        let mut states: Vec<PriceState> = Vec::new();
+        for row in rows {
+            let offer = match (
+                row.listing_id,
+                row.retailer,
+                row.observed_at,
+                row.price_pence,
+                row.effective_price_pence,
+            ) {
+                (Some(listing_id), Some(retailer), Some(observed_at), Some(price), Some(eff)) => {
+                    Some(OfferNow {
+                        listing_id,
+                        retailer,
+                        observed_at,
+                        price_pence: price,
+                        promo_text: row.promo_text,
+                        effective_price_pence: eff,
+                    })
+                }
+                _ => None,
+            };
+            match states.last_mut() {
+                Some(s) if s.watch.watch_id == row.watch.watch_id => s.offers.extend(offer),
+                _ => states.push(PriceState {
+                    watch: row.watch,
+                    notified_pence: row.notified_pence,
+                    offers: offer.into_iter().collect(),
+                }),
+            }
+        }
+        Ok(states)
     }
 
     /// Sets the price a drop watch measures from.
@@ -258,12 +349,16 @@ impl Evaluation {
             "SELECT w.id AS watch_id, w.product_id, p.name AS product_name,
                     w.target_price_pence, w.drop_percent, w.baseline_pence, w.currency,
                     rc.listing_id, r.slug AS retailer, rc.run_id, rc.current_pence,
-                    rc.expected_change_pence, rc.confidence, rc.message
+                    rc.expected_change_pence, rc.confidence, rc.message, w.notified_pence,
+                    o.price_pence AS shelf_pence, o.promo_text
              FROM watches w
              JOIN products p ON p.id = w.product_id
              JOIN listings l ON l.product_id = w.product_id
              JOIN retailers r ON r.id = l.retailer_id AND r.currency = w.currency
              JOIN recommendations rc ON rc.listing_id = l.id AND rc.run_id = ANY($1)
+             LEFT JOIN LATERAL (
+                 SELECT price_pence, promo_text FROM price_observations o
+                 WHERE o.listing_id = l.id ORDER BY o.observed_at DESC LIMIT 1) o ON true
              WHERE w.deleted_at IS NULL AND rc.action = 'wait'
              ORDER BY w.id, rc.listing_id",
         )
