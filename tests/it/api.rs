@@ -1206,7 +1206,7 @@ async fn admin_jobs_are_queued_and_never_waited_on() {
 }
 
 /// What the API's metrics listener exports now.
-async fn metrics_text(api: &Api) -> String {
+pub(crate) async fn metrics_text(api: &Api) -> String {
     let metrics_addr = api.running.metrics_addr.unwrap();
     api.http
         .get(format!("http://{metrics_addr}/metrics"))
@@ -1546,6 +1546,11 @@ fn example_config_reads_and_states_the_api_defaults() {
         defaults.rate_limit.per_ip_burst
     );
     assert_eq!(api.webhooks.max_attempts, defaults.webhooks.max_attempts);
+    let (c, d) = (&api.connections, &defaults.connections);
+    assert_eq!(c.header_read_timeout_secs, d.header_read_timeout_secs);
+    assert_eq!(c.idle_timeout_secs, d.idle_timeout_secs);
+    assert_eq!(c.max_connections_per_client, d.max_connections_per_client);
+    assert_eq!(c.max_connections, d.max_connections);
     assert!(api.jwt.is_none());
 }
 

@@ -5,6 +5,7 @@
 
 mod api;
 mod cli;
+mod connections;
 mod demo_store;
 mod forecast;
 mod import;
