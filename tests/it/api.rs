@@ -1010,10 +1010,33 @@ async fn met_watches_get_signed_webhooks_with_retries() {
     assert_eq!(attempts, [(1, Some(500)), (2, Some(500)), (3, Some(204))]);
     let received = received.lock().unwrap().clone();
     assert_eq!(received.len(), 3);
+    let id = received[0].0["webhook-id"].to_str().unwrap().to_owned();
     for (headers, body) in &received {
+        // Standard Webhooks: one message id on every attempt, the time of
+        // the attempt, and both signed with the body.
+        assert_eq!(headers["webhook-id"].to_str().unwrap(), id);
+        let sent_at: i64 = headers["webhook-timestamp"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((chrono::Utc::now().timestamp() - sent_at).abs() < 60);
         assert_eq!(
-            headers["x-shelfwatch-signature"].to_str().unwrap(),
-            shelfwatch_alerts::sign(&secret, body.as_bytes())
+            headers["webhook-signature"].to_str().unwrap(),
+            shelfwatch_alerts::sign(&secret, &id, sent_at, body.as_bytes())
+        );
+        // The receiver's check in docs/webhooks.md accepts it as sent,
+        // and refuses it replayed late or altered.
+        let now = sent_at as f64;
+        use crate::webhooks::python_verifies;
+        python_verifies(&secret, headers, body, now).unwrap();
+        let late = python_verifies(&secret, headers, body, now + 301.0).unwrap_err();
+        assert!(late.contains("ValueError: timestamp outside"), "{late}");
+        let altered = body.replacen("price", "prize", 1);
+        let altered = python_verifies(&secret, headers, &altered, now).unwrap_err();
+        assert!(
+            altered.contains("ValueError: no valid signature"),
+            "{altered}"
         );
         let event: Value = serde_json::from_str(body).unwrap();
         assert_eq!(event["event"], "price_at_target");

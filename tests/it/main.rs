@@ -19,3 +19,4 @@ mod security;
 mod support;
 mod timescale;
 mod ukpages;
+mod webhooks;

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shelfwatch_store::PgPool;
@@ -60,7 +60,8 @@ pub struct Watch {
 pub struct CreatedWatch {
     #[serde(flatten)]
     pub watch: Watch,
-    /// Key of the `X-Shelfwatch-Signature` HMAC-SHA256; shown only now.
+    /// Key of the `webhook-signature` (Standard Webhooks: `whsec_` and the
+    /// base64 HMAC-SHA256 key); shown only now.
     pub secret: String,
 }
 
@@ -144,10 +145,8 @@ pub async fn create_watch(
         return Err(unprocessable(format!("no product {}", body.product_id)));
     }
     let baseline = store::cheapest_now(&app.pool, body.product_id, currency).await?;
-    let secret = format!(
-        "whsec_{}",
-        URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
-    );
+    // Standard Webhooks form: `whsec_` and the key in standard base64.
+    let secret = format!("whsec_{}", STANDARD.encode(rand::random::<[u8; 32]>()));
     let new = NewWatch {
         owner: &principal.id,
         product_id: body.product_id,
