@@ -1569,6 +1569,10 @@ fn example_config_reads_and_states_the_api_defaults() {
         defaults.rate_limit.per_ip_burst
     );
     assert_eq!(api.webhooks.max_attempts, defaults.webhooks.max_attempts);
+    assert_eq!(
+        api.max_watches_per_principal,
+        defaults.max_watches_per_principal
+    );
     let (c, d) = (&api.connections, &defaults.connections);
     assert_eq!(c.header_read_timeout_secs, d.header_read_timeout_secs);
     assert_eq!(c.idle_timeout_secs, d.idle_timeout_secs);

@@ -69,6 +69,9 @@ pub struct ApiSettings {
     pub shutdown_grace_secs: u64,
     /// A worker unseen for longer than this is reported as absent.
     pub worker_stale_after_secs: u64,
+    /// Live watches one principal (API key or token subject) may have;
+    /// more are refused with 409 (0: no limit).
+    pub max_watches_per_principal: i64,
     pub rate_limit: RateLimitSettings,
     pub connections: connections::ConnectionSettings,
     /// Bearer tokens from an identity provider (absent: API keys only).
@@ -89,6 +92,7 @@ impl Default for ApiSettings {
             read_cache_ms: 2000,
             shutdown_grace_secs: 10,
             worker_stale_after_secs: 600,
+            max_watches_per_principal: 100,
             rate_limit: RateLimitSettings::default(),
             connections: connections::ConnectionSettings::default(),
             jwt: None,

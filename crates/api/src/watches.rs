@@ -107,6 +107,8 @@ fn unprocessable(detail: impl Into<String>) -> ApiError {
     responses(
         (status = 201, description = "Created; the secret is shown only now", body = CreatedWatch,
          headers(("Location" = String, description = "The watch's URL"))),
+        (status = 409, description = "The caller already has `api.max_watches_per_principal` watches",
+         body = super::error::Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -157,12 +159,23 @@ pub async fn create_watch(
         webhook_url: &webhook_url,
         secret: &secret,
     };
-    let row = match store::create(&app.pool, &new).await {
+    let quota = app.settings.max_watches_per_principal;
+    let row = match store::create(&app.pool, &new, quota).await {
         // The product was deleted since it was looked up.
         Err(StoreError::ForeignKey { .. }) => {
             return Err(unprocessable(format!("no product {}", body.product_id)));
         }
-        other => other?,
+        Ok(None) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "you already have {quota} watches, the most one caller may have; \
+                     delete one before making another"
+                ),
+            ));
+        }
+        Ok(Some(row)) => row,
+        Err(e) => return Err(e.into()),
     };
     let id = row.id;
     audit::record(
