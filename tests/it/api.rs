@@ -1059,10 +1059,33 @@ async fn met_watches_get_signed_webhooks_with_retries() {
     assert_eq!(attempts, [(1, Some(500)), (2, Some(500)), (3, Some(204))]);
     let received = received.lock().unwrap().clone();
     assert_eq!(received.len(), 3);
+    let id = received[0].0["webhook-id"].to_str().unwrap().to_owned();
     for (headers, body) in &received {
+        // Standard Webhooks: one message id on every attempt, the time of
+        // the attempt, and both signed with the body.
+        assert_eq!(headers["webhook-id"].to_str().unwrap(), id);
+        let sent_at: i64 = headers["webhook-timestamp"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((chrono::Utc::now().timestamp() - sent_at).abs() < 60);
         assert_eq!(
-            headers["x-shelfwatch-signature"].to_str().unwrap(),
-            shelfwatch_alerts::sign(&secret, body.as_bytes())
+            headers["webhook-signature"].to_str().unwrap(),
+            shelfwatch_alerts::sign(&secret, &id, sent_at, body.as_bytes())
+        );
+        // The receiver's check in docs/webhooks.md accepts it as sent,
+        // and refuses it replayed late or altered.
+        let now = sent_at as f64;
+        use crate::webhooks::python_verifies;
+        python_verifies(&secret, headers, body, now).unwrap();
+        let late = python_verifies(&secret, headers, body, now + 301.0).unwrap_err();
+        assert!(late.contains("ValueError: timestamp outside"), "{late}");
+        let altered = body.replacen("price", "prize", 1);
+        let altered = python_verifies(&secret, headers, &altered, now).unwrap_err();
+        assert!(
+            altered.contains("ValueError: no valid signature"),
+            "{altered}"
         );
         let event: Value = serde_json::from_str(body).unwrap();
         assert_eq!(event["event"], "price_at_target");
@@ -1255,7 +1278,7 @@ async fn admin_jobs_are_queued_and_never_waited_on() {
 }
 
 /// What the API's metrics listener exports now.
-async fn metrics_text(api: &Api) -> String {
+pub(crate) async fn metrics_text(api: &Api) -> String {
     let metrics_addr = api.running.metrics_addr.unwrap();
     api.http
         .get(format!("http://{metrics_addr}/metrics"))
@@ -1595,6 +1618,15 @@ fn example_config_reads_and_states_the_api_defaults() {
         defaults.rate_limit.per_ip_burst
     );
     assert_eq!(api.webhooks.max_attempts, defaults.webhooks.max_attempts);
+    assert_eq!(
+        api.max_watches_per_principal,
+        defaults.max_watches_per_principal
+    );
+    let (c, d) = (&api.connections, &defaults.connections);
+    assert_eq!(c.header_read_timeout_secs, d.header_read_timeout_secs);
+    assert_eq!(c.idle_timeout_secs, d.idle_timeout_secs);
+    assert_eq!(c.max_connections_per_client, d.max_connections_per_client);
+    assert_eq!(c.max_connections, d.max_connections);
     assert!(api.jwt.is_none());
 }
 

@@ -5,6 +5,7 @@
 
 mod api;
 mod cli;
+mod connections;
 mod demo_store;
 mod forecast;
 mod import;
@@ -19,3 +20,4 @@ mod security;
 mod support;
 mod timescale;
 mod ukpages;
+mod webhooks;

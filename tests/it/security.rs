@@ -1146,9 +1146,19 @@ async fn secrets_never_reach_the_logs() {
     })
     .await;
     let (headers, body) = received.lock().unwrap()[0].clone();
+    let sent_at: i64 = headers["webhook-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(
-        headers["x-shelfwatch-signature"].to_str().unwrap(),
-        shelfwatch_alerts::sign(&secret, body.as_bytes())
+        headers["webhook-signature"].to_str().unwrap(),
+        shelfwatch_alerts::sign(
+            &secret,
+            headers["webhook-id"].to_str().unwrap(),
+            sent_at,
+            body.as_bytes()
+        )
     );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),

@@ -12,16 +12,54 @@ use shelfwatch_store::watches::{self, Attempt, AttemptOutcome, DueDelivery};
 use crate::metrics::webhook_attempt;
 use crate::{WebhookSettings, check_url, evaluate_watches};
 
-/// The signature header: `sha256=<hex HMAC-SHA256 of the body>` keyed by
-/// the watch's secret.
-pub const SIGNATURE_HEADER: &str = "x-shelfwatch-signature";
+/// The headers of the [Standard Webhooks] signature: the message id (the
+/// same on every attempt of a delivery, so a receiver can drop repeats),
+/// the Unix time of the attempt, and `v1,<base64 HMAC-SHA256>` of
+/// `"{id}.{timestamp}.{body}"`, so a receiver that checks the timestamp
+/// against its clock can refuse a replayed request.
+///
+/// [Standard Webhooks]: https://www.standardwebhooks.com/
+pub const ID_HEADER: &str = "webhook-id";
+pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
+pub const SIGNATURE_HEADER: &str = "webhook-signature";
 
-/// Signs `body` with `secret` as sent in [`SIGNATURE_HEADER`].
-pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+/// The HMAC key a watch's secret stands for: the base64 after `whsec_`
+/// (standard alphabet; secrets made before it was used are URL-safe
+/// without padding, and are read that way). Any other text is its bytes.
+pub fn signing_key(secret: &str) -> Vec<u8> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    secret
+        .strip_prefix("whsec_")
+        .and_then(|b64| {
+            STANDARD
+                .decode(b64)
+                .or_else(|_| URL_SAFE_NO_PAD.decode(b64))
+                .ok()
+        })
+        .unwrap_or_else(|| secret.as_bytes().to_vec())
+}
+
+/// The `webhook-id` of a delivery.
+pub fn message_id(delivery_id: i64) -> String {
+    format!("msg_{delivery_id}")
+}
+
+/// The `webhook-signature` of `body` sent as message `id` at `timestamp`
+/// (Unix seconds), keyed by `secret`.
+pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
+    use base64::Engine;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&signing_key(secret))
         .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
     mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
 }
 
 /// The wait after `attempt` failed attempts: base x 2^(attempt-1), capped,
@@ -73,11 +111,17 @@ pub async fn send(d: &DueDelivery, settings: &WebhookSettings) -> Result<u16, St
     let client = client
         .build()
         .map_err(|e| format!("building the HTTP client: {e}"))?;
+    let id = message_id(d.id);
+    let timestamp = chrono::Utc::now().timestamp();
     let response = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(SIGNATURE_HEADER, sign(&d.secret, d.body.as_bytes()))
-        .header("x-shelfwatch-delivery", d.id.to_string())
+        .header(ID_HEADER, &id)
+        .header(TIMESTAMP_HEADER, timestamp.to_string())
+        .header(
+            SIGNATURE_HEADER,
+            sign(&d.secret, &id, timestamp, d.body.as_bytes()),
+        )
         .header("x-shelfwatch-attempt", d.attempts.to_string())
         .body(d.body.clone())
         .send()
@@ -180,11 +224,30 @@ mod tests {
     }
 
     #[test]
-    fn signature_is_hmac_sha256_hex() {
-        // RFC 4231 test case 2.
-        assert_eq!(
-            sign("Jefe", b"what do ya want for nothing?"),
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    fn signatures_follow_standard_webhooks() {
+        // The example of the Standard Webhooks specification.
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let body = br#"{"test": 2432232314}"#;
+        let signed = sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body);
+        assert_eq!(signed, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        // The id and the time are signed: neither can be changed on replay.
+        assert_ne!(sign(secret, "msg_other", 1614265330, body), signed);
+        assert_ne!(
+            sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265331, body),
+            signed
         );
+    }
+
+    #[test]
+    fn secrets_are_read_in_either_base64_alphabet() {
+        let key = [0xfb_u8; 32];
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let standard = format!("whsec_{}", STANDARD.encode(key));
+        let url_safe = format!("whsec_{}", URL_SAFE_NO_PAD.encode(key));
+        assert_ne!(standard, url_safe);
+        assert_eq!(signing_key(&standard), key);
+        assert_eq!(signing_key(&url_safe), key);
+        assert_eq!(signing_key("plain"), b"plain");
     }
 }

@@ -5,8 +5,9 @@
 //! prices and recommendations and queues a delivery per new event (the
 //! forecast and scrape jobs call it after each run; `serve` also calls it
 //! on a timer). The delivery [`worker`] inside `serve` leases due
-//! deliveries with `FOR UPDATE SKIP LOCKED`, POSTs them with an
-//! HMAC-SHA256 signature of the body, and retries failures with
+//! deliveries with `FOR UPDATE SKIP LOCKED`, POSTs them signed the
+//! Standard Webhooks way (`webhook-id`, `webhook-timestamp`,
+//! `webhook-signature`: HMAC-SHA256 over id, time and body), and retries failures with
 //! exponential backoff; every attempt is recorded.
 //!
 //! The API creates watches (checking their URL with [`check_url`]); this
@@ -19,7 +20,10 @@ mod targets;
 
 use serde::Deserialize;
 
-pub use deliver::{SIGNATURE_HEADER, backoff, deliver_due, send, sign, worker};
+pub use deliver::{
+    ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, backoff, deliver_due, message_id, send, sign,
+    signing_key, worker,
+};
 pub use evaluate::evaluate_watches;
 pub use metrics::init as init_metrics;
 pub use targets::{check_url, is_internal};

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod catalogue;
+pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -70,7 +71,11 @@ pub struct ApiSettings {
     pub shutdown_grace_secs: u64,
     /// A worker unseen for longer than this is reported as absent.
     pub worker_stale_after_secs: u64,
+    /// Live watches one principal (API key or token subject) may have;
+    /// more are refused with 409 (0: no limit).
+    pub max_watches_per_principal: i64,
     pub rate_limit: RateLimitSettings,
+    pub connections: connections::ConnectionSettings,
     /// Bearer tokens from an identity provider (absent: API keys only).
     pub jwt: Option<auth::JwtSettings>,
     pub webhooks: shelfwatch_alerts::WebhookSettings,
@@ -89,7 +94,9 @@ impl Default for ApiSettings {
             read_cache_ms: 2000,
             shutdown_grace_secs: 10,
             worker_stale_after_secs: 600,
+            max_watches_per_principal: 100,
             rate_limit: RateLimitSettings::default(),
+            connections: connections::ConnectionSettings::default(),
             jwt: None,
             webhooks: shelfwatch_alerts::WebhookSettings::default(),
         }
@@ -297,6 +304,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 /// subscription to key revocations (which holds one pool connection).
 pub async fn start(pool: PgPool, settings: ApiSettings) -> anyhow::Result<Running> {
     http_metrics::init();
+    connections::init_metrics();
     shelfwatch_alerts::init_metrics();
     let listener = tokio::net::TcpListener::bind(&settings.bind)
         .await
@@ -320,17 +328,13 @@ pub async fn start(pool: PgPool, settings: ApiSettings) -> anyhow::Result<Runnin
     let (stop, rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let api_stop = stopped(rx.clone());
-    tasks.push(tokio::spawn(async move {
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(api_stop)
-        .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "the API server failed");
-        }
-    }));
+    let connection_settings = app.settings.connections.clone();
+    tasks.push(tokio::spawn(connections::serve(
+        listener,
+        router,
+        connection_settings,
+        api_stop,
+    )));
     if let Some(listener) = metrics_listener {
         let metrics_stop = stopped(rx.clone());
         // The API's listener also reports what one-shot jobs left in the

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shelfwatch_store::PgPool;
@@ -60,7 +60,8 @@ pub struct Watch {
 pub struct CreatedWatch {
     #[serde(flatten)]
     pub watch: Watch,
-    /// Key of the `X-Shelfwatch-Signature` HMAC-SHA256; shown only now.
+    /// Key of the `webhook-signature` (Standard Webhooks: `whsec_` and the
+    /// base64 HMAC-SHA256 key); shown only now.
     pub secret: String,
 }
 
@@ -106,6 +107,8 @@ fn unprocessable(detail: impl Into<String>) -> ApiError {
     responses(
         (status = 201, description = "Created; the secret is shown only now", body = CreatedWatch,
          headers(("Location" = String, description = "The watch's URL"))),
+        (status = 409, description = "The caller already has `api.max_watches_per_principal` watches",
+         body = super::error::Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -144,10 +147,8 @@ pub async fn create_watch(
         return Err(unprocessable(format!("no product {}", body.product_id)));
     }
     let baseline = store::cheapest_now(&app.pool, body.product_id, currency).await?;
-    let secret = format!(
-        "whsec_{}",
-        URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
-    );
+    // Standard Webhooks form: `whsec_` and the key in standard base64.
+    let secret = format!("whsec_{}", STANDARD.encode(rand::random::<[u8; 32]>()));
     let new = NewWatch {
         owner: &principal.id,
         product_id: body.product_id,
@@ -158,12 +159,23 @@ pub async fn create_watch(
         webhook_url: &webhook_url,
         secret: &secret,
     };
-    let row = match store::create(&app.pool, &new).await {
+    let quota = app.settings.max_watches_per_principal;
+    let row = match store::create(&app.pool, &new, quota).await {
         // The product was deleted since it was looked up.
         Err(StoreError::ForeignKey { .. }) => {
             return Err(unprocessable(format!("no product {}", body.product_id)));
         }
-        other => other?,
+        Ok(None) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "you already have {quota} watches, the most one caller may have; \
+                     delete one before making another"
+                ),
+            ));
+        }
+        Ok(Some(row)) => row,
+        Err(e) => return Err(e.into()),
     };
     let id = row.id;
     audit::record(

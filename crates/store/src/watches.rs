@@ -117,10 +117,33 @@ pub async fn cheapest_now(
     Ok(cheapest(&offers).map(|(_, e)| e.pence))
 }
 
-/// Stores a new watch. A product that does not exist (deleted meanwhile)
-/// is [`StoreError::ForeignKey`](crate::error::StoreError::ForeignKey).
-pub async fn create(pool: &PgPool, watch: &NewWatch<'_>) -> StoreResult<WatchRow> {
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+/// Stores a new watch unless its owner already has `max_live` live
+/// watches (0: no limit), which is `Ok(None)`. The count and the insert
+/// are one transaction under a lock per owner, so concurrent requests
+/// cannot pass the limit together. A product that does not exist (deleted
+/// meanwhile) is [`StoreError::ForeignKey`](crate::error::StoreError::ForeignKey).
+pub async fn create(
+    pool: &PgPool,
+    watch: &NewWatch<'_>,
+    max_live: i64,
+) -> StoreResult<Option<WatchRow>> {
+    let mut tx = pool.begin().await?;
+    if max_live > 0 {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('watches:' || $1, 0))")
+            .bind(watch.owner)
+            .execute(&mut *tx)
+            .await?;
+        let live: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM watches WHERE owner = $1 AND deleted_at IS NULL",
+        )
+        .bind(watch.owner)
+        .fetch_one(&mut *tx)
+        .await?;
+        if live >= max_live {
+            return Ok(None);
+        }
+    }
+    let row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO watches (owner, product_id, target_price_pence, drop_percent, baseline_pence,
                               currency, webhook_url, secret)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {WATCH_COLUMNS}"
@@ -133,8 +156,10 @@ pub async fn create(pool: &PgPool, watch: &NewWatch<'_>) -> StoreResult<WatchRow
     .bind(watch.currency)
     .bind(watch.webhook_url)
     .bind(watch.secret)
-    .fetch_one(pool)
-    .await?)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(row))
 }
 
 /// A page of `owner`'s live watches with ids above `after`, oldest first.
