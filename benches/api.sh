@@ -17,7 +17,7 @@
 #
 # Each runs with the response cache on (api.read_cache_ms = 2000, the
 # default) and off (0, every read goes to the database). Then the anchor:
-# a minimal Flask app (benches/anchor/app.py) running the same three SQL
+# a minimal Flask app (benches/anchor/app.py) running the same SQL
 # statements for /v1/products/{id} under gunicorn (2 sync workers, then
 # 2 x 8 gthread), installed into a throwaway venv. Rate limits are off:
 # the load generator is one client.
@@ -235,7 +235,7 @@ if [ "$anchor" = 1 ]; then
         server_pid=""
     }
     echo
-    echo "Anchor: the same three SQL statements in Flask under gunicorn, no cache."
+    echo "Anchor: the same SQL statement in Flask under gunicorn, no cache."
     header
     anchor_run "2 sync workers" -w 2
     anchor_run "2 x 8 gthread" -w 2 -k gthread --threads 8

@@ -1,8 +1,6 @@
 //! Retailers and products: search, one product across retailers, its
 //! price history and its forecast.
 
-use std::collections::HashMap;
-
 use axum::extract::State;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -284,21 +282,25 @@ pub async fn get_product(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<ProductDetail>> {
     caller.require_read(&app)?;
-    let product = product(&app.pool, id).await?;
-    let mut rows: Vec<(OfferRow, EffectivePrice)> = store::offers(&app.pool, id)
+    // One round trip: the product, its offers and their recommendations.
+    let page = shelfwatch_store::product_page::product_page(&app.pool, id)
         .await?
+        .ok_or_else(|| ApiError::not_found(format!("no product {id}")))?;
+    let product = Product::from(page.product);
+    let mut rows: Vec<(OfferRow, EffectivePrice, _)> = page
+        .offers
         .into_iter()
-        .map(|r| {
+        .map(|(r, rec)| {
             let e = effective_price(
                 r.price_pence,
                 r.promo_text.as_deref(),
                 r.effective_price_pence,
             );
-            (r, e)
+            (r, e, rec)
         })
         .collect();
     // By currency, in stock first, cheapest by the price that counts first.
-    rows.sort_by(|(a, ea), (b, eb)| {
+    rows.sort_by(|(a, ea, _), (b, eb, _)| {
         (
             &a.currency,
             !a.in_stock,
@@ -314,18 +316,11 @@ pub async fn get_product(
                 b.listing_id,
             ))
     });
-    let listing_ids: Vec<i64> = rows.iter().map(|(r, _)| r.listing_id).collect();
-    let mut recs: HashMap<i64, _> = store::latest_recommendations(&app.pool, &listing_ids)
-        .await?
-        .into_iter()
-        .map(|r| (r.listing_id, r))
-        .collect();
     let mut offers = Vec::with_capacity(rows.len());
     let mut cheapest: Vec<Cheapest> = Vec::new();
-    for (row, effective) in rows {
+    for (row, effective, recommendation) in rows {
         let currency = row.currency;
-        let recommendation = recs
-            .remove(&row.listing_id)
+        let recommendation = recommendation
             // A buy from a run before the offer went out of stock is no buy now.
             .filter(|r| row.in_stock || r.action != Action::BuyNow.as_str())
             .map(|r| OfferRecommendation {

@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod listings;
 pub mod notify;
 pub mod page;
+pub mod product_page;
 pub mod recommendations;
 pub mod scrape_runs;
 pub mod sightings;
