@@ -138,7 +138,8 @@ pub async fn products(pool: &PgPool, filter: &ProductFilter) -> StoreResult<Page
     Ok(Page::from_overfetch(rows, filter.limit))
 }
 
-/// One listing of a product with its latest observation.
+/// One listing of a product with its latest observation
+/// ([`crate::product_page`]).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OfferRow {
     pub listing_id: i64,
@@ -157,28 +158,8 @@ pub struct OfferRow {
     pub in_stock: bool,
 }
 
-/// Each listing of a product with its latest observation: by currency,
-/// in stock first, cheapest (after promotions) first.
-pub async fn offers(pool: &PgPool, product_id: i64) -> StoreResult<Vec<OfferRow>> {
-    Ok(sqlx::query_as(
-        "SELECT l.id AS listing_id, r.slug AS retailer, r.currency, l.title, l.url,
-                o.observed_at, o.price_pence, o.was_price_pence, o.effective_price_pence,
-                o.unit_price_pence, o.unit_price_per, o.promo_kind, o.promo_text, o.in_stock
-         FROM listings l
-         JOIN retailers r ON r.id = l.retailer_id
-         CROSS JOIN LATERAL (
-             SELECT * FROM price_observations o
-             WHERE o.listing_id = l.id ORDER BY o.observed_at DESC LIMIT 1
-         ) o
-         WHERE l.product_id = $1
-         ORDER BY r.currency, o.in_stock DESC, o.effective_price_pence, r.slug, l.id",
-    )
-    .bind(product_id)
-    .fetch_all(pool)
-    .await?)
-}
-
-/// A listing's latest recommendation from a succeeded run.
+/// A listing's latest recommendation from a succeeded run
+/// ([`crate::product_page`]).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ListingRecommendationRow {
     pub listing_id: i64,
@@ -188,24 +169,6 @@ pub struct ListingRecommendationRow {
     pub confidence: f64,
     pub expected_change_pence: i64,
     pub message: String,
-}
-
-/// The latest recommendation of each of `listing_ids` that has one.
-pub async fn latest_recommendations(
-    pool: &PgPool,
-    listing_ids: &[i64],
-) -> StoreResult<Vec<ListingRecommendationRow>> {
-    Ok(sqlx::query_as(
-        "SELECT DISTINCT ON (rc.listing_id) rc.listing_id, rc.run_id, rc.as_of, rc.action,
-                rc.confidence, rc.expected_change_pence, rc.message
-         FROM recommendations rc
-         JOIN forecast_runs fr ON fr.id = rc.run_id AND fr.status = 'succeeded'
-         WHERE rc.listing_id = ANY($1)
-         ORDER BY rc.listing_id, rc.run_id DESC",
-    )
-    .bind(listing_ids)
-    .fetch_all(pool)
-    .await?)
 }
 
 /// The width of a price-history bucket.
