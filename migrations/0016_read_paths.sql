@@ -1,8 +1,10 @@
 -- Reads that answer without the response cache: an index for every
 -- filter the API offers.
 
--- `?category=` on /v1/products compares case-insensitively.
-CREATE INDEX products_category_lower_idx ON products (lower(category), id);
+-- `?category=` on /v1/products compares case-insensitively and pages by
+-- name; the plain index on category served neither.
+DROP INDEX products_category_idx;
+CREATE INDEX products_category_lower_idx ON products (lower(category), name, id);
 
 -- The recommendations page, shaped for its filters. Each row carries the
 -- listing's retailer and its product's category (lower case), so a
