@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod fuzz;
+pub mod import_bench;
 pub mod scrape_bench;
 pub mod soak;
 
