@@ -167,6 +167,10 @@ pub enum BenchCommand {
     /// COPY of the same rows into an identical table; plus the daily refresh
     /// cost with short and long history. Uses fresh databases it drops after.
     Ingest(shelfwatch_devtools::bench::IngestBenchArgs),
+    /// `shelfwatch import` of a generated CSV file (default 1,000,000 rows)
+    /// and, beside it, psql `\copy` of the same file into a table with the
+    /// same key. Uses fresh databases it drops after.
+    Import(shelfwatch_devtools::import_bench::ImportBenchArgs),
     /// The forecast job on synthetic history (default 100,000 listings x
     /// 365 days): read, compute and write times, peak memory, against a
     /// plain pass, psql's COPY and (with --python) statsforecast.
@@ -231,6 +235,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "demo")]
         Command::Bench(BenchCommand::Ingest(args)) => {
             shelfwatch_devtools::bench::ingest(args, &settings.dev_tools()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "demo")]
+        Command::Bench(BenchCommand::Import(args)) => {
+            shelfwatch_devtools::import_bench::run(args, &settings.dev_tools()).await?;
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "demo")]

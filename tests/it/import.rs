@@ -156,3 +156,48 @@ async fn the_committed_sample_imports_cleanly() {
     assert_eq!(report.stored.inserted, report.rows);
     assert_eq!(crate::ingest::daily_mismatches(&db.pool).await, 0);
 }
+
+#[tokio::test]
+async fn large_batches_leave_the_foreign_key_checks_on() {
+    let db = TestDb::new().await;
+    // One connection, so the import's session is the one checked after.
+    let pool = crate::support::pool(&db.url, 1).await;
+    let mut csv = String::from("retailer,sku,title,observed_at,price_pence\n");
+    for i in 0..3_000 {
+        let day = 1 + i / 100;
+        csv.push_str(&format!(
+            "tesco,sku-{},Item {},2026-01-{day:02}T08:00:00Z,{}\n",
+            i % 100,
+            i % 100,
+            100 + i % 7
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "big.csv", &csv);
+    let mut ing = Ingestor::new(pool.clone()).await.unwrap();
+    let opts = ImportOptions {
+        batch_size: 2_500,
+        ..options()
+    };
+    let report = import_file(&mut ing, &file, &opts).await.unwrap();
+    assert_eq!((report.stored.inserted, report.rejected), (3_000, 0));
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM price_observations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 3_000);
+    // A row naming no listing is still refused on that connection.
+    let err = sqlx::query(
+        "INSERT INTO price_observations (listing_id, observed_at, price_pence,
+                                         effective_price_pence)
+         VALUES (999999, '2026-01-05T09:00:00Z', 100, 100)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("23503"),
+        "{err}"
+    );
+}

@@ -1,10 +1,11 @@
 //! Developer tools, kept out of the service image: benchmarks that time a
-//! baseline in the same run ([`bench`], [`scrape_bench`]), the soak test
+//! baseline in the same run ([`bench`], [`import_bench`], [`scrape_bench`]), the soak test
 //! ([`soak`]), the parser fuzzer ([`fuzz`]) and an open-loop HTTP load
 //! generator ([`load`]).
 
 pub mod bench;
 pub mod fuzz;
+pub mod import_bench;
 pub mod load;
 pub mod scrape_bench;
 pub mod soak;

@@ -213,6 +213,41 @@ pub fn psql_copy_observations(url: &str, file: &Path) -> anyhow::Result<Duration
     )
 }
 
+/// The table the import benchmark's baseline copies its CSV file into: the
+/// file's columns, typed, keyed as observations are (listing, time).
+pub async fn create_csv_table(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::query(
+        "CREATE TABLE bench_csv (
+             retailer text NOT NULL, sku text NOT NULL, title text NOT NULL,
+             observed_at timestamptz NOT NULL, price_pence bigint NOT NULL,
+             promo_text text, in_stock boolean,
+             PRIMARY KEY (retailer, sku, observed_at))",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Rows in the import benchmark's baseline table.
+pub async fn count_csv_table(pool: &PgPool) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM bench_csv")
+        .fetch_one(pool)
+        .await?)
+}
+
+/// The baseline of the import benchmark: psql's `\copy` of the CSV file
+/// (whose header is `columns`) into [`create_csv_table`]'s table. Returns
+/// its wall time.
+pub fn psql_copy_csv(url: &str, columns: &str, file: &Path) -> anyhow::Result<Duration> {
+    psql(
+        url,
+        &format!(
+            "\\copy bench_csv ({columns}) FROM '{}' (FORMAT csv, HEADER)",
+            file.display()
+        ),
+    )
+}
+
 /// The baseline of the forecast's read: psql's `\copy` of the same query
 /// to /dev/null. Returns its wall time.
 pub fn psql_copy_daily_out(url: &str) -> anyhow::Result<Duration> {
