@@ -16,6 +16,7 @@ mod observability;
 mod reliability;
 mod scrape;
 mod security;
+mod spec;
 mod support;
 mod timescale;
 mod ukpages;
