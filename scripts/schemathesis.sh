@@ -120,7 +120,7 @@ repo=$PWD
     --url "$base" \
     --header "X-Api-Key: $key" \
     --checks all \
-    --exclude-checks positive_data_acceptance \
+    ${SCHEMATHESIS_EXTRA:-} \
     --max-examples "$examples" \
     --seed "${SCHEMATHESIS_SEED:-1}" \
     --workers 1 \

@@ -441,36 +441,55 @@ async fn mistakes_are_4xx_problems() {
         "/v1/products?limit=0",
         "/v1/products?limit=101",
         "/v1/products?limit=ten",
-        "/v1/products?cursor=not-a-cursor",
-        "/v1/products?cursor=bnVsbA",
-        "/v1/products?retailer=nosuch",
+        "/v1/products?cursor=not%20a%20cursor",
+        "/v1/products?cursor=",
         "/v1/products?retailer=NOT%20A%20SLUG",
         "/v1/products?q=%21%21",
         "/v1/products?colour=red",
         "/v1/products/1000/prices?interval=month",
         "/v1/products/1000/prices?from=yesterday",
-        "/v1/products/1000/prices?from=2026-10-01&to=2026-09-01",
-        "/v1/products/1000/prices?retailer=nosuch",
+        "/v1/products/1000/prices?from=",
         "/v1/recommendations?action=panic",
         "/v1/recommendations?min_confidence=2",
         "/v1/recommendations?min_confidence=high",
         "/v1/recommendations?cursor=%2F%2F%2F",
-        "/v1/recommendations?retailer=nosuch",
     ] {
         let body = assert_problem(api.get(path).await, StatusCode::BAD_REQUEST).await;
         assert!(body["detail"].is_string(), "{path}: {body}");
     }
-    let unknown = assert_problem(
-        api.get("/v1/products?retailer=nosuch").await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert!(
-        unknown["detail"]
-            .as_str()
-            .unwrap()
-            .contains("unknown retailer")
-    );
+    // Well formed, but naming nothing that exists: 404, as an unknown id.
+    for (path, says) in [
+        ("/v1/products?retailer=nosuch", "unknown retailer"),
+        ("/v1/products?retailer=0", "unknown retailer"),
+        (
+            "/v1/products/1000/prices?retailer=nosuch",
+            "unknown retailer",
+        ),
+        ("/v1/recommendations?retailer=nosuch", "unknown retailer"),
+        (
+            "/v1/products?cursor=not-a-cursor",
+            "not one this API gave out",
+        ),
+        ("/v1/products?cursor=0", "not one this API gave out"),
+        ("/v1/products?cursor=bnVsbA", "not one this API gave out"),
+        ("/v1/recommendations?cursor=0", "not one this API gave out"),
+    ] {
+        let body = assert_problem(api.get(path).await, StatusCode::NOT_FOUND).await;
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(says), "{path}: {detail}");
+    }
+    // A range that ends before it starts holds no prices; one longer than
+    // ten years is cut to the ten before `to`, and the answer says so.
+    let inverted = api
+        .json("/v1/products/1000/prices?from=2026-10-01&to=2026-09-01")
+        .await;
+    assert_eq!(inverted["series"], serde_json::json!([]));
+    assert_eq!(inverted["from"], "2026-10-01T00:00:00Z");
+    let long = api
+        .json("/v1/products/1000/prices?from=2000-01-01&to=2026-09-01")
+        .await;
+    assert_eq!(long["from"], "2016-08-24T00:00:00Z");
+    assert_eq!(long["to"], "2026-09-01T00:00:00Z");
     let wrong_method = api.http.put(api.url("/v1/retailers")).send().await.unwrap();
     assert_problem(wrong_method, StatusCode::METHOD_NOT_ALLOWED).await;
 }
@@ -904,7 +923,7 @@ async fn watches_belong_to_their_owner() {
         ),
         (
             serde_json::json!({"product_id": 424242, "target_price_pence": 100, "webhook_url": "http://127.0.0.1/x"}),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::NOT_FOUND,
         ),
         (
             serde_json::json!({"product_id": "beans", "target_price_pence": 100, "webhook_url": "http://127.0.0.1/x"}),
@@ -1242,7 +1261,7 @@ async fn admin_jobs_are_queued_and_never_waited_on() {
         serde_json::json!({"retailer": "nosuch"}),
     )
     .await;
-    assert_problem(unknown, StatusCode::BAD_REQUEST).await;
+    assert_problem(unknown, StatusCode::NOT_FOUND).await;
     let extra = post_json(
         &api,
         "/v1/admin/scrape-runs",

@@ -17,6 +17,7 @@ mod offers;
 mod reliability;
 mod scrape;
 mod security;
+mod spec;
 mod support;
 mod timescale;
 mod ukpages;

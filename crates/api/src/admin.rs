@@ -143,9 +143,12 @@ async fn accept(
 /// takes the job.
 #[utoipa::path(
     post, path = "/v1/admin/scrape-runs", tag = "admin",
-    request_body(content = Option<ScrapeRequest>, description = "Optional: which retailer"),
+    request_body(content = Option<ScrapeRequest>,
+                 description = "Optional: which retailer (no body, an empty body or null: all)"),
     responses((status = 202, description = "Queued", body = Accepted,
-               headers(("Location" = String, description = "The job's URL")))),
+               headers(("Location" = String, description = "The job's URL"))),
+              (status = 404, description = "No such retailer", body = super::error::Problem,
+               content_type = "application/problem+json")),
     security(("api_key" = []), ("bearer" = []))
 )]
 pub async fn enqueue_scrape(
@@ -168,7 +171,8 @@ pub async fn enqueue_scrape(
 /// Ask for a forecast run. Returns at once; `forecast --every` takes the job.
 #[utoipa::path(
     post, path = "/v1/admin/forecast-runs", tag = "admin",
-    request_body(content = Option<ForecastRequest>, description = "Empty object or no body"),
+    request_body(content = Option<ForecastRequest>,
+                 description = "Optional: an empty object, no body, an empty body or null"),
     responses((status = 202, description = "Queued", body = Accepted,
                headers(("Location" = String, description = "The job's URL")))),
     security(("api_key" = []), ("bearer" = []))

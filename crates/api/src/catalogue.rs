@@ -63,13 +63,14 @@ pub async fn list_retailers(
     }))
 }
 
-/// The id of the retailer with `slug`; an unknown one is the caller's mistake.
+/// The id of the retailer with `slug`: a slug of the wrong shape is a
+/// 400, a well-formed one no retailer has a 404 (as an unknown id).
 pub async fn retailer_id(app: &App, slug: &str) -> ApiResult<i64> {
     let slug = model::retailer_slug(slug)?;
     app.retailer_ids
         .get(&app.pool, slug.as_str())
         .await?
-        .ok_or_else(|| ApiError::bad_request(format!("unknown retailer {:?}", slug.as_str())))
+        .ok_or_else(|| ApiError::not_found(format!("unknown retailer {:?}", slug.as_str())))
 }
 
 /// The id of the retailer a query names, if it names one.
@@ -390,9 +391,15 @@ pub struct PriceQuery {
     /// Only this retailer (slug).
     #[param(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     pub retailer: Option<String>,
-    /// Start (inclusive): RFC 3339 time or date. Default: 90 days before `to`.
+    /// Start (inclusive): an RFC 3339 time (a `YYYY-MM-DD` date is read as
+    /// its midnight UTC). Default: 90 days before `to`. At most ten years
+    /// before `to` (an earlier one is raised); a range ending before it
+    /// starts holds no prices. Times before 1970 or after 9999 are moved to
+    /// those ends. The answer's `from` and `to` are the range it covers.
+    #[param(format = DateTime)]
     pub from: Option<String>,
-    /// End (exclusive): RFC 3339 time or date. Default: now.
+    /// End (exclusive): an RFC 3339 time or date. Default: now.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Bucket size: `day` (default) or `week` (weeks start on Monday).
     pub interval: Option<Interval>,
@@ -439,6 +446,9 @@ pub struct PriceHistory {
     pub series: Vec<PriceSeries>,
 }
 
+/// Most days of history one request covers (ten years).
+const MAX_HISTORY_DAYS: i64 = 3660;
+
 /// Daily or weekly price history of a product at each retailer, from the
 /// daily aggregates.
 #[utoipa::path(
@@ -465,14 +475,9 @@ pub async fn product_prices(
         Some(t) => model::parse_time("from", t)?,
         None => to - Duration::days(90),
     };
-    if from >= to {
-        return Err(ApiError::bad_request("from must be before to"));
-    }
-    if to - from > Duration::days(3660) {
-        return Err(ApiError::bad_request(
-            "at most ten years of history per request",
-        ));
-    }
+    // At most ten years per request: an earlier `from` is raised to ten
+    // years before `to` (the answer's `from` says which range it covers).
+    let from = from.max(to - Duration::days(MAX_HISTORY_DAYS));
     let interval = query.interval.unwrap_or_default();
     let retailer = retailer_filter(&app, query.retailer.as_deref()).await?;
     product(&app.pool, id).await?;
@@ -486,7 +491,12 @@ pub async fn product_prices(
         to,
         retailer_id: retailer,
     };
-    let rows = store::price_history(&app.pool, &filter).await?;
+    // A range that ends before it starts holds no prices.
+    let rows = if from < to {
+        store::price_history(&app.pool, &filter).await?
+    } else {
+        Vec::new()
+    };
     let mut series: Vec<PriceSeries> = Vec::new();
     for row in rows {
         let currency = row.currency;

@@ -35,10 +35,26 @@ fn refuse_encoded_nul(text: Option<&str>) -> Result<(), ApiError> {
 }
 
 /// A parsed JSON body as `T`: 400 when it holds a NUL, 422 when its shape
-/// is wrong.
+/// is wrong. Every request body is an object: serde would also read a
+/// struct from an array of its fields in order, which the document does
+/// not allow.
 fn body_as<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     if json_has_nul(&value) {
         return Err(ApiError::bad_request(NUL_REFUSED));
+    }
+    if !value.is_object() {
+        let kind = match value {
+            Value::Array(_) => "an array",
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Object(_) => "an object",
+        };
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("request body: expected an object, not {kind}"),
+        ));
     }
     serde_json::from_value(value).map_err(|e| {
         ApiError::new(
@@ -203,7 +219,8 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
     }
 }
 
-/// A JSON body that may be absent (an empty body reads as None).
+/// A JSON object body that may be left out: no body, an empty one and
+/// JSON `null` all read as None (the defaults).
 pub struct OptionalJson<T>(pub Option<T>);
 
 impl<T, S> FromRequest<S> for OptionalJson<T>
@@ -222,6 +239,9 @@ where
         }
         let value: Value =
             serde_json::from_slice(&bytes).map_err(|_| body_refused(StatusCode::BAD_REQUEST))?;
+        if value.is_null() {
+            return Ok(OptionalJson(None));
+        }
         body_as(value).map(|v| OptionalJson(Some(v)))
     }
 }

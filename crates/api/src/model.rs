@@ -2,7 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
@@ -28,21 +28,31 @@ pub fn encode_cursor<T: Serialize>(key: &T) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(key).unwrap_or_default())
 }
 
+/// The key in a cursor. One that is not a cursor's shape (the documented
+/// pattern: 1 to 512 base64url characters) is a 400; one of that shape
+/// that this API never gave out names no page, a 404, as an unknown id
+/// does. A cursor holding a NUL is a 400, as NUL is anywhere.
 pub fn decode_cursor<T: DeserializeOwned>(cursor: &str) -> Result<T, ApiError> {
-    let bad = || {
-        ApiError::bad_request(
-            "cursor is not one this API gave out (pass next_cursor back unchanged)",
+    let well_formed = (1..=512).contains(&cursor.len())
+        && cursor
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !well_formed {
+        return Err(ApiError::bad_request(
+            "cursor must be 1 to 512 base64url characters (pass next_cursor back unchanged)",
+        ));
+    }
+    let unknown = || {
+        ApiError::not_found(
+            "no page at this cursor: it is not one this API gave out (pass next_cursor back unchanged)",
         )
     };
-    if cursor.len() > 512 {
-        return Err(bad());
-    }
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| unknown())?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| unknown())?;
     if super::extract::json_has_nul(&value) {
-        return Err(bad());
+        return Err(ApiError::bad_request(super::extract::NUL_REFUSED));
     }
-    serde_json::from_value(value).map_err(|_| bad())
+    serde_json::from_value(value).map_err(|_| unknown())
 }
 
 /// Page size: default when absent, 400 outside 1..=max.
@@ -63,29 +73,45 @@ pub fn limit(requested: Option<i64>, default: i64, max: i64) -> Result<i64, ApiE
 pub const TIME_YEARS: std::ops::RangeInclusive<i32> =
     shelfwatch_store::ingest::FIRST_OBSERVED_YEAR..=9999;
 
-/// Reads an RFC 3339 time or a `YYYY-MM-DD` date (midnight UTC), in
-/// [`TIME_YEARS`].
+/// Reads an RFC 3339 time or a `YYYY-MM-DD` date (midnight UTC). Its year
+/// must be written with four digits (RFC 3339 has no other), or it is a
+/// 400; a time outside [`TIME_YEARS`] is moved to the nearest end of them
+/// (no price is older than their start, and none is later than their
+/// end), so every time the API queries with and echoes is in range.
 pub fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
-    let parsed = DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-        .or_else(|| {
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+    let four_digit_year = text.len() >= 5
+        && text.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+        && text.as_bytes()[4] == b'-';
+    let parsed = four_digit_year
+        .then(|| {
+            DateTime::parse_from_rfc3339(text)
                 .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|t| t.and_utc())
-        });
-    match parsed {
-        Some(t) if TIME_YEARS.contains(&t.year()) => Ok(t),
-        Some(_) => Err(ApiError::bad_request(format!(
-            "{name} must fall in the years {} to {}, not {text:?}",
-            TIME_YEARS.start(),
-            TIME_YEARS.end()
-        ))),
-        None => Err(ApiError::bad_request(format!(
-            "{name} must be an RFC 3339 time (2026-01-02T08:00:00Z) or a date (2026-01-02), not {text:?}"
-        ))),
-    }
+                .map(|t| t.with_timezone(&Utc))
+                .or_else(|| {
+                    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                        .ok()
+                        .and_then(|d| d.and_hms_opt(0, 0, 0))
+                        .map(|t| t.and_utc())
+                })
+        })
+        .flatten();
+    let Some(parsed) = parsed else {
+        return Err(ApiError::bad_request(format!(
+            "{name} must be an RFC 3339 time (2026-01-02T08:00:00Z) or a date (2026-01-02) \
+             with a four-digit year, not {text:?}"
+        )));
+    };
+    let earliest = NaiveDate::from_ymd_opt(*TIME_YEARS.start(), 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc());
+    let latest = NaiveDate::from_ymd_opt(*TIME_YEARS.end(), 12, 31)
+        .and_then(|d| d.and_hms_opt(23, 59, 59))
+        .map(|t| t.and_utc());
+    Ok(match (earliest, latest) {
+        (Some(earliest), _) if parsed < earliest => earliest,
+        (_, Some(latest)) if parsed > latest => latest,
+        _ => parsed,
+    })
 }
 
 /// A category filter: at most 200 characters.
@@ -117,6 +143,7 @@ pub struct UnitPrice {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
 
     #[test]
     fn money_formats_per_currency() {
@@ -131,8 +158,14 @@ mod tests {
         let c = encode_cursor(&("Beans", 42i64));
         let back: (String, i64) = decode_cursor(&c).unwrap();
         assert_eq!(back, ("Beans".to_owned(), 42));
-        assert!(decode_cursor::<(String, i64)>("!!!").is_err());
-        assert!(decode_cursor::<(String, i64)>(&encode_cursor(&7)).is_err());
+        let status = |c: &str| decode_cursor::<(String, i64)>(c).unwrap_err().status();
+        assert_eq!(status("!!!"), StatusCode::BAD_REQUEST);
+        assert_eq!(status(""), StatusCode::BAD_REQUEST);
+        assert_eq!(status(&"a".repeat(513)), StatusCode::BAD_REQUEST);
+        // The cursor's shape, but not one this API made: no such page.
+        assert_eq!(status("0"), StatusCode::NOT_FOUND);
+        assert_eq!(status(&encode_cursor(&7)), StatusCode::NOT_FOUND);
+        assert_eq!(status(&encode_cursor(&("\0", 1))), StatusCode::BAD_REQUEST);
     }
 
     #[test]
@@ -142,15 +175,18 @@ mod tests {
         assert!(parse_time("from", "yesterday").is_err());
         assert!(parse_time("from", "1970-01-01").is_ok());
         assert!(parse_time("to", "9999-12-31T23:59:59Z").is_ok());
-        for outside in [
-            "-5000-01-01",
-            "1969-12-31",
-            "1969-12-31T23:59:59Z",
-            "+262000-01-01",
-            "10000-01-01",
-            "9999-12-31T23:00:00-05:00",
-        ] {
+        // Not RFC 3339: other than four digits of year.
+        for outside in ["-5000-01-01", "+262000-01-01", "10000-01-01", "", "0"] {
             assert!(parse_time("from", outside).is_err(), "{outside}");
+        }
+        // RFC 3339 beyond the years: moved to their ends.
+        for (beyond, moved) in [
+            ("1969-12-31", "1970-01-01T00:00:00Z"),
+            ("0001-01-01T00:00:00+01:00", "1970-01-01T00:00:00Z"),
+            ("9999-12-31T23:00:00-05:00", "9999-12-31T23:59:59Z"),
+        ] {
+            let t = parse_time("from", beyond).unwrap();
+            assert_eq!(t.to_rfc3339_opts(SecondsFormat::AutoSi, true), moved);
         }
         assert_eq!(limit(None, 20, 100).unwrap(), 20);
         assert!(limit(Some(0), 20, 100).is_err());

@@ -3,7 +3,8 @@
 //! from [`ApiDoc`] and [`Conventions`]. The committed copy
 //! (`openapi/openapi.json`) is checked against it by a test.
 
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::{Schema, SchemaType, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -158,6 +159,22 @@ impl Modify for Conventions {
                     .build(),
             ),
         );
+        components.responses.insert(
+            "NotFound".to_owned(),
+            RefOr::T(problem(
+                "Not found: no such item, or a retailer or cursor given that does not exist",
+            )),
+        );
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                optional_bodies_are_objects(op);
+                query_values_are_never_null(op);
+                names_what_may_not_exist(op);
+            }
+        }
         for (path, item) in openapi.paths.paths.iter_mut() {
             if !path.starts_with("/v1") {
                 continue;
@@ -182,5 +199,71 @@ impl Modify for Conventions {
                 add(op, &shared);
             }
         }
+    }
+}
+
+/// An optional body documented as `oneOf [X, null]` (utoipa's reading of
+/// `Option<X>`) becomes an optional `X`: the body may be left out (the
+/// server also reads an empty body and `null` as the defaults). Generated
+/// clients send no body for "not given" instead of a JSON `null`.
+fn optional_bodies_are_objects(op: &mut Operation) {
+    let Some(RefOr::T(body)) = op.request_body.as_mut() else {
+        return;
+    };
+    for content in body.content.values_mut() {
+        let RefOr::T(content) = content else {
+            continue;
+        };
+        if let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema {
+            let mut others = one_of.items.iter().filter(|item| !is_null(item));
+            if let (Some(only), None) = (others.next(), others.next()) {
+                content.schema = Some(only.clone());
+            }
+        }
+    }
+}
+
+fn is_null(schema: &RefOr<Schema>) -> bool {
+    matches!(schema, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null))
+}
+
+/// A query parameter is given or left out; it cannot be `null` (an empty
+/// value is not `null` either, and is refused when it does not parse).
+fn query_values_are_never_null(op: &mut Operation) {
+    for parameter in op.parameters.iter_mut().flatten() {
+        let RefOr::T(parameter) = parameter else {
+            continue;
+        };
+        if parameter.parameter_in != ParameterIn::Query {
+            continue;
+        }
+        if let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut()
+            && let SchemaType::Array(types) = &schema.schema_type
+        {
+            let types: Vec<Type> = types
+                .iter()
+                .filter(|t| **t != Type::Null)
+                .cloned()
+                .collect();
+            schema.schema_type = match types.as_slice() {
+                [one] => SchemaType::Type(one.clone()),
+                _ => SchemaType::Array(types),
+            };
+        }
+    }
+}
+
+/// Operations that take a `retailer` or a `cursor` answer 404 for one
+/// that is well formed but does not exist, as for an unknown id.
+fn names_what_may_not_exist(op: &mut Operation) {
+    let names_one = op.parameters.iter().flatten().any(|p| {
+        matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Query
+                && (p.name == "retailer" || p.name == "cursor"))
+    });
+    if names_one {
+        op.responses
+            .responses
+            .entry("404".to_owned())
+            .or_insert_with(|| RefOr::Ref(Ref::from_response_name("NotFound")));
     }
 }

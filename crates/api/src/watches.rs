@@ -20,25 +20,80 @@ use super::extract::{Json, Path, Query};
 use super::model::{self, Money, rfc3339};
 use super::{AppState, audit};
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// `POST /v1/watches` as read: one struct for both kinds of watch, so a
+/// body that gives both or neither is told which rule it broke (the
+/// document states the two kinds, [`NewWatchBody`]).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({
-    "product_id": 1000,
-    "target_price_pence": 120,
-    "webhook_url": "http://127.0.0.1:9/shelfwatch"
-}))]
 pub struct CreateWatch {
     pub product_id: i64,
     /// Notify when the cheapest offer is at or below this (minor units).
     pub target_price_pence: Option<i64>,
     /// Or: notify when it drops this many percent below today's cheapest.
-    #[schema(minimum = 1, maximum = 99)]
     pub drop_percent: Option<i32>,
+    /// Where to POST the notification.
+    pub webhook_url: String,
+    /// Currency of the offers watched (default GBP).
+    pub currency: Option<String>,
+}
+
+// The handler reads [`CreateWatch`], which says which rule a body broke;
+// these types are the body as the document states it.
+/// A new watch: on a target price or on a drop, never both.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum NewWatchBody {
+    AtPrice(WatchAtPrice),
+    OnDrop(WatchOnDrop),
+}
+
+/// Notify when the cheapest offer is at or below a price.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct WatchAtPrice {
+    pub product_id: i64,
+    /// Notify when the cheapest offer is at or below this (minor units).
+    #[schema(minimum = 1, maximum = 10_000_000)]
+    pub target_price_pence: i64,
+    #[schema(schema_with = null_only)]
+    pub drop_percent: Option<()>,
     /// Where to POST the notification (http; must pass the allow-list).
     #[schema(example = "http://hooks.example/shelfwatch")]
     pub webhook_url: String,
     /// Currency of the offers watched (default GBP).
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
+}
+
+/// Notify when the cheapest offer drops a share below today's.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct WatchOnDrop {
+    pub product_id: i64,
+    /// Notify when it drops this many percent below today's cheapest.
+    #[schema(minimum = 1, maximum = 99)]
+    pub drop_percent: i32,
+    #[schema(schema_with = null_only)]
+    pub target_price_pence: Option<()>,
+    /// Where to POST the notification (http; must pass the allow-list).
+    #[schema(example = "http://hooks.example/shelfwatch")]
+    pub webhook_url: String,
+    /// Currency of the offers watched (default GBP).
+    #[schema(pattern = "^[A-Z]{3}$")]
+    pub currency: Option<String>,
+}
+
+/// The other kind's field in a watch: only `null`, the same as leaving it out.
+fn null_only() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Null)
+        .description(Some(
+            "Only null (the same as leaving it out): a watch is on a price or on a drop",
+        ))
+        .build()
 }
 
 /// A watch as its owner sees it (the secret is shown once, at creation).
@@ -103,10 +158,16 @@ fn unprocessable(detail: impl Into<String>) -> ApiError {
 /// Make a watch on a product's price.
 #[utoipa::path(
     post, path = "/v1/watches", tag = "watches",
-    request_body = CreateWatch,
+    request_body(content = NewWatchBody, example = json!({
+        "product_id": 1000,
+        "target_price_pence": 120,
+        "webhook_url": "http://127.0.0.1:9/shelfwatch"
+    })),
     responses(
         (status = 201, description = "Created; the secret is shown only now", body = CreatedWatch,
          headers(("Location" = String, description = "The watch's URL"))),
+        (status = 404, description = "No such product", body = super::error::Problem,
+         content_type = "application/problem+json"),
         (status = 409, description = "The caller already has `api.max_watches_per_principal` watches",
          body = super::error::Problem, content_type = "application/problem+json"),
     ),
@@ -144,7 +205,10 @@ pub async fn create_watch(
         .map_err(unprocessable)?;
     let webhook_url = webhook_url.to_string();
     if !store::product_exists(&app.pool, body.product_id).await? {
-        return Err(unprocessable(format!("no product {}", body.product_id)));
+        return Err(ApiError::not_found(format!(
+            "no product {}",
+            body.product_id
+        )));
     }
     let baseline = store::cheapest_now(&app.pool, body.product_id, currency).await?;
     // Standard Webhooks form: `whsec_` and the key in standard base64.
@@ -163,7 +227,10 @@ pub async fn create_watch(
     let row = match store::create(&app.pool, &new, quota).await {
         // The product was deleted since it was looked up.
         Err(StoreError::ForeignKey { .. }) => {
-            return Err(unprocessable(format!("no product {}", body.product_id)));
+            return Err(ApiError::not_found(format!(
+                "no product {}",
+                body.product_id
+            )));
         }
         Ok(None) => {
             return Err(ApiError::new(
