@@ -1637,6 +1637,68 @@ async fn reads_are_reused_briefly_then_refreshed() {
     assert_eq!(api.json("/v1/products/1001").await["name"], "Renamed milk");
 }
 
+/// `q=beans` finds "Heinz Beanz" by spelling (pg_trgm word similarity) as
+/// well as "Baked Beans" by its words, exact words first; search pages by
+/// rank with its own cursor.
+#[tokio::test]
+async fn search_tolerates_spelling_variants_and_ranks_exact_words_first() {
+    let db = seeded().await;
+    for (id, name) in [(2000, "Heinz Beanz 415g"), (2001, "Heinz Beanz 4 x 415g")] {
+        sqlx::query(
+            "INSERT INTO products (id, name, brand, category) OVERRIDING SYSTEM VALUE
+             VALUES ($1, $2, 'Heinz', 'Tins')",
+        )
+        .bind(id)
+        .bind(name)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    let api = serve(db, |_| {}).await;
+    let ids = |v: &Value| -> Vec<i64> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_i64().unwrap())
+            .collect()
+    };
+    // "Beans" in a name is a word match and comes first; "Beanz" follows.
+    let beans = api.json("/v1/products?q=beans").await;
+    assert_eq!(ids(&beans), [1000, 2001, 2000], "{beans}");
+    // The other way round: "Beanz" names first, then "Beans".
+    let beanz = api.json("/v1/products?q=BEANZ").await;
+    assert_eq!(ids(&beanz), [2001, 2000, 1000], "{beanz}");
+    // Every word must match one way or the other.
+    let heinz_beans = api.json("/v1/products?q=heinz%20beans").await;
+    assert_eq!(ids(&heinz_beans), [1000, 2001, 2000], "{heinz_beans}");
+    let none = api.json("/v1/products?q=caviar").await;
+    assert!(ids(&none).is_empty(), "{none}");
+    let none = api.json("/v1/products?q=beans%20caviar").await;
+    assert!(ids(&none).is_empty(), "{none}");
+
+    // Pages of one through a search: every match once, in rank order.
+    let mut seen = Vec::new();
+    let mut path = "/v1/products?q=beans&limit=1".to_owned();
+    loop {
+        let page = api.json(&path).await;
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/products?q=beans&limit=1&cursor={c}"),
+            None => break,
+        }
+        assert!(seen.len() < 10, "paging does not end: {seen:?}");
+    }
+    assert_eq!(seen, [1000, 2001, 2000]);
+    // A list's cursor is not a search's.
+    let list = api.json("/v1/products?limit=1").await;
+    let cursor = list["next_cursor"].as_str().unwrap();
+    let r = api
+        .get(&format!("/v1/products?q=beans&cursor={cursor}"))
+        .await;
+    assert_problem(r, StatusCode::BAD_REQUEST).await;
+}
+
 /// The demo store's history imported by the binary: `import` matches the
 /// listings into products named with their packs and categorised from the
 /// `category` column, and the category filters of /v1/products and
