@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{LogFormat, Settings};
@@ -50,8 +51,12 @@ pub enum Command {
     /// Work on retailer configs.
     #[command(subcommand)]
     Retailer(crate::scrape_cmd::RetailerCommand),
-    /// Backfill prices from a CSV file through the ingest path.
+    /// Backfill prices from a CSV file through the ingest path, then match
+    /// products.
     Import(ImportArgs),
+    /// Match listings across retailers into products now (scrape and
+    /// import also do it after storing).
+    Match,
     /// Run the forecast batch job over the daily aggregates.
     Forecast(ForecastArgs),
     /// Measure forecast accuracy and confidence calibration on stored history.
@@ -230,6 +235,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Import(args) => import(args, &settings).await,
+        Command::Match => {
+            let pool = connect(&settings).await?;
+            let report = shelfwatch_scrape::matching::run(&pool).await?;
+            println!("{}", report.summary());
+            Ok(ExitCode::SUCCESS)
+        }
         #[cfg(feature = "demo")]
         Command::Up(args) => crate::up::run(args, &settings).await,
         #[cfg(feature = "demo")]
@@ -342,7 +353,7 @@ async fn db_command(cmd: DbCommand, settings: &Settings) -> anyhow::Result<ExitC
 
 async fn import(args: ImportArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let pool = connect(settings).await?;
-    let mut ingestor = Ingestor::new(pool).await?;
+    let mut ingestor = Ingestor::new(pool.clone()).await?;
     let options = ImportOptions {
         batch_size: args.batch_size.unwrap_or(settings.ingest.batch_size),
         rejects: args.rejects,
@@ -368,6 +379,11 @@ async fn import(args: ImportArgs, settings: &Settings) -> anyhow::Result<ExitCod
             path.display()
         );
     }
+    // Imported listings become products, as scraped ones do.
+    let matched = shelfwatch_scrape::matching::run(&pool)
+        .await
+        .context("matching the imported listings to products")?;
+    println!("{}", matched.summary());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -110,10 +110,7 @@ fn print_pass(report: &PassReport) {
         );
     }
     if let Some(m) = &report.matching {
-        println!(
-            "products: {} listings matched across retailers into {} products; {} on their own, {} by override",
-            m.matched_listings, m.matched_products, m.single, m.overridden
-        );
+        println!("{}", m.summary());
     }
 }
 

@@ -1736,3 +1736,139 @@ async fn reads_are_reused_briefly_then_refreshed() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(api.json("/v1/products/1001").await["name"], "Renamed milk");
 }
+
+/// `q=beans` finds "Heinz Beanz" by spelling (pg_trgm word similarity) as
+/// well as "Baked Beans" by its words, exact words first; search pages by
+/// rank with its own cursor.
+#[tokio::test]
+async fn search_tolerates_spelling_variants_and_ranks_exact_words_first() {
+    let db = seeded().await;
+    for (id, name) in [(2000, "Heinz Beanz 415g"), (2001, "Heinz Beanz 4 x 415g")] {
+        sqlx::query(
+            "INSERT INTO products (id, name, brand, category) OVERRIDING SYSTEM VALUE
+             VALUES ($1, $2, 'Heinz', 'Tins')",
+        )
+        .bind(id)
+        .bind(name)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    let api = serve(db, |_| {}).await;
+    let ids = |v: &Value| -> Vec<i64> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_i64().unwrap())
+            .collect()
+    };
+    // "Beans" in a name is a word match and comes first; "Beanz" follows.
+    let beans = api.json("/v1/products?q=beans").await;
+    assert_eq!(ids(&beans), [1000, 2001, 2000], "{beans}");
+    // The other way round: "Beanz" names first, then "Beans".
+    let beanz = api.json("/v1/products?q=BEANZ").await;
+    assert_eq!(ids(&beanz), [2001, 2000, 1000], "{beanz}");
+    // Every word must match one way or the other.
+    let heinz_beans = api.json("/v1/products?q=heinz%20beans").await;
+    assert_eq!(ids(&heinz_beans), [1000, 2001, 2000], "{heinz_beans}");
+    let none = api.json("/v1/products?q=caviar").await;
+    assert!(ids(&none).is_empty(), "{none}");
+    let none = api.json("/v1/products?q=beans%20caviar").await;
+    assert!(ids(&none).is_empty(), "{none}");
+
+    // Pages of one through a search: every match once, in rank order.
+    let mut seen = Vec::new();
+    let mut path = "/v1/products?q=beans&limit=1".to_owned();
+    loop {
+        let page = api.json(&path).await;
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/products?q=beans&limit=1&cursor={c}"),
+            None => break,
+        }
+        assert!(seen.len() < 10, "paging does not end: {seen:?}");
+    }
+    assert_eq!(seen, [1000, 2001, 2000]);
+    // A list's cursor is not a search's.
+    let list = api.json("/v1/products?limit=1").await;
+    let cursor = list["next_cursor"].as_str().unwrap();
+    let r = api
+        .get(&format!("/v1/products?q=beans&cursor={cursor}"))
+        .await;
+    assert_problem(r, StatusCode::BAD_REQUEST).await;
+}
+
+/// The demo store's history imported by the binary: `import` matches the
+/// listings into products named with their packs and categorised from the
+/// `category` column, and the category filters of /v1/products and
+/// /v1/recommendations keep exactly that aisle.
+#[tokio::test]
+async fn imported_listings_become_categorised_products() {
+    let db = TestDb::new().await;
+    let day = chrono::NaiveDate::from_ymd_opt(2025, 9, 1).unwrap();
+    let (store, _dir, path) =
+        crate::matching::demo_history_csv(day - chrono::Duration::days(29), day);
+    let out = shelfwatch_on(
+        &db.url,
+        &["import", path.to_str().unwrap(), "--no-progress"],
+    )
+    .env("RUST_LOG", "warn")
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("listings matched across retailers"),
+        "{stdout}"
+    );
+    // Matching again on demand changes nothing.
+    let again = shelfwatch_on(&db.url, &["match"]).output().unwrap();
+    let again_out = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(again.status.success(), "{again_out}");
+    assert!(
+        again_out.contains("0 listings moved, 0 products renamed"),
+        "{again_out}"
+    );
+    forecast::run_once(&db.pool, &Params::default(), Shard::ALL)
+        .await
+        .unwrap();
+    let api = serve(db, |_| {}).await;
+
+    let truth = store.truth(day);
+    let frozen_keys: std::collections::BTreeSet<&str> = truth
+        .iter()
+        .filter(|t| t.category == "Frozen")
+        .map(|t| t.product_key.as_str())
+        .collect();
+    assert!(frozen_keys.len() >= 5);
+    let all = api.json("/v1/products?limit=100").await;
+    let all = all["data"].as_array().unwrap();
+    assert_eq!(all.len(), 54, "one product per demo product");
+    assert!(all.iter().all(|p| p["category"].is_string()), "{all:?}");
+    let frozen = api.json("/v1/products?category=frozen&limit=100").await;
+    let frozen = frozen["data"].as_array().unwrap();
+    assert_eq!(frozen.len(), frozen_keys.len(), "{frozen:?}");
+    assert!(frozen.iter().all(|p| p["category"] == "Frozen"));
+    assert!(
+        frozen
+            .iter()
+            .any(|p| p["name"] == "Birds Eye Cod Fish Fingers 280g"),
+        "{frozen:?}"
+    );
+
+    let recs = api
+        .json("/v1/recommendations?category=Fresh%20%26%20Chilled&limit=100")
+        .await;
+    let recs = recs["data"].as_array().unwrap();
+    assert!(!recs.is_empty());
+    for r in recs {
+        assert_eq!(r["category"], "Fresh & Chilled", "{r}");
+    }
+    let everything = api.json("/v1/recommendations?limit=100").await;
+    assert!(everything["data"].as_array().unwrap().len() > recs.len());
+}

@@ -39,6 +39,7 @@ fn help_lists_every_role() {
         "migrate",
         "scrape",
         "import",
+        "match",
         "forecast",
         "backtest",
         "serve",

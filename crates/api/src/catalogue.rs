@@ -8,7 +8,8 @@ use shelfwatch_domain::action::Action;
 use shelfwatch_domain::effective::{EffectivePrice, effective_price};
 use shelfwatch_store::PgPool;
 use shelfwatch_store::catalogue::{
-    self as store, Bucket, OfferRow, PriceHistoryFilter, ProductFilter, ProductRow, SearchTerms,
+    self as store, Bucket, OfferRow, PriceHistoryFilter, ProductCursor, ProductFilter,
+    ProductRow, SearchTerms,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -116,7 +117,8 @@ impl From<ProductRow> for Product {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ProductQuery {
-    /// Words to find in the name or brand (each word matches as a prefix).
+    /// Words to find in the name or brand: each word matches as a prefix or
+    /// by spelling ("beans" finds "Beanz"); results come best match first.
     #[param(max_length = 200)]
     pub q: Option<String>,
     /// Exact category (case-insensitive).
@@ -140,12 +142,13 @@ pub struct ProductPage {
     pub next_cursor: Option<String>,
 }
 
-/// Search products by name and brand, by category and by retailer; sorted
-/// by name.
+/// Search products by name and brand (word prefixes and spelling
+/// variants), by category and by retailer; sorted by name, or best match
+/// first when searching.
 #[utoipa::path(
     get, path = "/v1/products", tag = "catalogue",
     params(ProductQuery),
-    responses((status = 200, description = "A page of products, by name", body = ProductPage)),
+    responses((status = 200, description = "A page of products, by name (best match first with `q`)", body = ProductPage)),
     security((), ("api_key" = []), ("bearer" = []))
 )]
 pub async fn list_products(
@@ -155,11 +158,6 @@ pub async fn list_products(
 ) -> ApiResult<Json<ProductPage>> {
     caller.require_read(&app)?;
     let limit = model::limit(query.limit, 20, 100)?;
-    let after: Option<(String, i64)> = query
-        .cursor
-        .as_deref()
-        .map(model::decode_cursor)
-        .transpose()?;
     let search = match &query.q {
         Some(q) if q.chars().count() > 200 => {
             return Err(ApiError::bad_request("q is longer than 200 characters"));
@@ -169,6 +167,18 @@ pub async fn list_products(
                 .ok_or_else(|| ApiError::bad_request("q has no words to search for"))?,
         ),
         None => None,
+    };
+    // A search pages by rank, a list by name: each has its own cursor.
+    let after = match (query.cursor.as_deref(), &search) {
+        (None, _) => None,
+        (Some(c), Some(_)) => {
+            let (rank, name, id): (i64, String, i64) = model::decode_cursor(c)?;
+            Some(ProductCursor::Ranked(rank, name, id))
+        }
+        (Some(c), None) => {
+            let (name, id): (String, i64) = model::decode_cursor(c)?;
+            Some(ProductCursor::Name(name, id))
+        }
     };
     model::check_category(query.category.as_deref())?;
     let retailer_id = retailer_filter(&app, query.retailer.as_deref()).await?;
@@ -180,9 +190,10 @@ pub async fn list_products(
         limit,
     };
     let page = store::products(&app.pool, &filter).await?;
-    let next_cursor = page
-        .last_if_more()
-        .map(|p| model::encode_cursor(&(&p.name, p.id)));
+    let next_cursor = page.last_if_more().map(|p| match p.search_rank {
+        Some(rank) => model::encode_cursor(&(rank, &p.name, p.id)),
+        None => model::encode_cursor(&(&p.name, p.id)),
+    });
     Ok(Json(ProductPage {
         data: page.items.into_iter().map(Product::from).collect(),
         next_cursor,

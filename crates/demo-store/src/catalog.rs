@@ -155,6 +155,91 @@ const fn items(count: u32) -> PackSpec {
     }
 }
 
+/// A shop aisle: each retailer's listing page can show one aisle
+/// (`?aisle=frozen`), which the retailer configs scrape as a start URL with
+/// its category. The food cupboard is big enough that the paginated shops
+/// need two pages and the scrolling one more than one batch for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Aisle {
+    FoodCupboard,
+    Drinks,
+    FreshAndChilled,
+    Frozen,
+    Household,
+}
+
+impl Aisle {
+    pub const ALL: [Aisle; 5] = [
+        Aisle::FoodCupboard,
+        Aisle::Drinks,
+        Aisle::FreshAndChilled,
+        Aisle::Frozen,
+        Aisle::Household,
+    ];
+
+    /// The `?aisle=` value.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Aisle::FoodCupboard => "food-cupboard",
+            Aisle::Drinks => "drinks",
+            Aisle::FreshAndChilled => "fresh-chilled",
+            Aisle::Frozen => "frozen",
+            Aisle::Household => "household",
+        }
+    }
+
+    /// The category name the retailer configs give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Aisle::FoodCupboard => "Food Cupboard",
+            Aisle::Drinks => "Drinks",
+            Aisle::FreshAndChilled => "Fresh & Chilled",
+            Aisle::Frozen => "Frozen",
+            Aisle::Household => "Household",
+        }
+    }
+
+    pub fn from_slug(slug: &str) -> Option<Aisle> {
+        Aisle::ALL.into_iter().find(|a| a.slug() == slug)
+    }
+
+    /// The aisle of the product with `key`, by the words in its key.
+    fn of(key: &str) -> Aisle {
+        const BY_KEY: &[(&str, Aisle)] = &[
+            ("beans", Aisle::FoodCupboard),
+            ("beanz", Aisle::FoodCupboard),
+            ("ketchup", Aisle::FoodCupboard),
+            ("tuna", Aisle::FoodCupboard),
+            ("dolmio", Aisle::FoodCupboard),
+            ("corn-flakes", Aisle::FoodCupboard),
+            ("weetabix", Aisle::FoodCupboard),
+            ("tips", Aisle::FoodCupboard),
+            ("tea", Aisle::FoodCupboard),
+            ("nescafe", Aisle::FoodCupboard),
+            ("digestives", Aisle::FoodCupboard),
+            ("dairy-milk", Aisle::FoodCupboard),
+            ("salted", Aisle::FoodCupboard),
+            ("cheese-onion", Aisle::FoodCupboard),
+            ("cola", Aisle::Drinks),
+            ("pepsi", Aisle::Drinks),
+            ("orange", Aisle::Drinks),
+            ("red-bull", Aisle::Drinks),
+            ("volvic", Aisle::Drinks),
+            ("fish-fingers", Aisle::Frozen),
+            ("chips", Aisle::Frozen),
+            ("yorkshires", Aisle::Frozen),
+            ("cookie-dough", Aisle::Frozen),
+            ("magnum", Aisle::Frozen),
+            ("andrex", Aisle::Household),
+        ];
+        BY_KEY
+            .iter()
+            .find(|(word, _)| key.contains(word))
+            .map_or(Aisle::FreshAndChilled, |(_, aisle)| *aisle)
+    }
+}
+
 /// A canonical product, as the ground truth names it.
 #[derive(Debug, Clone, Copy)]
 pub struct Product {
@@ -174,6 +259,11 @@ pub struct Product {
 }
 
 impl Product {
+    /// The aisle every shop shelves it in.
+    pub fn aisle(&self) -> Aisle {
+        Aisle::of(self.key)
+    }
+
     pub fn carried_by(&self, r: Retailer) -> bool {
         self.carried.contains(r.letter())
     }
@@ -950,6 +1040,32 @@ mod tests {
             if l.retailer != Retailer::Aldwick {
                 assert!(l.title.ends_with(&l.pack_text), "{l:?}");
             }
+        }
+    }
+
+    #[test]
+    fn every_aisle_has_products_and_keys_choose_theirs() {
+        let of = |key: &str| {
+            PRODUCTS
+                .iter()
+                .find(|p| p.key == key)
+                .map(|p| p.aisle())
+                .unwrap()
+        };
+        assert_eq!(of("heinz-beanz-415g"), Aisle::FoodCupboard);
+        assert_eq!(of("walkers-ready-salted-6x25g"), Aisle::FoodCupboard);
+        assert_eq!(of("lurpak-butter-250g"), Aisle::FreshAndChilled);
+        assert_eq!(
+            of("sainsway-semi-skimmed-milk-2.27l"),
+            Aisle::FreshAndChilled
+        );
+        assert_eq!(of("yorkshire-tea-80"), Aisle::FoodCupboard);
+        assert_eq!(of("aunt-bessies-yorkshires-12"), Aisle::Frozen);
+        assert_eq!(of("tropicana-orange-950ml"), Aisle::Drinks);
+        assert_eq!(of("icebox-oven-chips-1.5kg"), Aisle::Frozen);
+        for aisle in Aisle::ALL {
+            assert!(PRODUCTS.iter().any(|p| p.aisle() == aisle), "{aisle:?}");
+            assert_eq!(Aisle::from_slug(aisle.slug()), Some(aisle));
         }
     }
 

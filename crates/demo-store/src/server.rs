@@ -18,7 +18,7 @@ use chrono::{NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::catalog::Retailer;
+use super::catalog::{Aisle, Retailer};
 use super::faults::{DEFAULT_ROBOTS, Fault, Robots, Verdict};
 use super::pages;
 use super::store::{DemoStore, RequestRecord};
@@ -382,7 +382,8 @@ async fn shop(
 }
 
 /// `GET /{retailer}/api/products?page=N` (paginated shops), `?offset=&limit=`
-/// (the scrolling shop) or `?sku=` (product pages).
+/// (the scrolling shop) or `?sku=` (product pages); `&aisle=frozen` keeps
+/// one aisle.
 fn products_api(
     store: &DemoStore,
     retailer: Retailer,
@@ -398,7 +399,18 @@ fn products_api(
             })
             .transpose()
     };
-    let mut tiles = store.tiles(retailer, origin);
+    let aisle = match params.get("aisle").map(|a| (a, Aisle::from_slug(a))) {
+        None => None,
+        Some((_, Some(aisle))) => Some(aisle),
+        Some((a, None)) => {
+            let known: Vec<&str> = Aisle::ALL.iter().map(|a| a.slug()).collect();
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!("unknown aisle {a:?}: one of {}", known.join(", ")),
+            );
+        }
+    };
+    let mut tiles = store.tiles_in(retailer, origin, aisle);
     if let Some(sku) = params.get("sku") {
         tiles.retain(|t| &t.sku == sku);
     }

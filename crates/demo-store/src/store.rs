@@ -11,7 +11,7 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::catalog::{Listing, Retailer, listings};
+use super::catalog::{Aisle, Listing, Retailer, listings};
 use super::faults::{Breakage, Fault, RetailerFaults, Robots, Verdict};
 use super::shelf::{Shelf, shelf};
 use super::sim::{Timeline, day_index, listing_key};
@@ -51,6 +51,8 @@ pub struct TruthListing {
     pub sku: String,
     /// The canonical product this listing is (shared across retailers).
     pub product_key: String,
+    /// The aisle's category name, as the retailer configs give it.
+    pub category: String,
     pub title: String,
     pub url: String,
     pub price_pence: i64,
@@ -285,11 +287,17 @@ impl DemoStore {
     /// The tiles a retailer's listing shows on the current date, in shelf
     /// order, with hidden products left out and broken tiles broken.
     pub fn tiles(&self, retailer: Retailer, origin: &str) -> Vec<Tile> {
+        self.tiles_in(retailer, origin, None)
+    }
+
+    /// [`DemoStore::tiles`] of one aisle, or of all when `aisle` is `None`.
+    pub fn tiles_in(&self, retailer: Retailer, origin: &str, aisle: Option<Aisle>) -> Vec<Tile> {
         let date = self.date();
         let faults = self.faults_of(retailer);
         let seed = self.inner.seed;
         self.shelves(retailer, date)
             .into_iter()
+            .filter(|(l, _)| aisle.is_none_or(|a| l.product.aisle() == a))
             .filter(|(l, _)| !faults.hides(seed, listing_key(l)))
             .map(|(l, s)| {
                 let breakage = faults.breakage(seed, listing_key(l));
@@ -336,6 +344,7 @@ impl DemoStore {
                     retailer,
                     sku: l.sku.clone(),
                     product_key: l.product.key.to_owned(),
+                    category: l.product.aisle().name().to_owned(),
                     title: l.title.clone(),
                     url: format!("{origin}{}", l.path),
                     price_pence: s.price_pence,
@@ -399,6 +408,7 @@ impl DemoStore {
                     if s.in_stock { "true" } else { "false" },
                     &s.pack_text,
                     &format!("{origin}{}", l.path),
+                    l.product.aisle().name(),
                 ])
                 .context("writing a history row")?;
                 rows += 1;

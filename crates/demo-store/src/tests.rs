@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 
-use super::catalog::Retailer;
+use super::catalog::{Aisle, Retailer};
 use super::faults::Fault;
 use super::shelf::shelf;
 use super::sim::{Timeline, day_index};
@@ -406,8 +406,15 @@ fn selector_contracts_match_the_markup() {
             }
         }
         assert_eq!(config["slug"].as_str(), Some(r.slug()));
+        // One start URL an aisle, with the aisle's category, so every
+        // listing is reached from one and gets a category.
         let start = config["start_urls"].as_array().expect("start_urls");
-        assert_eq!(start[0].as_str(), Some(r.listing_path()));
+        assert_eq!(start.len(), Aisle::ALL.len(), "{r}");
+        for (page, aisle) in start.iter().zip(Aisle::ALL) {
+            let url = format!("{}?aisle={}", r.listing_path(), aisle.slug());
+            assert_eq!(page["url"].as_str(), Some(url.as_str()), "{r}");
+            assert_eq!(page["category"].as_str(), Some(aisle.name()), "{r}");
+        }
         let mode = config["navigation"]["mode"].as_str();
         let want = match r {
             Retailer::Sainsway | Retailer::Morrow => "paginate",
@@ -446,5 +453,29 @@ fn selector_contracts_match_the_markup() {
                 );
             }
         }
+    }
+}
+
+/// Every tile is in exactly one aisle: the aisles' tiles together are the
+/// whole listing, and the truth names each listing's aisle.
+#[test]
+fn aisles_partition_each_shop() {
+    let day = NaiveDate::from_ymd_opt(2025, 9, 1).unwrap();
+    let store = DemoStore::new(42, day);
+    let truth = store.truth_at(day, "http://shop");
+    for r in Retailer::ALL {
+        let all = store.tiles(r, "http://shop");
+        let mut seen = 0;
+        for aisle in Aisle::ALL {
+            for tile in store.tiles_in(r, "http://shop", Some(aisle)) {
+                let t = truth
+                    .iter()
+                    .find(|t| t.retailer == r && t.sku == tile.sku)
+                    .expect("a truth row per tile");
+                assert_eq!(t.category, aisle.name(), "{r} {}", tile.sku);
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, all.len(), "{r}");
     }
 }

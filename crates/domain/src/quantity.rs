@@ -163,6 +163,15 @@ pub fn parse_pack(text: &str) -> Result<Pack, ParseError> {
         }
         None => false,
     };
+    if !pack_of && let Some(after_x) = s.strip_prefix(['x', '×']) {
+        // "x4": a count of items whose size is not given.
+        let after_x = after_x.trim_start();
+        if let Some((n, n_text, "")) = read_number(after_x).map_err(&err)? {
+            let count = exact_times(n, 1)
+                .ok_or_else(|| err(format!("the count {n_text} is not a whole number")))?;
+            return finish(count, 1, BaseUnit::Each).map_err(err);
+        }
+    }
     let Some((first, first_text, rest)) = read_number(s).map_err(&err)? else {
         return Err(err(if pack_of {
             format!("expected a count after \"pack of\", found {s:?}")
@@ -191,26 +200,34 @@ pub fn parse_pack(text: &str) -> Result<Pack, ParseError> {
         let count = exact_times(first, 1)
             .ok_or_else(|| err(format!("the count {first_text} is not a whole number")))?;
         (count, 1, BaseUnit::Each)
+    } else if let Some((size_unit, times)) = trailing_count(rest) {
+        // "415g x4", "415g x 4": a size, then how many of it.
+        let count = exact_times(times.0, 1)
+            .ok_or_else(|| err(format!("the count {} is not a whole number", times.1)))?;
+        let (unit, each) = amount(first, first_text, size_unit).map_err(&err)?;
+        (count, each, unit)
     } else {
         match amount(first, first_text, rest).map_err(&err)? {
             (BaseUnit::Each, n) => (n, 1, BaseUnit::Each),
             (unit, n) => (1, n, unit),
         }
     };
+    finish(count, each, unit).map_err(err)
+}
 
+/// Checks a parsed count and size against the limits and builds the pack.
+fn finish(count: u128, each: u128, unit: BaseUnit) -> Result<Pack, String> {
     if count == 0 {
-        return Err(err("a pack of zero items".into()));
+        return Err("a pack of zero items".into());
     }
     if each == 0 {
-        return Err(err("a size of zero".into()));
+        return Err("a size of zero".into());
     }
     let limit = unit.max_total();
-    let too_big = || {
-        err(match unit {
-            BaseUnit::Gram => "it is absurdly large: more than 1,000 kg".into(),
-            BaseUnit::Millilitre => "it is absurdly large: more than 1,000 litres".into(),
-            BaseUnit::Each => "it is absurdly large: more than 10,000 items".into(),
-        })
+    let too_big = || match unit {
+        BaseUnit::Gram => "it is absurdly large: more than 1,000 kg".to_owned(),
+        BaseUnit::Millilitre => "it is absurdly large: more than 1,000 litres".to_owned(),
+        BaseUnit::Each => "it is absurdly large: more than 10,000 items".to_owned(),
     };
     match count.checked_mul(each) {
         Some(total) if total <= u128::from(limit) => {}
@@ -220,6 +237,72 @@ pub fn parse_pack(text: &str) -> Result<Pack, ParseError> {
     let count = u32::try_from(count).map_err(|_| too_big())?;
     let each = u64::try_from(each).map_err(|_| too_big())?;
     Ok(Pack { count, each, unit })
+}
+
+/// "g x4" / "g x 4" after a size: the unit word and the count that follows.
+fn trailing_count(rest: &str) -> Option<(&str, (Decimal, &str))> {
+    let (unit, after) = rest.split_once(['x', '×'])?;
+    let unit = unit.trim();
+    lookup_unit(unit)?;
+    match read_decimal(after.trim_start()) {
+        Ok(Some((n, text, ""))) => Some((unit, (n, text))),
+        _ => None,
+    }
+}
+
+/// The pack a title ends with ("Heinz Beanz 415g", "... 4 x 415g",
+/// "... 415g x4", "... 4 Pints"), with the title before it.
+pub fn split_title_pack(title: &str) -> (&str, Option<Pack>) {
+    let words: Vec<(usize, &str)> = title
+        .split_whitespace()
+        .map(|w| (w.as_ptr() as usize - title.as_ptr() as usize, w))
+        .collect();
+    for n in (1..=4.min(words.len())).rev() {
+        let start = words[words.len() - n].0;
+        if let Ok(pack) = parse_pack(&title[start..]) {
+            return (title[..start].trim_end(), Some(pack));
+        }
+    }
+    (title.trim_end(), None)
+}
+
+impl Pack {
+    /// The pack as a product name ends with it: "415g", "1.5kg", "4 x 415g",
+    /// "6 x 25g", "2.272l", "500ml", "6 pack", "each".
+    pub fn label(&self) -> String {
+        let Pack { count, each, unit } = *self;
+        let size = match unit {
+            BaseUnit::Each if each == 1 => {
+                return if count == 1 {
+                    "each".to_owned()
+                } else {
+                    format!("{count} pack")
+                };
+            }
+            BaseUnit::Each => format!("{each} pack"),
+            BaseUnit::Gram => metric(each, "g", "kg"),
+            BaseUnit::Millilitre => metric(each, "ml", "l"),
+        };
+        if count == 1 {
+            size
+        } else {
+            format!("{count} x {size}")
+        }
+    }
+}
+
+/// 415 -> "415g", 1500 -> "1.5kg", 2272 -> "2.272l": thousands in the big
+/// unit when they divide evenly to at most three decimals.
+fn metric(n: u64, small: &str, big: &str) -> String {
+    if n < 1000 {
+        return format!("{n}{small}");
+    }
+    let (whole, frac) = (n / 1000, n % 1000);
+    if frac == 0 {
+        return format!("{whole}{big}");
+    }
+    let decimals = format!("{frac:03}");
+    format!("{whole}.{}{big}", decimals.trim_end_matches('0'))
 }
 
 /// Like [`read_decimal`], but rejects a leading minus sign with a reason.
@@ -321,6 +404,12 @@ mod tests {
             ("1 litre", pack(1, 1000, Millilitre)),
             ("4x18g", pack(4, 18, Gram)),
             ("2l", pack(1, 2000, Millilitre)),
+            // A count after the size, or alone.
+            ("415g x4", pack(4, 415, Gram)),
+            ("415G X 4", pack(4, 415, Gram)),
+            ("250ml x 4", pack(4, 250, Millilitre)),
+            ("x4", pack(4, 1, Each)),
+            ("X 12", pack(12, 1, Each)),
         ];
         crate::assert_reads(parse_pack, cases);
     }
@@ -365,6 +454,60 @@ mod tests {
             ("10001 per pack", "more than 10,000 items"),
         ];
         crate::assert_rejects(parse_pack, "a pack size", cases);
+    }
+
+    #[test]
+    fn titles_end_with_their_pack() {
+        let cases: &[(&str, &str, Option<Pack>)] = &[
+            ("Heinz Beanz 415G", "Heinz Beanz", Some(pack(1, 415, Gram))),
+            (
+                "Heinz Baked Beans 4 x 415g",
+                "Heinz Baked Beans",
+                Some(pack(4, 415, Gram)),
+            ),
+            (
+                "Heinz Beanz 415g x4",
+                "Heinz Beanz",
+                Some(pack(4, 415, Gram)),
+            ),
+            (
+                "Whole Milk 4 Pints",
+                "Whole Milk",
+                Some(pack(1, 2272, Millilitre)),
+            ),
+            (
+                "Walkers Crisps 6x25g",
+                "Walkers Crisps",
+                Some(pack(6, 25, Gram)),
+            ),
+            ("Weetabix 24pk", "Weetabix", Some(pack(24, 1, Each))),
+            ("Bananas Loose", "Bananas Loose", None),
+        ];
+        for (title, rest, want) in cases {
+            assert_eq!(split_title_pack(title), (*rest, *want), "{title}");
+        }
+    }
+
+    #[test]
+    fn labels_read_as_shelves_write_them() {
+        let cases: &[(Pack, &str)] = &[
+            (pack(1, 415, Gram), "415g"),
+            (pack(1, 1500, Gram), "1.5kg"),
+            (pack(1, 1000, Gram), "1kg"),
+            (pack(4, 415, Gram), "4 x 415g"),
+            (pack(6, 25, Gram), "6 x 25g"),
+            (pack(1, 2272, Millilitre), "2.272l"),
+            (pack(1, 500, Millilitre), "500ml"),
+            (pack(1, 1250, Millilitre), "1.25l"),
+            (pack(6, 1, Each), "6 pack"),
+            (pack(1, 1, Each), "each"),
+            (pack(2, 6, Each), "2 x 6 pack"),
+        ];
+        for (p, want) in cases {
+            assert_eq!(&p.label(), want);
+            // A label reads back as the same pack.
+            assert_eq!(parse_pack(want), Ok(*p), "{want}");
+        }
     }
 
     #[test]

@@ -14,6 +14,38 @@ use serde_json_path::JsonPath;
 
 use shelfwatch_domain::retailer::RetailerSlug;
 
+/// A start URL, alone or with the category of the aisle it shows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StartUrl {
+    Plain(String),
+    Aisle(AislePage),
+}
+
+/// `{ url = "groceries?aisle=frozen", category = "Frozen" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AislePage {
+    pub url: String,
+    pub category: String,
+}
+
+impl StartUrl {
+    pub fn url(&self) -> &str {
+        match self {
+            StartUrl::Plain(u) => u,
+            StartUrl::Aisle(a) => &a.url,
+        }
+    }
+
+    pub fn category(&self) -> Option<&str> {
+        match self {
+            StartUrl::Plain(_) => None,
+            StartUrl::Aisle(a) => Some(&a.category),
+        }
+    }
+}
+
 /// One retailer, as read from `retailers/<slug>.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,7 +56,9 @@ pub struct RetailerConfig {
     pub currency: String,
     /// The shop's root, ending in `/`; `start_urls` are relative to it.
     pub base_url: String,
-    pub start_urls: Vec<String>,
+    /// Pages to start from: a URL, or `{ url = "...", category = "Dairy" }`
+    /// to give every listing reached from it that category.
+    pub start_urls: Vec<StartUrl>,
     #[serde(default)]
     pub consent: Consent,
     #[serde(default)]
@@ -596,7 +630,16 @@ impl RetailerConfig {
         if self.start_urls.is_empty() {
             bail!("key `start_urls`: give at least one page");
         }
-        for (i, u) in self.start_urls.iter().enumerate() {
+        for (i, start) in self.start_urls.iter().enumerate() {
+            if let Some(c) = start.category()
+                && (c.trim().is_empty() || c.trim() != c || c.chars().count() > 200)
+            {
+                bail!(
+                    "key `start_urls[{i}].category`: {c:?} must be 1 to 200 characters \
+                     without surrounding spaces"
+                );
+            }
+            let u = start.url();
             if u.contains("://") {
                 url_parts(u).map_err(|e| anyhow::anyhow!("key `start_urls[{i}]`: {e}"))?;
             }
@@ -681,19 +724,33 @@ impl RetailerConfig {
     /// The absolute URLs to start from, with the origin replaced by
     /// `origin_override` when given (a demo store on another port).
     pub fn start_pages(&self, origin_override: Option<&str>) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .start_pages_with_categories(origin_override)?
+            .into_iter()
+            .map(|(url, _)| url)
+            .collect())
+    }
+
+    /// [`RetailerConfig::start_pages`], each with its category, if it has one.
+    pub fn start_pages_with_categories(
+        &self,
+        origin_override: Option<&str>,
+    ) -> anyhow::Result<Vec<(String, Option<String>)>> {
         let base = self.base_url_with(origin_override)?;
         Ok(self
             .start_urls
             .iter()
-            .map(|u| {
-                if u.contains("://") {
+            .map(|start| {
+                let u = start.url();
+                let url = if u.contains("://") {
                     match origin_override {
-                        Some(o) => replace_origin(u, o).unwrap_or_else(|_| u.clone()),
-                        None => u.clone(),
+                        Some(o) => replace_origin(u, o).unwrap_or_else(|_| u.to_owned()),
+                        None => u.to_owned(),
                     }
                 } else {
                     format!("{base}{}", u.trim_start_matches('/'))
-                }
+                };
+                (url, start.category().map(str::to_owned))
             })
             .collect())
     }
@@ -989,6 +1046,30 @@ url = { css = "a", attr = "href" }
             c.start_pages(Some("http://127.0.0.1:9999")).unwrap(),
             vec!["http://127.0.0.1:9999/shop/groceries".to_owned()]
         );
+        assert_eq!(
+            c.start_pages_with_categories(None).unwrap(),
+            vec![("http://127.0.0.1:8700/shop/groceries".to_owned(), None)]
+        );
+    }
+
+    #[test]
+    fn a_start_url_may_carry_its_category() {
+        let text = GOOD.replacen(
+            "start_urls = [\"groceries\"]",
+            "start_urls = [\"all\", { url = \"groceries?aisle=frozen\", category = \"Frozen\" }]",
+            1,
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(
+            c.start_pages_with_categories(None).unwrap(),
+            vec![
+                ("http://127.0.0.1:8700/shop/all".to_owned(), None),
+                (
+                    "http://127.0.0.1:8700/shop/groceries?aisle=frozen".to_owned(),
+                    Some("Frozen".to_owned())
+                ),
+            ]
+        );
     }
 
     #[test]
@@ -1021,6 +1102,11 @@ url = { css = "a", attr = "href" }
                 "start_urls = [\"groceries\"]",
                 "start_urls = []",
                 "start_urls",
+            ),
+            (
+                "start_urls = [\"groceries\"]",
+                "start_urls = [{ url = \"groceries\", category = \" \" }]",
+                "start_urls[0].category",
             ),
             (
                 "tile = \"li.tile\"",

@@ -683,10 +683,7 @@ fn optional(v: &Option<String>) -> Option<&str> {
 /// A pack size written at the end of a title ("Heinz Beanz 4 x 415g"),
 /// tried on the last one to four words.
 pub fn pack_from_title(title: &str) -> Option<Pack> {
-    let words: Vec<&str> = title.split_whitespace().collect();
-    (1..=4.min(words.len()))
-        .rev()
-        .find_map(|n| parse_pack(&words[words.len() - n..].join(" ")).ok())
+    shelfwatch_domain::quantity::split_title_pack(title).1
 }
 
 /// A tile as `retailer check --json` prints it.

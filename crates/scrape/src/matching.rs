@@ -8,14 +8,17 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Context;
-use shelfwatch_domain::quantity::{BaseUnit, Pack};
+use shelfwatch_domain::quantity::{BaseUnit, Pack, split_title_pack};
 use shelfwatch_store::PgPool;
-use shelfwatch_store::listings::MatchingPass;
+use shelfwatch_store::listings::{MatchingPass, ProductFacts};
 
 /// Below this title similarity two listings are never the same product.
 pub const MIN_SIMILARITY: f64 = 0.55;
 /// A best match must beat the runner-up by this much to count.
 pub const MIN_MARGIN: f64 = 0.08;
+/// Title similarity enough for two listings that are each the only one
+/// of their brand and pack left unmatched between their two shops.
+pub const MIN_SIMILARITY_SOLE: f64 = 0.3;
 
 /// What the matcher knows of one listing.
 #[derive(Debug, Clone)]
@@ -172,10 +175,20 @@ fn score(a: &Prepared, b: &Prepared) -> f64 {
     }
 }
 
+/// The root of `i`'s group in a union-find forest.
+fn find(parent: &mut [usize], mut i: usize) -> usize {
+    while parent[i] != i {
+        parent[i] = parent[parent[i]];
+        i = parent[i];
+    }
+    i
+}
+
 /// Groups `candidates` into products. Two listings join when they are at
 /// different retailers, neither is an own-brand line, brand and pack agree,
 /// their similarity is at least [`MIN_SIMILARITY`], and each is the other's
-/// best at its retailer by at least [`MIN_MARGIN`]. A group that ends up
+/// best at its retailer by at least [`MIN_MARGIN`]; then the sole ones of
+/// a brand and pack at two shops join (see `match_the_sole_ones`). A group that ends up
 /// with two listings of one retailer is ambiguous and split up again.
 pub fn match_listings(candidates: &[Candidate]) -> Vec<Group> {
     let prepared: Vec<Prepared> = candidates.iter().map(prepare).collect();
@@ -193,13 +206,6 @@ pub fn match_listings(candidates: &[Candidate]) -> Vec<Group> {
         }
     }
     let mut parent: Vec<usize> = (0..candidates.len()).collect();
-    fn find(parent: &mut [usize], mut i: usize) -> usize {
-        while parent[i] != i {
-            parent[i] = parent[parent[i]];
-            i = parent[i];
-        }
-        i
-    }
     for members in buckets.values() {
         // best[(i, retailer)] = (score, j, runner-up score)
         let mut best: HashMap<(usize, &str), (f64, usize, f64)> = HashMap::new();
@@ -236,6 +242,9 @@ pub fn match_listings(candidates: &[Candidate]) -> Vec<Group> {
             }
         }
     }
+    for members in buckets.values() {
+        match_the_sole_ones(candidates, &prepared, members, &mut parent);
+    }
     let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for i in 0..candidates.len() {
         let root = find(&mut parent, i);
@@ -262,6 +271,80 @@ pub fn match_listings(candidates: &[Candidate]) -> Vec<Group> {
     out
 }
 
+/// The pack as evidence: within one bucket (brand and normalised pack),
+/// when two shops each have exactly one listing not yet matched to the
+/// other shop, those two are one product unless the closest titles of
+/// their groups have nothing in common ("Lurpak Block Butter 250g" and
+/// "Lurpak Slightly Salted Block 250g"; the one Coca-Cola 1.5l left at
+/// each shop once the Zero Sugar ones are matched). Repeated until
+/// nothing changes.
+fn match_the_sole_ones(
+    candidates: &[Candidate],
+    prepared: &[Prepared],
+    members: &[usize],
+    parent: &mut [usize],
+) {
+    let shops: BTreeSet<&str> = members
+        .iter()
+        .map(|&i| candidates[i].retailer.as_str())
+        .collect();
+    loop {
+        let mut merged = false;
+        for &a in &shops {
+            for &b in
+                shops.range::<&str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
+            {
+                // Each member's group's shops, as the groups stand now.
+                let mut group_shops: HashMap<usize, BTreeSet<&str>> = HashMap::new();
+                for &i in members {
+                    let root = find(parent, i);
+                    group_shops
+                        .entry(root)
+                        .or_default()
+                        .insert(candidates[i].retailer.as_str());
+                }
+                let unpaired = |shop: &str, other: &str, parent: &mut [usize]| -> Vec<usize> {
+                    members
+                        .iter()
+                        .copied()
+                        .filter(|&i| candidates[i].retailer == shop)
+                        .filter(|&i| !group_shops[&find(parent, i)].contains(other))
+                        .collect()
+                };
+                let (left, right) = (unpaired(a, b, parent), unpaired(b, a, parent));
+                let ([i], [j]) = (left.as_slice(), right.as_slice()) else {
+                    continue;
+                };
+                let (ri, rj) = (find(parent, *i), find(parent, *j));
+                if !group_shops[&ri].is_disjoint(&group_shops[&rj]) {
+                    continue;
+                }
+                // The closest titles of the two groups.
+                let of = |root: usize, parent: &mut [usize]| -> Vec<usize> {
+                    members
+                        .iter()
+                        .copied()
+                        .filter(|&m| find(parent, m) == root)
+                        .collect()
+                };
+                let (gi, gj) = (of(ri, parent), of(rj, parent));
+                let closest = gi
+                    .iter()
+                    .flat_map(|&x| gj.iter().map(move |&y| (x, y)))
+                    .map(|(x, y)| score(&prepared[x], &prepared[y]))
+                    .fold(0.0, f64::max);
+                if closest >= MIN_SIMILARITY_SOLE {
+                    parent[ri] = rj;
+                    merged = true;
+                }
+            }
+        }
+        if !merged {
+            return;
+        }
+    }
+}
+
 /// What a matching pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MatchReport {
@@ -274,6 +357,24 @@ pub struct MatchReport {
     pub overridden: u64,
     /// Listings whose product changed in this pass.
     pub changed: u64,
+    /// Products whose name, brand, category or pack changed in this pass.
+    pub renamed: u64,
+}
+
+impl MatchReport {
+    /// One line for the command line.
+    pub fn summary(&self) -> String {
+        format!(
+            "products: {} listings matched across retailers into {} products; {} on their own, \
+             {} by override; {} listings moved, {} products renamed",
+            self.matched_listings,
+            self.matched_products,
+            self.single,
+            self.overridden,
+            self.changed,
+            self.renamed
+        )
+    }
 }
 
 /// Matches every listing in the database and writes `listings.product_id`
@@ -289,12 +390,13 @@ pub async fn run(pool: &PgPool) -> anyhow::Result<MatchReport> {
     }
     let mut current: HashMap<i64, Current> = HashMap::new();
     let mut candidates = Vec::new();
-    let mut titles: HashMap<i64, (String, Option<Pack>)> = HashMap::new();
+    let mut details: HashMap<i64, Details> = HashMap::new();
     // (listing, product or None for "own product", method)
     let mut wanted: Vec<(i64, Option<i64>, &'static str)> = Vec::new();
     let mut report = MatchReport::default();
     for row in rows {
-        let pack = row.pack();
+        // A listing stored without a pack may still say it in its title.
+        let pack = row.pack().or_else(|| split_title_pack(&row.title).1);
         current.insert(
             row.id,
             Current {
@@ -302,7 +404,14 @@ pub async fn run(pool: &PgPool) -> anyhow::Result<MatchReport> {
                 method: row.match_method,
             },
         );
-        titles.insert(row.id, (row.title.clone(), pack));
+        details.insert(
+            row.id,
+            Details {
+                title: row.title.clone(),
+                pack,
+                category: row.category.clone(),
+            },
+        );
         if row.overridden {
             report.overridden += 1;
             wanted.push((row.id, row.override_product, "override"));
@@ -324,6 +433,8 @@ pub async fn run(pool: &PgPool) -> anyhow::Result<MatchReport> {
     // keeps (some of) its listings, so ids are stable across passes.
     let mut taken: BTreeSet<i64> = BTreeSet::new();
     let mut to_create: Vec<(Vec<i64>, &'static str)> = Vec::new();
+    // What each reused product should say of itself, from its listings.
+    let mut described: Vec<(i64, ProductFacts)> = Vec::new();
     for g in &groups {
         let method = if g.listings.len() > 1 {
             "auto"
@@ -351,19 +462,17 @@ pub async fn run(pool: &PgPool) -> anyhow::Result<MatchReport> {
         match reuse {
             Some(p) => {
                 taken.insert(p);
+                described.push((p, describe(&g.listings, &details)));
                 wanted.extend(g.listings.iter().map(|&id| (id, Some(p), method)));
             }
             None => to_create.push((g.listings.clone(), method)),
         }
     }
     for (listings, method) in to_create {
-        let (title, pack) = titles
-            .get(&listings[0])
-            .cloned()
-            .unwrap_or_else(|| (String::new(), None));
-        let product = create_product(&mut pass, &title, pack).await?;
+        let product = pass.create_product(&describe(&listings, &details)).await?;
         wanted.extend(listings.iter().map(|&id| (id, Some(product), method)));
     }
+    report.renamed = pass.update_products(&described).await?;
     // Overrides with no product get one of their own.
     let mut resolved: Vec<(i64, i64, &'static str)> = Vec::new();
     for (id, product, method) in wanted {
@@ -374,10 +483,7 @@ pub async fn run(pool: &PgPool) -> anyhow::Result<MatchReport> {
                     product: Some(p),
                     method: Some(m),
                 }) if m == "override" => *p,
-                _ => {
-                    let (title, pack) = titles.get(&id).cloned().unwrap_or_default();
-                    create_product(&mut pass, &title, pack).await?
-                }
+                _ => pass.create_product(&describe(&[id], &details)).await?,
             },
         };
         resolved.push((id, product, method));
@@ -401,14 +507,54 @@ pub async fn run(pool: &PgPool) -> anyhow::Result<MatchReport> {
     Ok(report)
 }
 
-/// Creates a product named after `title`, its first word taken as the brand.
-async fn create_product(
-    pass: &mut MatchingPass,
-    title: &str,
+/// A listing's title, pack and category, as matching reads them.
+#[derive(Debug, Clone)]
+struct Details {
+    title: String,
     pack: Option<Pack>,
-) -> anyhow::Result<i64> {
-    let brand = title.split_whitespace().next();
-    pass.create_product(title, brand, pack).await
+    category: Option<String>,
+}
+
+/// What a product of `listings` says of itself. Its name is the shortest
+/// of their titles without the pack wording, followed by the pack as
+/// [`Pack::label`] writes it ("Heinz Beanz 415g"), so one name at two
+/// pack sizes reads as two products. Its brand is that title's first
+/// word; its category the one most of its listings have (ties: the first
+/// alphabetically).
+fn describe(listings: &[i64], details: &HashMap<i64, Details>) -> ProductFacts {
+    let mut best: Option<(&str, Option<Pack>)> = None;
+    let mut categories: BTreeMap<&str, usize> = BTreeMap::new();
+    for d in listings.iter().filter_map(|id| details.get(id)) {
+        let (bare, in_title) = split_title_pack(&d.title);
+        let bare = if bare.is_empty() {
+            d.title.trim()
+        } else {
+            bare
+        };
+        let pack = d.pack.or(in_title);
+        let words = |t: &str| t.split_whitespace().count();
+        if best.is_none_or(|(b, _)| words(bare) < words(b)) {
+            best = Some((bare, pack));
+        }
+        if let Some(c) = &d.category {
+            *categories.entry(c.as_str()).or_default() += 1;
+        }
+    }
+    let (bare, pack) = best.unwrap_or(("", None));
+    let name = match pack {
+        Some(p) => format!("{bare} {}", p.label()),
+        None => bare.to_owned(),
+    };
+    let most = categories.values().copied().max().unwrap_or(0);
+    ProductFacts {
+        brand: bare.split_whitespace().next().map(str::to_owned),
+        name,
+        category: categories
+            .into_iter()
+            .find(|(_, n)| *n == most)
+            .map(|(c, _)| c.to_owned()),
+        pack,
+    }
 }
 
 #[cfg(test)]
@@ -464,6 +610,56 @@ mod tests {
         assert!(!together(&g, 1, 4));
         assert!(!together(&g, 5, 7));
         assert!(!together(&g, 6, 7));
+    }
+
+    #[test]
+    fn the_sole_ones_of_a_brand_and_pack_match_by_elimination() {
+        let listings = vec![
+            // Worded apart, but each shop's only Lurpak 250g.
+            c(1, "a", "Lurpak Block Butter 250g"),
+            c(2, "b", "Lurpak Slightly Salted Block 250g"),
+            // Zero Sugar matches on its words; what is left is the other cola.
+            c(3, "a", "Coca-Cola Original Taste 1.5L"),
+            c(4, "a", "Coca-Cola Zero Sugar 1.5L"),
+            c(5, "b", "Coca-Cola Classic 1.5 litre"),
+            c(6, "b", "Coca-Cola Zero Sugar Cola 1.5 litre"),
+            // Alone at their shops, but with nothing in common.
+            c(7, "a", "Acme Dog Biscuits 400g"),
+            c(8, "b", "Acme Tomato Soup 400g"),
+        ];
+        let g = match_listings(&listings);
+        assert!(together(&g, 1, 2));
+        assert!(together(&g, 4, 6));
+        assert!(together(&g, 3, 5));
+        assert!(!together(&g, 7, 8));
+    }
+
+    #[test]
+    fn products_are_named_with_their_pack_and_most_common_category() {
+        let d = |title: &str, pack: Option<&str>, category: Option<&str>| Details {
+            title: title.into(),
+            pack: pack.map(|p| shelfwatch_domain::quantity::parse_pack(p).unwrap()),
+            category: category.map(str::to_owned),
+        };
+        let details: HashMap<i64, Details> = [
+            (
+                1,
+                d("Heinz Baked Beans in Tomato Sauce 415g", None, Some("Tins")),
+            ),
+            (2, d("Heinz Beanz", Some("415 g"), Some("Food Cupboard"))),
+            (3, d("HEINZ BEANZ 415G", None, Some("Food Cupboard"))),
+            (4, d("Heinz Baked Beanz 4x415g", None, None)),
+        ]
+        .into_iter()
+        .collect();
+        let one = describe(&[1, 2, 3], &details);
+        assert_eq!(one.name, "Heinz Beanz 415g");
+        assert_eq!(one.brand.as_deref(), Some("Heinz"));
+        assert_eq!(one.category.as_deref(), Some("Food Cupboard"));
+        let multi = describe(&[4], &details);
+        assert_eq!(multi.name, "Heinz Baked Beanz 4 x 415g");
+        assert_eq!(multi.category, None);
+        assert_ne!(one.name, multi.name);
     }
 
     #[test]

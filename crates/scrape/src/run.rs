@@ -921,16 +921,17 @@ async fn pages(
 ) -> anyhow::Result<()> {
     let slug = config.slug.as_str();
     let p = &config.politeness;
-    let start_pages = config.start_pages(options.origin_override.as_deref())?;
-    let mut queue: VecDeque<String> = start_pages.into_iter().collect();
-    let mut seen_pages: HashSet<String> = queue.iter().cloned().collect();
+    // Each page with the category of the start URL it was reached from.
+    let start_pages = config.start_pages_with_categories(options.origin_override.as_deref())?;
+    let mut queue: VecDeque<(String, Option<String>)> = start_pages.into_iter().collect();
+    let mut seen_pages: HashSet<String> = queue.iter().map(|(u, _)| u.clone()).collect();
     let mut seen_skus: HashSet<String> = HashSet::new();
     let mut robots_by_origin: HashMap<String, Robots> = HashMap::new();
     let mut attempts: Option<Attempts> = None;
     let mut pending: Option<Pending> = None;
     let mut page_count = 0u32;
 
-    while let Some(url) = queue.pop_front() {
+    while let Some((url, category)) = queue.pop_front() {
         let parts = url_parts(&url)?;
         if !robots_by_origin.contains_key(&parts.origin) {
             let r = robots_cache.get(browser, &parts.origin).await;
@@ -992,13 +993,15 @@ async fn pages(
                         tracing::debug!(retailer = slug, page = %url, tile = tile.index, field = e.field, reason = %e.reason, "optional field dropped");
                     }
                     match read.item {
-                        Item::Observation(obs) => {
+                        Item::Observation(mut obs) => {
                             if seen_skus.insert(obs.sku.clone()) {
+                                obs.category = category.clone();
                                 next.records.push(SpoolRecord {
                                     retailer: config.slug.clone(),
                                     observed_at,
                                     page: url.clone(),
                                     tile: tile.clone(),
+                                    category: category.clone(),
                                 });
                                 next.observations.push(*obs);
                             }
@@ -1055,7 +1058,7 @@ async fn pages(
             && page_count < config.navigation.max_pages
             && seen_pages.insert(next.clone())
         {
-            queue.push_back(next);
+            queue.push_back((next, category));
         }
     }
     let stored = store(sink, pending.take()).await?;

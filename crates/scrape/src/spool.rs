@@ -25,6 +25,9 @@ pub struct SpoolRecord {
     pub observed_at: DateTime<Utc>,
     pub page: String,
     pub tile: RawTile,
+    /// The category of the start URL the page was reached from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -192,9 +195,12 @@ impl Spool {
             // parses would have been rejected live too.
             match parse_tile(&record.retailer, &record.tile, record.observed_at) {
                 Ok(Tile {
-                    item: Item::Observation(obs),
+                    item: Item::Observation(mut obs),
                     ..
-                }) => batch.push(*obs),
+                }) => {
+                    obs.category = record.category;
+                    batch.push(*obs)
+                }
                 // Sightings are never spooled; a record that reads as one
                 // now has nothing to store.
                 Ok(_) => report.unreadable += 1,

@@ -50,6 +50,9 @@ pub struct ProductRow {
     pub pack_each: Option<i64>,
     pub base_unit: Option<String>,
     pub gtin: Option<String>,
+    /// How well it matched a search (higher first); set only by a search.
+    #[sqlx(default)]
+    pub search_rank: Option<i64>,
 }
 
 const PRODUCT_COLUMNS: &str =
@@ -65,10 +68,15 @@ pub async fn product(pool: &PgPool, id: i64) -> StoreResult<Option<ProductRow>> 
     .await?)
 }
 
-/// Free text as a full-text query: each word matches as a prefix, and all
-/// must match. Built by [`SearchTerms::parse`], so it always has a word.
+/// Free text to search for. A product matches when every word is a
+/// prefix of a word of its name or brand (full text), or when every word
+/// is spelled like one (pg_trgm word similarity, so "beans" finds
+/// "Beanz"). Built by [`SearchTerms::parse`], so it always has a word.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SearchTerms(String);
+pub struct SearchTerms {
+    tsquery: String,
+    words: Vec<String>,
+}
 
 impl SearchTerms {
     /// The terms of `text` (at most 16 words), or None when it has no words.
@@ -77,15 +85,35 @@ impl SearchTerms {
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
             .take(16)
-            .map(|w| format!("{}:*", w.to_lowercase()))
+            .map(str::to_lowercase)
             .collect();
-        (!words.is_empty()).then(|| SearchTerms(words.join(" & ")))
+        let tsquery = words
+            .iter()
+            .map(|w| format!("{w}:*"))
+            .collect::<Vec<_>>()
+            .join(" & ");
+        (!words.is_empty()).then_some(SearchTerms { tsquery, words })
     }
 
     /// The `to_tsquery('simple', ...)` text.
     pub fn as_tsquery(&self) -> &str {
-        &self.0
+        &self.tsquery
     }
+
+    /// The lowercased words, for trigram similarity.
+    pub fn words(&self) -> &[String] {
+        &self.words
+    }
+}
+
+/// Where a page of products starts: after the last product of the
+/// previous page, in the order the list is sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProductCursor {
+    /// By name, then id.
+    Name(String, i64),
+    /// A search: by rank (higher first), then name, then id.
+    Ranked(i64, String, i64),
 }
 
 /// Which products to list, by name then id.
@@ -97,22 +125,44 @@ pub struct ProductFilter {
     pub category: Option<String>,
     /// Only products this retailer sells.
     pub retailer_id: Option<i64>,
-    /// Start after this (name, id), the last of the previous page.
-    pub after: Option<(String, i64)>,
+    /// Start after this product, the last of the previous page.
+    pub after: Option<ProductCursor>,
     /// Page size.
     pub limit: i64,
 }
 
-/// A page of products matching `filter`, by name.
+/// A page of products matching `filter`: by name, or for a search best
+/// match first. A search's rank is 1000 for a full-text match plus 1000
+/// times the mean trigram word similarity of its words, so exact words
+/// come before spelling variants, and closer variants before looser ones.
 pub async fn products(pool: &PgPool, filter: &ProductFilter) -> StoreResult<Page<ProductRow>> {
-    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-        "SELECT {PRODUCT_COLUMNS} FROM products p WHERE true"
-    ));
-    if let Some(terms) = &filter.search {
-        sql.push(" AND p.search @@ to_tsquery('simple', ")
-            .push_bind(terms.as_tsquery().to_owned())
-            .push(")");
+    let mut sql: QueryBuilder<Postgres> =
+        QueryBuilder::new(format!("SELECT * FROM (SELECT {PRODUCT_COLUMNS}, "));
+    match &filter.search {
+        Some(terms) => {
+            sql.push("(CASE WHEN p.search @@ to_tsquery('simple', ")
+                .push_bind(terms.as_tsquery().to_owned())
+                .push(") THEN 1000 ELSE 0 END + round(1000 * (SELECT avg(word_similarity(w, p.search_text)) FROM unnest(")
+                .push_bind(terms.words().to_vec())
+                .push("::text[]) AS w))::bigint) AS search_rank FROM products p WHERE (p.search @@ to_tsquery('simple', ")
+                .push_bind(terms.as_tsquery().to_owned())
+                .push(")");
+            // Every word like a word of the name or brand (`<%` uses the
+            // trigram index and pg_trgm.word_similarity_threshold, 0.6 by
+            // default: "beans" is 0.67 like "beanz").
+            sql.push(" OR (true");
+            for w in terms.words() {
+                sql.push(" AND ")
+                    .push_bind(w.clone())
+                    .push(" <% p.search_text");
+            }
+            sql.push("))");
+        }
+        None => {
+            sql.push("NULL::bigint AS search_rank FROM products p WHERE true");
+        }
     }
+    sql.push(") p WHERE true");
     if let Some(category) = &filter.category {
         sql.push(" AND lower(p.category) = lower(")
             .push_bind(category.clone())
@@ -125,15 +175,33 @@ pub async fn products(pool: &PgPool, filter: &ProductFilter) -> StoreResult<Page
         .push_bind(rid)
         .push(")");
     }
-    if let Some((name, id)) = &filter.after {
-        sql.push(" AND (p.name, p.id) > (")
-            .push_bind(name.clone())
-            .push(", ")
-            .push_bind(*id)
-            .push(")");
+    match &filter.after {
+        None => {}
+        Some(ProductCursor::Name(name, id)) => {
+            sql.push(" AND (p.name, p.id) > (")
+                .push_bind(name.clone())
+                .push(", ")
+                .push_bind(*id)
+                .push(")");
+        }
+        Some(ProductCursor::Ranked(rank, name, id)) => {
+            sql.push(" AND (p.search_rank < ")
+                .push_bind(*rank)
+                .push(" OR (p.search_rank = ")
+                .push_bind(*rank)
+                .push(" AND (p.name, p.id) > (")
+                .push_bind(name.clone())
+                .push(", ")
+                .push_bind(*id)
+                .push(")))");
+        }
     }
-    sql.push(" ORDER BY p.name, p.id LIMIT ")
-        .push_bind(filter.limit + 1);
+    if filter.search.is_some() {
+        sql.push(" ORDER BY p.search_rank DESC, p.name, p.id LIMIT ");
+    } else {
+        sql.push(" ORDER BY p.name, p.id LIMIT ");
+    }
+    sql.push_bind(filter.limit + 1);
     let rows = sql.build_query_as().fetch_all(pool).await?;
     Ok(Page::from_overfetch(rows, filter.limit))
 }
@@ -304,6 +372,10 @@ mod tests {
     fn search_words_become_prefix_terms() {
         let terms = |q: &str| SearchTerms::parse(q).map(|t| t.as_tsquery().to_owned());
         assert_eq!(terms("Baked  beans!").as_deref(), Some("baked:* & beans:*"));
+        assert_eq!(
+            SearchTerms::parse("Baked  BEANS!").unwrap().words(),
+            ["baked", "beans"]
+        );
         assert_eq!(terms("'&|!"), None);
         assert_eq!(terms("crème").as_deref(), Some("crème:*"));
     }

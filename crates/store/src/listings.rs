@@ -22,6 +22,17 @@ pub struct MatchRow {
     /// A manual override (`product_overrides`) names its product.
     pub overridden: bool,
     pub override_product: Option<i64>,
+    /// The aisle the retailer shelves it in, when known.
+    pub category: Option<String>,
+}
+
+/// What a product says of itself: name, brand, category and pack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductFacts {
+    pub name: String,
+    pub brand: Option<String>,
+    pub category: Option<String>,
+    pub pack: Option<Pack>,
 }
 
 impl MatchRow {
@@ -70,7 +81,8 @@ impl MatchingPass {
         sqlx::query_as(
             "SELECT l.id, l.retailer_id, r.name AS retailer_name, l.title, l.pack_count, \
              l.pack_each, l.base_unit, l.product_id, l.match_method, \
-             o.retailer_sku IS NOT NULL AS overridden, o.product_id AS override_product \
+             o.retailer_sku IS NOT NULL AS overridden, o.product_id AS override_product, \
+             l.category \
              FROM listings l JOIN retailers r ON r.id = l.retailer_id \
              LEFT JOIN product_overrides o \
                ON o.retailer_id = l.retailer_id AND o.retailer_sku = l.retailer_sku \
@@ -82,25 +94,69 @@ impl MatchingPass {
     }
 
     /// Creates a product and returns its id.
-    pub async fn create_product(
-        &mut self,
-        name: &str,
-        brand: Option<&str>,
-        pack: Option<Pack>,
-    ) -> anyhow::Result<i64> {
+    pub async fn create_product(&mut self, facts: &ProductFacts) -> anyhow::Result<i64> {
+        let pack = facts.pack;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO products (name, brand, pack_count, pack_each, base_unit) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            "INSERT INTO products (name, brand, category, pack_count, pack_each, base_unit) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
-        .bind(name)
-        .bind(brand)
-        .bind(pack.map(|p| p.count as i32))
-        .bind(pack.map(|p| p.each as i64))
+        .bind(&facts.name)
+        .bind(&facts.brand)
+        .bind(&facts.category)
+        .bind(pack.map(|p| i32::try_from(p.count).unwrap_or(i32::MAX)))
+        .bind(pack.map(|p| i64::try_from(p.each).unwrap_or(i64::MAX)))
         .bind(pack.map(|p| p.unit.as_str()))
         .fetch_one(&mut *self.tx)
         .await
         .context("creating a product")?;
         Ok(id)
+    }
+
+    /// Brings products up to date with `facts`; returns how many changed.
+    /// A product whose facts are already these is not written.
+    pub async fn update_products(&mut self, facts: &[(i64, ProductFacts)]) -> anyhow::Result<u64> {
+        if facts.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = facts.iter().map(|(id, _)| *id).collect();
+        let names: Vec<&str> = facts.iter().map(|(_, f)| f.name.as_str()).collect();
+        let brands: Vec<Option<&str>> = facts.iter().map(|(_, f)| f.brand.as_deref()).collect();
+        let categories: Vec<Option<&str>> =
+            facts.iter().map(|(_, f)| f.category.as_deref()).collect();
+        let counts: Vec<Option<i32>> = facts
+            .iter()
+            .map(|(_, f)| f.pack.map(|p| i32::try_from(p.count).unwrap_or(i32::MAX)))
+            .collect();
+        let eaches: Vec<Option<i64>> = facts
+            .iter()
+            .map(|(_, f)| f.pack.map(|p| i64::try_from(p.each).unwrap_or(i64::MAX)))
+            .collect();
+        let units: Vec<Option<&str>> = facts
+            .iter()
+            .map(|(_, f)| f.pack.map(|p| p.unit.as_str()))
+            .collect();
+        let done = sqlx::query(
+            "UPDATE products p SET name = u.name, brand = u.brand, category = u.category, \
+                 pack_count = u.pack_count, pack_each = u.pack_each, base_unit = u.base_unit \
+             FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::int[], \
+                         $6::bigint[], $7::text[]) \
+                  AS u(id, name, brand, category, pack_count, pack_each, base_unit) \
+             WHERE p.id = u.id \
+               AND (p.name, p.brand, p.category, p.pack_count, p.pack_each, p.base_unit) \
+                   IS DISTINCT FROM \
+                   (u.name, u.brand, u.category, u.pack_count, u.pack_each, u.base_unit)",
+        )
+        .bind(&ids)
+        .bind(&names)
+        .bind(&brands)
+        .bind(&categories)
+        .bind(&counts)
+        .bind(&eaches)
+        .bind(&units)
+        .execute(&mut *self.tx)
+        .await
+        .context("updating product names and categories")?;
+        Ok(done.rows_affected())
     }
 
     /// Puts listing `ids[i]` on product `products[i]`, matched by

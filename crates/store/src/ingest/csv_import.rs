@@ -2,7 +2,7 @@
 //!
 //! Columns (by header name, any order): `retailer,sku,title,observed_at,
 //! price_pence` are required; `was_price_pence, unit_price_pence, unit,
-//! promo_text, in_stock, pack_text, url` are optional. A bad row is
+//! promo_text, in_stock, pack_text, url, category` are optional. A bad row is
 //! reported with its line number and reason and written to a rejects file
 //! (the original fields plus `line` and `reason`); the good rows beside it
 //! are stored.
@@ -23,7 +23,7 @@ use shelfwatch_domain::retailer::RetailerSlug;
 use shelfwatch_domain::unit_price::UnitPrice;
 
 pub const REQUIRED_COLUMNS: [&str; 5] = ["retailer", "sku", "title", "observed_at", "price_pence"];
-pub const OPTIONAL_COLUMNS: [&str; 7] = [
+pub const OPTIONAL_COLUMNS: [&str; 8] = [
     "was_price_pence",
     "unit_price_pence",
     "unit",
@@ -31,6 +31,7 @@ pub const OPTIONAL_COLUMNS: [&str; 7] = [
     "in_stock",
     "pack_text",
     "url",
+    "category",
 ];
 
 /// Which field index holds each known column.
@@ -140,6 +141,7 @@ impl Columns {
             obs.pack = Some(parse_pack(text).map_err(|e| e.to_string())?);
         }
         obs.url = self.get(record, "url").map(str::to_owned);
+        obs.category = self.get(record, "category").map(str::to_owned);
         obs.check()?;
         Ok(obs)
     }

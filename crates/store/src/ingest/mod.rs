@@ -53,6 +53,7 @@ pub const MAX_SKU_LEN: usize = 200;
 pub const MAX_TITLE_LEN: usize = 500;
 pub const MAX_PROMO_TEXT_LEN: usize = 500;
 pub const MAX_URL_LEN: usize = 2000;
+pub const MAX_CATEGORY_LEN: usize = 200;
 
 /// One shelf price seen at one moment.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +70,8 @@ pub struct Observation {
     pub promo_text: Option<String>,
     pub in_stock: bool,
     pub pack: Option<Pack>,
+    /// The aisle the retailer shelves it in ("Food Cupboard"), when known.
+    pub category: Option<String>,
     pub scrape_run_id: Option<i64>,
 }
 
@@ -102,6 +105,7 @@ impl Observation {
             promo_text: None,
             in_stock: true,
             pack: None,
+            category: None,
             scrape_run_id: None,
         }
     }
@@ -140,6 +144,16 @@ impl Observation {
         }
         if self.title.len() > MAX_TITLE_LEN {
             return Err(format!("title is longer than {MAX_TITLE_LEN} bytes"));
+        }
+        if let Some(c) = &self.category {
+            if c.trim().is_empty() || c.trim() != c {
+                return Err(format!("category {c:?} is empty or has surrounding spaces"));
+            }
+            if c.chars().count() > MAX_CATEGORY_LEN {
+                return Err(format!(
+                    "category is longer than {MAX_CATEGORY_LEN} characters"
+                ));
+            }
         }
         if self.url.as_ref().is_some_and(|u| u.len() > MAX_URL_LEN) {
             return Err(format!("url is longer than {MAX_URL_LEN} bytes"));
@@ -253,6 +267,7 @@ struct CachedListing {
     last_seen: DateTime<Utc>,
     has_url: bool,
     has_pack: bool,
+    category: Option<String>,
 }
 
 const OBS_COLUMNS: &str = "listing_id, observed_at, price_pence, was_price_pence, \
@@ -555,6 +570,7 @@ impl Ingestor {
             title: &'a str,
             url: Option<&'a str>,
             pack: Option<Pack>,
+            category: Option<&'a str>,
             first: DateTime<Utc>,
             last: DateTime<Utc>,
         }
@@ -571,10 +587,12 @@ impl Ingestor {
                         s.title = &o.title;
                         s.url = o.url.as_deref().or(s.url);
                         s.pack = o.pack.or(s.pack);
+                        s.category = o.category.as_deref().or(s.category);
                         s.last = o.observed_at;
                     } else {
                         s.url = s.url.or(o.url.as_deref());
                         s.pack = s.pack.or(o.pack);
+                        s.category = s.category.or(o.category.as_deref());
                     }
                     s.first = s.first.min(o.observed_at);
                 })
@@ -582,6 +600,7 @@ impl Ingestor {
                     title: &o.title,
                     url: o.url.as_deref(),
                     pack: o.pack,
+                    category: o.category.as_deref(),
                     first: o.observed_at,
                     last: o.observed_at,
                 });
@@ -595,7 +614,10 @@ impl Ingestor {
                 Some(c) => {
                     let details_change = (seen.last > c.last_seen && seen.title != c.title)
                         || (seen.url.is_some() && !c.has_url)
-                        || (seen.pack.is_some() && !c.has_pack);
+                        || (seen.pack.is_some() && !c.has_pack)
+                        || (seen.last >= c.last_seen
+                            && seen.category.is_some()
+                            && seen.category != c.category.as_deref());
                     if details_change {
                         return true;
                     }
@@ -654,6 +676,7 @@ impl Ingestor {
                 Vec::with_capacity(n),
                 Vec::with_capacity(n),
             );
+            let mut category = Vec::with_capacity(n);
             let (mut pcount, mut peach, mut punit, mut first, mut last) = (
                 Vec::with_capacity(n),
                 Vec::with_capacity(n),
@@ -672,14 +695,16 @@ impl Ingestor {
                 );
                 peach.push(seen.pack.map(|p| i64::try_from(p.each).unwrap_or(i64::MAX)));
                 punit.push(seen.pack.map(|p| p.unit.as_str()));
+                category.push(seen.category);
                 first.push(seen.first);
                 last.push(seen.last);
             }
             let rows = sqlx::query(
                 "INSERT INTO listings AS l (retailer_id, retailer_sku, title, url, pack_count,
-                     pack_each, base_unit, first_seen, last_seen)
+                     pack_each, base_unit, first_seen, last_seen, category)
                  SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[],
-                     $5::int[], $6::bigint[], $7::text[], $8::timestamptz[], $9::timestamptz[])
+                     $5::int[], $6::bigint[], $7::text[], $8::timestamptz[], $9::timestamptz[],
+                     $10::text[])
                  ON CONFLICT (retailer_id, retailer_sku) DO UPDATE SET
                      title = CASE WHEN EXCLUDED.last_seen >= l.last_seen
                                   THEN EXCLUDED.title ELSE l.title END,
@@ -688,10 +713,13 @@ impl Ingestor {
                      pack_count = COALESCE(EXCLUDED.pack_count, l.pack_count),
                      pack_each = COALESCE(EXCLUDED.pack_each, l.pack_each),
                      base_unit = COALESCE(EXCLUDED.base_unit, l.base_unit),
+                     category = COALESCE(CASE WHEN EXCLUDED.last_seen >= l.last_seen
+                                              THEN EXCLUDED.category END,
+                                         l.category, EXCLUDED.category),
                      first_seen = LEAST(l.first_seen, EXCLUDED.first_seen),
                      last_seen = GREATEST(l.last_seen, EXCLUDED.last_seen)
                  RETURNING id, retailer_id, retailer_sku, title, first_seen, last_seen,
-                     url IS NOT NULL AS has_url, pack_each IS NOT NULL AS has_pack",
+                     url IS NOT NULL AS has_url, pack_each IS NOT NULL AS has_pack, category",
             )
             .bind(&rid)
             .bind(&sku)
@@ -702,6 +730,7 @@ impl Ingestor {
             .bind(&punit)
             .bind(&first)
             .bind(&last)
+            .bind(&category)
             .fetch_all(&mut *tx)
             .await
             .context("upserting listings")?;
@@ -715,6 +744,7 @@ impl Ingestor {
                         last_seen: row.try_get("last_seen")?,
                         has_url: row.try_get("has_url")?,
                         has_pack: row.try_get("has_pack")?,
+                        category: row.try_get("category")?,
                     },
                 );
             }
