@@ -18,7 +18,7 @@ fn shelfwatch(dir: &Path, args: &[&str]) -> Output {
         .expect("run shelfwatch")
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "status {}\nstdout:\n{}\nstderr:\n{}",
         o.status,

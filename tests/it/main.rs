@@ -18,3 +18,4 @@ mod security;
 mod support;
 mod timescale;
 mod ukpages;
+mod up;
