@@ -113,7 +113,8 @@ pub struct ImportArgs {
     /// CSV with columns retailer,sku,title,observed_at,price_pence and
     /// optionally was_price_pence,unit_price_pence,unit,promo_text,in_stock,pack_text,url.
     pub file: PathBuf,
-    /// Where to write rejected rows (default: FILE.rejects.csv).
+    /// Where to write rejected rows (default: the input's name with .rejects.csv
+    /// added, e.g. prices.csv.rejects.csv).
     #[arg(long, value_name = "FILE")]
     pub rejects: Option<PathBuf>,
     /// Observations per database batch (default: ingest.batch_size).

@@ -12,6 +12,7 @@ mod ingest;
 mod matching;
 mod migrate;
 mod observability;
+mod readme;
 mod reliability;
 mod scrape;
 mod security;

@@ -45,7 +45,7 @@ async fn leftovers(mark: &str) -> Vec<String> {
 }
 
 /// A working directory of its own that the postgres user can reach.
-fn workdir() -> tempfile::TempDir {
+pub(crate) fn workdir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
         dir.path(),
@@ -80,6 +80,38 @@ async fn up(dir: &Path, mark: &str, args: &[String], env: &[(&str, &str)], limit
 }
 
 use crate::cli::text;
+
+/// Reads `up`'s stdout until it says it is serving (fails the test after
+/// `limit` seconds); returns the lines read and the API's address.
+pub(crate) async fn until_serving(
+    child: &mut std::process::Child,
+    limit: u64,
+) -> (Vec<String>, String) {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take().expect("up's stdout is piped");
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let done = line.starts_with("Ctrl-C");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(limit), lines)
+        .await
+        .expect("up did not get to serving")
+        .unwrap();
+    let api = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("API          http://"))
+        .and_then(|l| l.split('/').next())
+        .unwrap_or_else(|| panic!("no API address:\n{}", lines.join("\n")))
+        .to_owned();
+    (lines, api)
+}
 
 fn mark() -> String {
     format!("{}-{}", std::process::id(), rand::random::<u64>())
