@@ -61,6 +61,9 @@ pub enum Command {
     /// Manage API keys (the key is printed once; only its SHA-256 is stored).
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// GET a URL and exit 0 on a 2xx answer, 1 otherwise (container
+    /// healthchecks, in images without curl).
+    Healthcheck(crate::healthcheck::HealthcheckArgs),
     /// Run the local demo supermarket site.
     #[cfg(feature = "demo")]
     DemoStore(shelfwatch_demo_store::DemoStoreArgs),
@@ -251,6 +254,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Retailer(cmd) => crate::scrape_cmd::retailer(cmd, &settings).await,
         Command::Serve(args) => crate::serve_cmd::run(args, &settings).await,
         Command::Apikey(cmd) => apikey(cmd, &settings).await,
+        Command::Healthcheck(args) => crate::healthcheck::run(args).await,
         #[cfg(feature = "demo")]
         Command::DemoStore(args) => shelfwatch_demo_store::run(args).await,
     }
