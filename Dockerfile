@@ -30,9 +30,12 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates tini \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin shelfwatch \
-    && mkdir -p /app/.shelfwatch \
+    && mkdir -p /app/.shelfwatch/spool \
     && chown -R shelfwatch /app
 WORKDIR /app
+# /app/.shelfwatch/spool is the scraper's spool (scrape.spool_dir in
+# docker-compose.yml): made here, owned by uid 10001, so the named volume
+# mounted on it starts out writable by the shelfwatch user.
 # The real shops in retailers/, the demo store's in retailers/demo/.
 COPY retailers retailers
 COPY shelfwatch.example.toml shelfwatch.example.toml

@@ -18,11 +18,12 @@ ensure_packages() {
 }
 
 # The base toolchain: PostgreSQL 15 server and client, Chromium and
-# chromedriver for the scraper, Prometheus and promtool for the
-# observability tests (alert rules, dashboards' queries), and Node.js for the
+# chromedriver for the scraper, Prometheus and promtool for the demo and the
+# observability tests (alert rules, dashboards' queries), curl and jq for the
+# README's walkthrough (and its test), and Node.js for the
 # TimescaleDB (WebAssembly) test server.
 ensure_base() {
-    ensure_packages postgresql postgresql-client util-linux chromium chromium-driver prometheus
+    ensure_packages postgresql postgresql-client util-linux chromium chromium-driver prometheus curl jq
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
         ensure_packages nodejs npm
     fi

@@ -66,6 +66,9 @@ pub enum Command {
     /// Manage API keys (the key is printed once; only its SHA-256 is stored).
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// GET a URL and exit 0 on a 2xx answer, 1 otherwise (container
+    /// healthchecks, in images without curl).
+    Healthcheck(crate::healthcheck::HealthcheckArgs),
     /// Run the local demo supermarket site.
     #[cfg(feature = "demo")]
     DemoStore(shelfwatch_demo_store::DemoStoreArgs),
@@ -118,7 +121,8 @@ pub struct ImportArgs {
     /// CSV with columns retailer,sku,title,observed_at,price_pence and
     /// optionally was_price_pence,unit_price_pence,unit,promo_text,in_stock,pack_text,url.
     pub file: PathBuf,
-    /// Where to write rejected rows (default: FILE.rejects.csv).
+    /// Where to write rejected rows (default: the input's name with .rejects.csv
+    /// added, e.g. prices.csv.rejects.csv).
     #[arg(long, value_name = "FILE")]
     pub rejects: Option<PathBuf>,
     /// Observations per database batch (default: ingest.batch_size).
@@ -280,6 +284,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Retailer(cmd) => crate::scrape_cmd::retailer(cmd, &settings).await,
         Command::Serve(args) => crate::serve_cmd::run(args, &settings).await,
         Command::Apikey(cmd) => apikey(cmd, &settings).await,
+        Command::Healthcheck(args) => crate::healthcheck::run(args).await,
         #[cfg(feature = "demo")]
         Command::DemoStore(args) => shelfwatch_demo_store::run(args).await,
     }

@@ -200,9 +200,170 @@ mod tests {
         assert_eq!(s.scrape.browser.chromium, d.scrape.browser.chromium);
         assert_eq!(s.scrape.suspect_drop_share, d.scrape.suspect_drop_share);
         assert_eq!(s.forecast.metrics_bind, d.forecast.metrics_bind);
+        assert_eq!(s.api.read_cache_ms, d.api.read_cache_ms);
         assert_eq!(
             s.scrape.browser.webdriver_url,
             d.scrape.browser.webdriver_url
+        );
+    }
+
+    /// Every key path a `Deserialize` type reads, found by deserializing it
+    /// from a deserializer that answers a struct with its own field names
+    /// and any other value with a harmless one.
+    mod keys {
+        use serde::de::value::{Error, MapDeserializer, SeqDeserializer, StrDeserializer};
+        use serde::de::{self, IntoDeserializer, Visitor};
+        use std::cell::RefCell;
+        use std::collections::BTreeSet;
+
+        pub struct Keys<'a> {
+            pub prefix: String,
+            pub out: &'a RefCell<BTreeSet<String>>,
+        }
+
+        struct Fields<'a> {
+            keys: &'a Keys<'a>,
+            fields: std::slice::Iter<'static, &'static str>,
+            current: &'static str,
+        }
+
+        impl<'de> de::MapAccess<'de> for Fields<'_> {
+            type Error = Error;
+            fn next_key_seed<K: de::DeserializeSeed<'de>>(
+                &mut self,
+                seed: K,
+            ) -> Result<Option<K::Value>, Error> {
+                let Some(field) = self.fields.next() else {
+                    return Ok(None);
+                };
+                self.current = field;
+                let name: StrDeserializer<'_, Error> = field.into_deserializer();
+                seed.deserialize(name).map(Some)
+            }
+            fn next_value_seed<V: de::DeserializeSeed<'de>>(
+                &mut self,
+                seed: V,
+            ) -> Result<V::Value, Error> {
+                seed.deserialize(Keys {
+                    prefix: format!("{}{}.", self.keys.prefix, self.current),
+                    out: self.keys.out,
+                })
+            }
+        }
+
+        impl<'de> de::Deserializer<'de> for Keys<'_> {
+            type Error = Error;
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _name: &'static str,
+                fields: &'static [&'static str],
+                visitor: V,
+            ) -> Result<V::Value, Error> {
+                for f in fields {
+                    self.out.borrow_mut().insert(format!("{}{f}", self.prefix));
+                }
+                visitor.visit_map(Fields {
+                    keys: &self,
+                    fields: fields.iter(),
+                    current: "",
+                })
+            }
+            fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+                visitor.visit_some(self)
+            }
+            fn deserialize_enum<V: Visitor<'de>>(
+                self,
+                _name: &'static str,
+                variants: &'static [&'static str],
+                visitor: V,
+            ) -> Result<V::Value, Error> {
+                let first: StrDeserializer<'_, Error> = variants[0].into_deserializer();
+                visitor.visit_enum(first)
+            }
+            fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+                visitor.visit_bool(false)
+            }
+            fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+                visitor.visit_f64(1.0)
+            }
+            fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+                visitor.visit_f32(1.0)
+            }
+            fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+                visitor.visit_seq(SeqDeserializer::new(std::iter::empty::<String>()))
+            }
+            fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+                visitor.visit_map(MapDeserializer::new(std::iter::empty::<(String, String)>()))
+            }
+            fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+                visitor.visit_str("x")
+            }
+            fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+                visitor.visit_str("x")
+            }
+            fn deserialize_newtype_struct<V: Visitor<'de>>(
+                self,
+                _name: &'static str,
+                visitor: V,
+            ) -> Result<V::Value, Error> {
+                visitor.visit_newtype_struct(self)
+            }
+            /// Numbers of every width: 1 fits them all.
+            fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+                visitor.visit_u8(1)
+            }
+            serde::forward_to_deserialize_any! {
+                i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 char bytes byte_buf unit
+                unit_struct tuple tuple_struct identifier ignored_any
+            }
+        }
+    }
+
+    /// The key paths (`api.rate_limit.per_ip_burst`) the example file sets
+    /// or shows commented out.
+    fn example_keys(text: &str) -> std::collections::BTreeSet<String> {
+        let mut section = String::new();
+        let mut keys = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            let line = line.trim_start_matches(|c: char| c == '#' || c.is_whitespace());
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.split_once(']')) {
+                section = format!("{}.", name.0);
+            } else if let Some((key, _)) = line.split_once(" =")
+                && !key.is_empty()
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                keys.insert(format!("{section}{key}"));
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn the_example_file_names_every_key() {
+        use serde::Deserialize;
+        let out = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        Settings::deserialize(keys::Keys {
+            prefix: String::new(),
+            out: &out,
+        })
+        .unwrap();
+        let all = out.into_inner();
+        // A leaf is a key with no keys under it.
+        let leaves: std::collections::BTreeSet<String> = all
+            .iter()
+            .filter(|k| !all.iter().any(|o| o.starts_with(&format!("{k}."))))
+            .cloned()
+            .collect();
+        assert!(leaves.contains("api.read_cache_ms"), "{leaves:?}");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("shelfwatch.example.toml");
+        let example = example_keys(&std::fs::read_to_string(path).unwrap());
+        let missing: Vec<_> = leaves.difference(&example).collect();
+        let unknown: Vec<_> = example.difference(&leaves).collect();
+        assert!(
+            missing.is_empty() && unknown.is_empty(),
+            "shelfwatch.example.toml lacks {missing:?} and has keys the settings do not: {unknown:?}"
         );
     }
 

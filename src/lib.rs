@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod healthcheck;
 mod schedule;
 mod scrape_cmd;
 mod serve_cmd;

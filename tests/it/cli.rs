@@ -18,7 +18,7 @@ fn shelfwatch(dir: &Path, args: &[&str]) -> Output {
         .expect("run shelfwatch")
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "status {}\nstdout:\n{}\nstderr:\n{}",
         o.status,
@@ -252,7 +252,6 @@ async fn demo_store_then_scrape_once_fills_the_database() {
 /// SIGTERM.
 #[tokio::test]
 async fn up_runs_the_whole_demo_and_serves_the_api() {
-    use std::io::{BufRead, BufReader};
     let db = crate::support::TestDb::empty().await;
     let prometheus = format!(
         "127.0.0.1:{}",
@@ -278,32 +277,11 @@ async fn up_runs_the_whole_demo_and_serves_the_api() {
     .stdout(std::process::Stdio::piped())
     .spawn()
     .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let lines = tokio::task::spawn_blocking(move || {
-        let mut seen = Vec::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let done = line.starts_with("Ctrl-C");
-            seen.push(line);
-            if done {
-                break;
-            }
-        }
-        seen
-    });
-    let lines = tokio::time::timeout(std::time::Duration::from_secs(120), lines)
-        .await
-        .expect("up did not get to serving")
-        .unwrap();
+    let (lines, api) = crate::up::until_serving(&mut child, 120).await;
     let all = lines.join("\n");
     for step in ["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"] {
         assert!(all.contains(step), "{step} missing:\n{all}");
     }
-    let api = lines
-        .iter()
-        .find_map(|l| l.trim().strip_prefix("API          http://"))
-        .and_then(|l| l.split('/').next())
-        .unwrap_or_else(|| panic!("no API address:\n{all}"))
-        .to_owned();
     let response = crate::scrape::http_get(&api, "/v1/recommendations?limit=5").await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("confidence"), "{response}");
@@ -358,4 +336,21 @@ async fn up_runs_the_whole_demo_and_serves_the_api() {
         tokio::net::TcpStream::connect(&prometheus).await.is_err(),
         "Prometheus still answers"
     );
+}
+
+/// Logs written to a file or a pipe carry no terminal colour codes.
+#[test]
+fn logs_are_plain_text_when_stderr_is_not_a_terminal() {
+    let dir = crate::up::workdir();
+    let start = command(&["db", "start"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stopped = shelfwatch(dir.path(), &["db", "stop"]);
+    assert!(start.status.success(), "{}", text(&start));
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    let log = String::from_utf8_lossy(&start.stderr);
+    assert!(log.contains("embedded database running"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in {log:?}");
 }

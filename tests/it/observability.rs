@@ -1451,6 +1451,212 @@ fn compose_file_agrees_with_the_binary_prometheus_and_grafana() {
     }
 }
 
+/// Whether a compose service runs once and exits (`restart: "no"`, or no
+/// restart policy at all).
+fn one_shot(service: &Yaml) -> bool {
+    service.get("restart").is_none_or(|r| str_of(r) == "no")
+}
+
+/// The compose stack as it would run: published ports on loopback only,
+/// a healthcheck on every long-running service (`shelfwatch healthcheck`
+/// for shelfwatch's own, on a port the service listens on), one-shot
+/// services waited for until they succeed, the spool volume writable by
+/// the image's user, Grafana's password from an uncommitted `.env`, and
+/// the TimescaleDB release the tests run.
+#[test]
+fn compose_stack_is_safe_and_starts_in_order() {
+    let services = compose_services();
+    let shelfwatch_image = |s: &Yaml| {
+        s.get("image")
+            .map(str_of)
+            .is_some_and(|i| i.starts_with("shelfwatch"))
+    };
+    for (key, service) in &services {
+        let name = str_of(key);
+        for p in seq_of(service.get("ports")) {
+            let p = str_of(&p);
+            assert!(
+                p.starts_with("127.0.0.1:"),
+                "{name}: port {p} is published on every interface"
+            );
+        }
+        if !one_shot(service) {
+            let test: Vec<String> = seq_of(service.get("healthcheck").and_then(|h| h.get("test")))
+                .iter()
+                .map(str_of)
+                .collect();
+            assert!(
+                test.first().is_some_and(|t| t.starts_with("CMD")),
+                "{name}: no healthcheck"
+            );
+            if shelfwatch_image(service) {
+                assert_eq!(
+                    &test[..3],
+                    ["CMD", "shelfwatch", "healthcheck"],
+                    "{name}: {test:?}"
+                );
+                let mut argv = vec!["shelfwatch".to_owned()];
+                argv.extend(test[1..].iter().skip(1).cloned());
+                Cli::try_parse_from(&argv)
+                    .unwrap_or_else(|e| panic!("{name}: `{}`: {e}", argv.join(" ")));
+                let (host, port) = host_port(&test[3]);
+                assert_eq!(host, "127.0.0.1", "{name}: {test:?}");
+                assert!(
+                    container_ports(service).contains(&port),
+                    "{name}: the healthcheck asks port {port}, where nothing listens"
+                );
+            }
+        }
+        // A one-shot service is waited for until it has succeeded.
+        if let Some(Yaml::Mapping(deps)) = service.get("depends_on") {
+            for (dep, how) in deps {
+                let dep = str_of(dep);
+                let condition = how.get("condition").map(str_of).unwrap_or_default();
+                let wanted = if one_shot(&services[dep.as_str()]) {
+                    "service_completed_successfully"
+                } else if condition == "service_healthy" {
+                    "service_healthy"
+                } else {
+                    "service_started"
+                };
+                assert_eq!(condition, wanted, "{name} on {dep}");
+            }
+        } else {
+            assert!(
+                service.get("depends_on").is_none(),
+                "{name}: depends_on without conditions"
+            );
+        }
+        // Every role that uses the database waits for the migrations.
+        let uses_db = service
+            .get("environment")
+            .is_some_and(|e| e.get("DATABASE_URL").is_some());
+        if shelfwatch_image(service) && uses_db && name != "migrate" {
+            assert_eq!(
+                service["depends_on"]["migrate"]["condition"],
+                Yaml::from("service_completed_successfully"),
+                "{name}"
+            );
+        }
+    }
+    // The forecaster's first run learns from the seeded history; the
+    // scraper reads a demo store that answers.
+    assert_eq!(
+        services["forecaster"]["depends_on"]["seed-history"]["condition"],
+        Yaml::from("service_completed_successfully")
+    );
+    assert_eq!(
+        services["scraper"]["depends_on"]["demo-store"]["condition"],
+        Yaml::from("service_healthy")
+    );
+
+    // The scraper's spool volume: the directory exists in the image, owned
+    // by the user the image runs as, so the volume starts out writable.
+    let dockerfile = std::fs::read_to_string(repo_path("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("--uid 10001"), "the shelfwatch user");
+    assert!(dockerfile.contains("USER shelfwatch"));
+    let settings = Settings::load_from(
+        Some(tempfile::NamedTempFile::new().unwrap().path()),
+        &[(
+            "SHELFWATCH_SCRAPE__SPOOL_DIR".to_owned(),
+            str_of(&services["scraper"]["environment"]["SHELFWATCH_SCRAPE__SPOOL_DIR"]),
+        )],
+    )
+    .unwrap();
+    let spool = settings.scrape.spool_dir.display().to_string();
+    assert!(
+        seq_of(services["scraper"].get("volumes"))
+            .iter()
+            .any(|v| str_of(v) == format!("spool:{spool}")),
+        "the spool volume is not mounted at scrape.spool_dir {spool}"
+    );
+    let made = dockerfile
+        .lines()
+        .find(|l| l.contains("mkdir -p") && l.contains(&spool))
+        .unwrap_or_else(|| panic!("the image does not create {spool}"));
+    let owned = dockerfile
+        .lines()
+        .position(|l| l.contains("chown -R shelfwatch /app"))
+        .expect("/app is handed to the shelfwatch user");
+    assert!(spool.starts_with("/app/"), "{spool}");
+    assert!(
+        dockerfile.lines().position(|l| l == made).unwrap() < owned,
+        "{spool} is created after /app is handed over"
+    );
+
+    // Grafana's admin password comes from .env, which is not committed.
+    let password = str_of(&services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]);
+    assert!(
+        password.starts_with("${GRAFANA_ADMIN_PASSWORD:?"),
+        "a required variable without a default: {password}"
+    );
+    let example = std::fs::read_to_string(repo_path(".env.example")).unwrap();
+    assert!(
+        example
+            .lines()
+            .any(|l| l.starts_with("GRAFANA_ADMIN_PASSWORD="))
+    );
+    let ignored = std::fs::read_to_string(repo_path(".gitignore")).unwrap();
+    assert!(
+        ignored.lines().any(|l| l == ".env" || l == "/.env"),
+        ".env is not ignored"
+    );
+    let tracked = Command::new("git")
+        .args(["ls-files", "--error-unmatch", ".env"])
+        .current_dir(repo_path("."))
+        .output()
+        .unwrap();
+    assert!(!tracked.status.success(), ".env is committed");
+
+    // The TimescaleDB the tests run (tests/it/timescale.rs checks the
+    // server's own version against this tag).
+    let tag = str_of(&services["timescaledb"]["image"]);
+    assert!(
+        tag.starts_with(&format!("timescale/timescaledb:{TIMESCALEDB_TESTED}.")),
+        "{tag}"
+    );
+}
+
+/// `shelfwatch healthcheck URL`, the compose healthchecks' command: 0 on
+/// a 2xx answer, 1 on any other answer or none, 2 on a URL it cannot use.
+#[tokio::test]
+async fn healthcheck_exits_by_the_answer() {
+    let store = shelfwatch_demo_store::local::LocalStore::start(
+        42,
+        chrono::Utc::now().date_naive(),
+        "127.0.0.1:0",
+    )
+    .await
+    .unwrap();
+    let closed = format!(
+        "http://127.0.0.1:{}/",
+        shelfwatch_store::db::embedded::free_port().unwrap()
+    );
+    let page = format!("{}/", store.origin);
+    let missing = format!("{}/no-such-page", store.origin);
+    for (url, code, says) in [
+        (page.as_str(), 0, "200"),
+        (missing.as_str(), 1, "404"),
+        (closed.as_str(), 1, "unhealthy"),
+        ("ftp://127.0.0.1/", 2, "http://"),
+    ] {
+        let out = tokio::process::Command::from(crate::support::shelfwatch_command(&[
+            "healthcheck",
+            url,
+        ]))
+        .output()
+        .await
+        .unwrap();
+        let text = crate::cli::text(&out);
+        assert_eq!(out.status.code(), Some(code), "{url}: {text}");
+        assert!(text.contains(says), "{url}: {text}");
+    }
+    store.stop().await;
+}
+
+/// The TimescaleDB release (major.minor) the tests run and compose uses.
+pub const TIMESCALEDB_TESTED: &str = "2.23";
+
 #[test]
 fn dockerfile_builds_in_stages_and_runs_the_binary() {
     let text = std::fs::read_to_string(repo_path("Dockerfile")).unwrap();

@@ -56,6 +56,17 @@ async fn timescaledb_flavour_matches_native() {
     .await
     .unwrap();
     assert_eq!(caggs, 1);
+    // The release docker-compose.yml runs is the one tested here.
+    let version: String =
+        sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+            .fetch_one(&ts)
+            .await
+            .unwrap();
+    let tested = crate::observability::TIMESCALEDB_TESTED;
+    assert!(
+        version.starts_with(&format!("{tested}.")),
+        "TimescaleDB {version} here, {tested} in docker-compose.yml"
+    );
 
     let native = TestDb::new().await;
     let t0 = Utc.with_ymd_and_hms(2026, 2, 1, 6, 0, 0).unwrap();

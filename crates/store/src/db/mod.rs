@@ -175,6 +175,29 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<Flavour> {
     flavour(pool).await
 }
 
+/// A session-level advisory lock, held on a connection of its own for as
+/// long as this value lives. Dropping it closes the connection, and the
+/// server releases the lock with the session (also when the process dies).
+pub struct SessionLock {
+    _conn: sqlx::PgConnection,
+}
+
+/// Takes the advisory lock `key` in the database behind `url`, or returns
+/// None when another session holds it. Advisory locks belong to one
+/// database, so other databases on the same server are not affected.
+pub async fn try_session_lock(url: &Secret, key: i64) -> anyhow::Result<Option<SessionLock>> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect_with(&connect_options(url.expose())?)
+        .await
+        .context("connecting to take an advisory lock")?;
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(key)
+        .fetch_one(&mut conn)
+        .await
+        .context("taking an advisory lock")?;
+    Ok(got.then_some(SessionLock { _conn: conn }))
+}
+
 /// Whether the database answers a trivial query.
 pub async fn ping(pool: &PgPool) -> Result<(), crate::error::StoreError> {
     sqlx::query_scalar::<_, i32>("SELECT 1")

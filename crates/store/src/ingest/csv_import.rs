@@ -202,7 +202,8 @@ fn parse_bool(text: &str) -> Option<bool> {
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
     pub batch_size: usize,
-    /// Where rejected rows go; default `<FILE>.rejects.csv`.
+    /// Where rejected rows go; default `<FILE>.rejects.csv`, the input's
+    /// whole name with `.rejects.csv` added (`prices.csv.rejects.csv`).
     pub rejects: Option<PathBuf>,
     pub progress: bool,
 }
