@@ -203,16 +203,24 @@ pub struct Calibrated {
 }
 
 impl Calibrated {
-    /// Fits the logistic model on three quarters of the examples and the
-    /// isotonic map on the remaining quarter (every fourth example). With
-    /// fewer than `SMALL_SAMPLE` examples the ridge penalty is chosen on
-    /// that quarter too, from `ridge` times 1, 10, 100 and 1000.
-    pub fn fit(rows: &[Vec<f64>], labels: &[bool], ridge: f64) -> Self {
-        let n = rows.len().min(labels.len());
+    /// Fits the logistic model on the earlier three quarters of the
+    /// examples (by `days`, the day each example was made) and the
+    /// isotonic map on the latest quarter, so the map is learned on days
+    /// the logistic model never saw, later ones, as it will be used.
+    /// Neighbouring days of one listing share most of their future, so an
+    /// interleaved split would make the model look better calibrated than
+    /// it is; a later split also follows a drift in habits. With fewer
+    /// than `SMALL_SAMPLE` examples the ridge penalty is chosen on that
+    /// quarter too (log loss), from `ridge` times 1, 10, 100 and 1000.
+    pub fn fit(rows: &[Vec<f64>], labels: &[bool], days: &[i32], ridge: f64) -> Self {
+        let n = rows.len().min(labels.len()).min(days.len());
+        let mut sorted: Vec<i32> = days[..n].to_vec();
+        sorted.sort_unstable();
+        let split = sorted.get(n * 3 / 4).copied().unwrap_or(i32::MAX);
         let (mut fit_rows, mut fit_labels, mut held_rows, mut held_labels) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for i in 0..n {
-            if i % 4 == 3 {
+            if days[i] >= split {
                 held_rows.push(rows[i].clone());
                 held_labels.push(labels[i]);
             } else {
@@ -220,9 +228,16 @@ impl Calibrated {
                 fit_labels.push(labels[i]);
             }
         }
+        if fit_rows.is_empty() {
+            // Every example from one day: nothing later to calibrate on.
+            return Self {
+                logistic: Logistic::fit(&held_rows, &held_labels, ridge),
+                isotonic: None,
+            };
+        }
         // With few examples the penalty matters: try stronger ones and keep
-        // the one that predicts the held-out quarter best (log loss). With
-        // many it hardly does, and one fit is cheaper.
+        // the one that predicts the later quarter best. With many it
+        // hardly does, and one fit is cheaper.
         let candidates: &[f64] = if fit_rows.len() < SMALL_SAMPLE {
             &[1.0, 10.0, 100.0, 1000.0]
         } else {
@@ -261,7 +276,7 @@ impl Calibrated {
 }
 
 /// Below this many fitting examples, `Calibrated::fit` chooses the ridge
-/// penalty on the held-out quarter.
+/// penalty on the later quarter.
 pub const SMALL_SAMPLE: usize = 20_000;
 
 fn log_loss(m: &Logistic, rows: &[Vec<f64>], labels: &[bool]) -> f64 {
@@ -328,10 +343,12 @@ pub struct ReliabilityBin {
 pub struct Calibration {
     pub claims: usize,
     pub brier: Option<f64>,
-    /// 1 - brier / brier of always stating `reference_rate`; None also when
-    /// that reference is perfect (its Brier score is 0).
+    /// 1 - brier / brier of the reference forecaster (stating the base
+    /// rate learned from training data); None also when that reference is
+    /// perfect (its Brier score is 0).
     pub brier_skill: Option<f64>,
-    pub reference_rate: f64,
+    /// The reference's mean stated rate.
+    pub reference_rate: Option<f64>,
     /// Expected calibration error over 10 equal-width bins.
     pub ece: Option<f64>,
     pub mean_stated: Option<f64>,
@@ -342,16 +359,26 @@ pub struct Calibration {
 /// Scores `(stated, came_true)` pairs against always stating
 /// `reference_rate` (the base rate learned from training data).
 pub fn calibration(pairs: &[(f64, bool)], reference_rate: f64) -> Calibration {
-    let n = pairs.len();
+    calibration_against(pairs, &vec![reference_rate; pairs.len()])
+}
+
+/// Scores `(stated, came_true)` pairs against a reference forecaster that
+/// stated `references[i]` for pair `i` (a base rate, as known when the
+/// claim was made).
+pub fn calibration_against(pairs: &[(f64, bool)], references: &[f64]) -> Calibration {
+    let n = pairs.len().min(references.len());
+    let pairs = &pairs[..n];
     let nf = n.max(1) as f64;
     let some = |v: f64| (n > 0).then_some(v);
     let y = |t: bool| if t { 1.0 } else { 0.0 };
     let brier = pairs.iter().map(|(p, t)| (p - y(*t)).powi(2)).sum::<f64>() / nf;
     let reference = pairs
         .iter()
-        .map(|(_, t)| (reference_rate - y(*t)).powi(2))
+        .zip(references)
+        .map(|((_, t), r)| (r - y(*t)).powi(2))
         .sum::<f64>()
         / nf;
+    let reference_rate = some(references[..n].iter().sum::<f64>() / nf);
     let mut bins: Vec<(usize, f64, f64)> = vec![(0, 0.0, 0.0); 10];
     for (p, t) in pairs {
         let b = ((p * 10.0).floor() as usize).min(9);
