@@ -25,7 +25,14 @@ impl Logistic {
     /// intercept, which is added). With no examples, or only one outcome,
     /// the model predicts the (smoothed) base rate everywhere.
     pub fn fit(rows: &[Vec<f64>], labels: &[bool], ridge: f64) -> Self {
+        Self::fit_weighted(rows, labels, &[], ridge)
+    }
+
+    /// [`Logistic::fit`] with a weight per example (`weights[i]`; 1 where
+    /// not given): an example of weight 0.5 counts half in the likelihood.
+    pub fn fit_weighted(rows: &[Vec<f64>], labels: &[bool], weights: &[f64], ridge: f64) -> Self {
         let n = rows.len().min(labels.len());
+        let weight = |i: usize| weights.get(i).copied().unwrap_or(1.0);
         let k = rows.first().map_or(0, Vec::len);
         let positives = labels.iter().take(n).filter(|y| **y).count();
         // Laplace-smoothed, so a tiny sample never claims 0 or 1.
@@ -62,12 +69,13 @@ impl Logistic {
             // Gradient and Hessian of the penalised negative log-likelihood.
             let mut grad = vec![0.0; dim];
             let mut hess = vec![vec![0.0; dim]; dim];
-            for (xi, yi) in x.iter().zip(labels) {
+            for (i, (xi, yi)) in x.iter().zip(labels).enumerate() {
                 let p = sigmoid(dot(&model.weights, xi));
                 let y = if *yi { 1.0 } else { 0.0 };
-                let w = (p * (1.0 - p)).max(1e-9);
+                let c = weight(i);
+                let w = (c * p * (1.0 - p)).max(1e-9);
                 for a in 0..dim {
-                    grad[a] += (p - y) * xi[a];
+                    grad[a] += c * (p - y) * xi[a];
                     for b in a..dim {
                         hess[a][b] += w * xi[a] * xi[b];
                     }
@@ -217,8 +225,11 @@ impl Calibrated {
         let mut sorted: Vec<i32> = days[..n].to_vec();
         sorted.sort_unstable();
         let split = sorted.get(n * 3 / 4).copied().unwrap_or(i32::MAX);
-        let (mut fit_rows, mut fit_labels, mut held_rows, mut held_labels) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // Older examples count less (half per `HALF_LIFE_DAYS`), so the
+        // model follows a change of habits.
+        let newest = sorted.last().copied().unwrap_or(0);
+        let (mut fit_rows, mut fit_labels, mut fit_weights, mut held_rows, mut held_labels) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for i in 0..n {
             if days[i] >= split {
                 held_rows.push(rows[i].clone());
@@ -226,6 +237,7 @@ impl Calibrated {
             } else {
                 fit_rows.push(rows[i].clone());
                 fit_labels.push(labels[i]);
+                fit_weights.push(0.5f64.powf(f64::from(newest - days[i]) / HALF_LIFE_DAYS));
             }
         }
         if fit_rows.is_empty() {
@@ -243,11 +255,12 @@ impl Calibrated {
         } else {
             &[1.0]
         };
-        let mut logistic = Logistic::fit(&fit_rows, &fit_labels, ridge);
+        let mut logistic = Logistic::fit_weighted(&fit_rows, &fit_labels, &fit_weights, ridge);
         if candidates.len() > 1 && !held_rows.is_empty() {
             let mut best = log_loss(&logistic, &held_rows, &held_labels);
             for factor in &candidates[1..] {
-                let m = Logistic::fit(&fit_rows, &fit_labels, ridge * factor);
+                let m =
+                    Logistic::fit_weighted(&fit_rows, &fit_labels, &fit_weights, ridge * factor);
                 let loss = log_loss(&m, &held_rows, &held_labels);
                 if loss < best {
                     best = loss;
@@ -274,6 +287,9 @@ impl Calibrated {
             .clamp(0.001, 0.999)
     }
 }
+
+/// An example this many days older than the newest counts half.
+pub const HALF_LIFE_DAYS: f64 = 365.0;
 
 /// Below this many fitting examples, `Calibrated::fit` chooses the ridge
 /// penalty on the later quarter.
@@ -451,6 +467,24 @@ pub(crate) mod tests {
         let c = calibration(&pairs, m.base_rate);
         assert!(c.ece.unwrap() < 0.02, "{c:?}");
         assert!(c.brier_skill.unwrap() > 0.2, "{c:?}");
+    }
+
+    #[test]
+    fn weighted_examples_count_by_their_weight() {
+        // Old days: true 20% of the time; recent days: 80%. Weighted at
+        // 1/9 and 1, the fit should say (0.2 + 9 * 0.8) / 10 = 0.74.
+        let mut seed = 5;
+        let (mut rows, mut labels, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..20_000 {
+            let recent = i % 2 == 0;
+            rows.push(vec![lcg(&mut seed)]);
+            labels.push(lcg(&mut seed) < if recent { 0.8 } else { 0.2 });
+            weights.push(if recent { 1.0 } else { 1.0 / 9.0 });
+        }
+        let plain = Logistic::fit(&rows, &labels, 1e-6).predict(&[0.5]);
+        let weighted = Logistic::fit_weighted(&rows, &labels, &weights, 1e-6).predict(&[0.5]);
+        assert!((plain - 0.5).abs() < 0.03, "{plain}");
+        assert!((weighted - 0.74).abs() < 0.03, "{weighted}");
     }
 
     #[test]
