@@ -238,6 +238,87 @@ async fn backtest_reports_mase_and_calibration_on_stored_history() {
     }
 }
 
+/// Imports `csv` (an import file's text) through the CSV path; every row
+/// must be accepted.
+/// A weekly panel from the 1970s, imported through the CSV path: dates
+/// before 2000 are accepted, the cadence is detected, only observed days
+/// are scored, and a horizon with nothing to score gives null figures
+/// while longer ones give real ones.
+#[tokio::test]
+async fn weekly_history_from_the_seventies_is_scored_on_observed_days() {
+    use std::fmt::Write as _;
+    let db = TestDb::new().await;
+    let start = chrono::NaiveDate::from_ymd_opt(1975, 1, 2).unwrap();
+    let mut csv = String::from("retailer,sku,title,observed_at,price_pence\n");
+    for k in 0..3i64 {
+        let regular = 90 + 20 * k;
+        for week in 0..120i64 {
+            // A cut of a fifth every 5 + k weeks, one or two weeks long,
+            // and the regular price up 10% after week 60.
+            let regular = if week >= 60 {
+                regular * 11 / 10
+            } else {
+                regular
+            };
+            let cut = week % (5 + k) < 1 + week % 2;
+            let price = if cut { regular * 4 / 5 } else { regular };
+            let day = start + Duration::weeks(week);
+            writeln!(csv, "dominicks,w{k},Weekly {k},{day}T00:00:00Z,{price}").unwrap();
+        }
+    }
+    let imported = crate::import::import_text(&db, &csv).await;
+    assert_eq!(imported.rows, 360);
+
+    // Score the last 20 weeks.
+    let last = start + Duration::weeks(119);
+    let from = last - Duration::weeks(20);
+    let from_day =
+        shelfwatch_forecast::load::epoch_day(from.and_hms_opt(0, 0, 0).unwrap().and_utc());
+    let report = |horizon: usize| {
+        let pool = db.pool.clone();
+        async move {
+            let params = Params {
+                horizon,
+                ..Params::default()
+            };
+            backtest::run(&pool, &params, Some(from_day)).await.unwrap()
+        }
+    };
+    // One day ahead of a weekly series is never observed: nothing is
+    // scored, and every figure is null, not 0.
+    let one = report(1).await;
+    assert_eq!(one.cadences, [(7, 3)]);
+    assert_eq!(one.claims, 0);
+    assert!(one.mase.iter().all(|m| m.points == 0), "{:?}", one.mase);
+    let json = serde_json::to_value(&one).unwrap();
+    for key in [
+        "mase_naive",
+        "mase_model",
+        "band_coverage",
+        "brier",
+        "brier_skill",
+        "ece",
+    ] {
+        assert!(json[key].is_null(), "{key}: {json}");
+    }
+    // A week, four weeks and about two months ahead: real figures.
+    for horizon in [7, 28, 56] {
+        let r = report(horizon).await;
+        let at = r.mase.last().unwrap();
+        assert_eq!(at.horizon, horizon);
+        assert!(at.points > 0, "horizon {horizon}: {:?}", r.mase);
+        // Only observed origins and targets: a multiple of 7 days apart.
+        let naive = at.naive.unwrap();
+        assert!(naive > 0.0, "horizon {horizon}: {naive}");
+        assert!(at.model.is_some() && at.seasonal_naive.is_some());
+        let coverage = at.band_coverage.unwrap();
+        assert!((0.0..=1.0).contains(&coverage));
+        assert!(r.claims > 0 && r.brier.is_some(), "horizon {horizon}");
+        // Claims are made on observed days only: one a week per listing.
+        assert!(r.claims <= 3 * 21, "horizon {horizon}: {}", r.claims);
+    }
+}
+
 #[tokio::test]
 async fn product_offers_compare_retailers_for_matched_products() {
     let db = TestDb::new().await;
@@ -458,6 +539,50 @@ mod scenarios {
             message.starts_with("Good time to buy: £0.45 drop detected"),
             "{r}"
         );
+    }
+
+    /// A listing whose promotions come every 21 days, at its regular price
+    /// three days before the next one is due, is told to wait; the
+    /// confidence is the wait model's, learned from the cycles, and the
+    /// band reaches down to the drop it expects.
+    #[tokio::test]
+    async fn a_promotion_cycle_due_soon_says_wait() {
+        let api = forecast_and_serve().await;
+        // cycle-e (k = 4): cut while (day + 4) % 21 < 5; the last day, 119,
+        // is at (119 + 4) % 21 = 18, regular price, next cut in 3 days.
+        let r = recommendation(&api, "cycle-e").await;
+        assert_eq!(r["action"], "wait", "{r}");
+        assert_eq!(r["current_price"]["amount_minor"], 140, "{r}");
+        let message = r["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("Wait: a drop of at least £0.07 is likely within 7 days ("),
+            "{r}"
+        );
+        let confidence = r["confidence"].as_f64().unwrap();
+        assert!((0.5..1.0).contains(&confidence), "{r}");
+        let product = r["product_id"].as_i64().unwrap();
+        let f = api.json(&format!("/v1/products/{product}/forecast")).await;
+        let points = f["forecasts"][0]["points"].as_array().unwrap();
+        let last = points.last().unwrap();
+        assert!(
+            last["lower"]["amount_minor"].as_i64().unwrap() <= 140 - 7,
+            "{f}"
+        );
+        // Listings with no cycle are not told to wait, and the confidence
+        // is not one number for every listing.
+        let page = api.json("/v1/recommendations?limit=100").await;
+        let recs = page["data"].as_array().unwrap();
+        for r in recs {
+            let title = r["title"].as_str().unwrap();
+            if !title.starts_with("cycle-") {
+                assert_ne!(r["action"], "wait", "{r}");
+            }
+        }
+        let distinct: std::collections::BTreeSet<i64> = recs
+            .iter()
+            .map(|r| (r["confidence"].as_f64().unwrap() * 1000.0).round() as i64)
+            .collect();
+        assert!(distinct.len() > 3, "{distinct:?}");
     }
 
     #[tokio::test]

@@ -29,7 +29,10 @@ aldi,203,Bad stock,2026-01-02,89,,,maybe
 
 /// Imports CSV text through `import_file`, as `shelfwatch import` does,
 /// and checks no row was rejected.
-pub async fn import_text(db: &TestDb, csv: &str) {
+pub async fn import_text(
+    db: &TestDb,
+    csv: &str,
+) -> shelfwatch_store::ingest::csv_import::ImportReport {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "import.csv", csv);
     let mut ing = Ingestor::new(db.pool.clone()).await.unwrap();
@@ -40,6 +43,7 @@ pub async fn import_text(db: &TestDb, csv: &str) {
     };
     let report = import_file(&mut ing, &path, &opts).await.unwrap();
     assert_eq!(report.rejected, 0, "{:?}", report.sample_rejections);
+    report
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use shelfwatch_store::PgPool;
 
 use super::load::{self, Shard};
-use super::model::{Calibration, calibration};
+use super::model::{Calibration, calibration_against};
 use super::recommend::{self, Action};
 use super::{Frame, Models, Params};
 
@@ -36,12 +36,21 @@ pub struct MaseRow {
 /// The coverage the forecast band is meant to have.
 pub const BAND_NOMINAL: f64 = 0.8;
 
+/// The backtest trains the models again every this many days of the test
+/// period, as the daily forecast job learns from each day's outcomes.
+pub const REFIT_DAYS: i32 = 28;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ActionScore {
     pub action: Action,
     #[serde(flatten)]
     pub calibration: Calibration,
 }
+
+/// Claims scored, as (stated, came true), beside what the reference
+/// forecaster stated for each.
+#[derive(Default)]
+struct Scored(Vec<(f64, bool)>, Vec<f64>);
 
 /// The `--json` report.
 #[derive(Debug, Clone, Serialize)]
@@ -50,6 +59,8 @@ pub struct Report {
     pub horizon: usize,
     pub train_until: String,
     pub test_from: String,
+    /// Models are trained again every this many days of the test period.
+    pub refit_days: i32,
     pub last_day: String,
     /// Listings by observation cadence: (days between observations, how
     /// many listings).
@@ -105,52 +116,62 @@ pub fn evaluate(
     let series_count = frame.listing_id.windows(2).filter(|w| w[0] != w[1]).count()
         + usize::from(!frame.is_empty());
 
-    // Train only on days whose whole horizon ended before the split.
+    // Walk forward as the daily job would: every `REFIT_DAYS` from the
+    // split the models are trained again, each time only on days whose
+    // whole horizon ended before that block begins, and they score the
+    // days of that block.
     let horizon_days = i32::try_from(h).unwrap_or(i32::MAX);
-    let models = Models::train(&frame, params, |i| frame.day[i] + horizon_days < split);
+    let blocks = usize::try_from((last_day - split).max(0) / REFIT_DAYS + 1).unwrap_or(1);
+    let block_start = |b: usize| split + i32::try_from(b).unwrap_or(i32::MAX) * REFIT_DAYS;
+    let block_of = |i: usize| usize::try_from((frame.day[i] - split) / REFIT_DAYS).ok();
+    let mut models = Vec::with_capacity(blocks);
+    // Per block: how often the claims the method made on its training days
+    // came true (overall, and per action): what the reference forecaster
+    // states.
+    let mut made_rates: Vec<(f64, [f64; 3])> = Vec::with_capacity(blocks);
+    for b in 0..blocks {
+        let from = block_start(b);
+        let m = Models::train(&frame, params, |i| frame.day[i] + horizon_days < from);
+        let mut made = [(0usize, 0usize); 3];
+        for i in 0..frame.len() {
+            if frame.day[i] + horizon_days >= from || !frame.judgeable(i) {
+                continue;
+            }
+            let (claim, _) = m.recommend(&frame, i, h);
+            let slot = &mut made[claim.action.index()];
+            slot.0 += 1;
+            slot.1 += usize::from(claim.came_true(frame.future_min[i], frame.future_max[i]));
+        }
+        let rate = |(n, t): (usize, usize)| (t as f64 + 1.0) / (n as f64 + 2.0);
+        let overall = rate(made.iter().fold((0, 0), |a, m| (a.0 + m.0, a.1 + m.1)));
+        made_rates.push((overall, made.map(rate)));
+        models.push(m);
+    }
 
     // Score claims on the days after the split.
-    let mut all = Vec::new();
-    let mut by_action: [Vec<(f64, bool)>; 3] = Default::default();
+    let (mut all, mut all_reference) = (Vec::new(), Vec::new());
+    let mut by_action: [Scored; 3] = Default::default();
     for i in 0..frame.len() {
-        if frame.day[i] < split
-            || !frame.observed[i]
-            || !frame.future_min[i].is_finite()
-            || !frame.future_max[i].is_finite()
-        {
+        let Some(b) = block_of(i).filter(|_| frame.day[i] >= split && frame.judgeable(i)) else {
             continue;
-        }
-        let (claim, p) = models.recommend(&frame, i, h);
+        };
+        let (claim, p) = models[b].recommend(&frame, i, h);
         let truth = claim.came_true(frame.future_min[i], frame.future_max[i]);
         all.push((p, truth));
-        by_action[claim.action.index()].push((p, truth));
+        all_reference.push(made_rates[b].0);
+        let a = claim.action.index();
+        by_action[a].0.push((p, truth));
+        by_action[a].1.push(made_rates[b].1[a]);
     }
-    // The reference forecaster states, for every claim, how often the
-    // claims made on the training days came true (overall, and per action
-    // for the per-action scores): the claims as the method would have made
-    // them there, waits that were not likely enough turned into holds.
-    let mut made = [(0usize, 0usize); 3];
-    for i in 0..frame.len() {
-        if frame.day[i] + horizon_days >= split
-            || !frame.observed[i]
-            || !frame.future_min[i].is_finite()
-            || !frame.future_max[i].is_finite()
-        {
-            continue;
-        }
-        let (claim, _) = models.recommend(&frame, i, h);
-        let slot = &mut made[claim.action.index()];
-        slot.0 += 1;
-        slot.1 += usize::from(claim.came_true(frame.future_min[i], frame.future_max[i]));
-    }
-    let rate = |(n, t): (usize, usize)| (t as f64 + 1.0) / (n as f64 + 2.0);
-    let reference = rate(made.iter().fold((0, 0), |a, m| (a.0 + m.0, a.1 + m.1)));
-    let overall = calibration(&all, reference);
+    let overall = calibration_against(&all, &all_reference);
     let actions = Action::ALL
         .iter()
-        .map(|a| ActionScore {
-            action: *a,
-            calibration: calibration(&by_action[a.index()], rate(made[a.index()])),
+        .map(|a| {
+            let Scored(pairs, references) = &by_action[a.index()];
+            ActionScore {
+                action: *a,
+                calibration: calibration_against(pairs, references),
+            }
         })
         .collect();
 
@@ -182,11 +203,11 @@ pub fn evaluate(
     horizons.dedup();
     for horizon in horizons {
         let (mut wma, mut naive, mut seasonal, mut model, mut covered, mut n) =
-            (0.0, 0.0, 0.0, 0.0, 0usize, 0usize);
+            (0.0, 0.0, 0.0, 0.0, 0.0, 0usize);
         for i in 0..frame.len() {
-            if frame.day[i] < split || !frame.observed[i] {
+            let Some(b) = block_of(i).filter(|_| frame.day[i] >= split && frame.observed[i]) else {
                 continue;
-            }
+            };
             let Some(actual) = frame.ahead(i, horizon) else {
                 continue;
             };
@@ -204,8 +225,8 @@ pub fn evaluate(
                 continue;
             };
             let s = frame.snapshot(i);
-            let (claim, confidence) = models.recommend(&frame, i, h);
-            let path = models.path(&s, &claim, confidence, horizon);
+            let (claim, confidence) = models[b].recommend(&frame, i, h);
+            let path = models[b].path(&s, &claim, confidence, horizon);
             let Some(point) = path.last() else {
                 continue;
             };
@@ -213,7 +234,7 @@ pub fn evaluate(
             naive += (actual - s.price).abs();
             seasonal += (actual - week_before).abs();
             model += (actual - point.predicted).abs();
-            covered += usize::from(point.lower <= actual && actual <= point.upper);
+            covered += point.covers(actual);
             n += 1;
         }
         let mean = |sum: f64| scale.filter(|_| n > 0).map(|d| sum / (n as f64 * d));
@@ -224,7 +245,7 @@ pub fn evaluate(
             naive: mean(naive),
             seasonal_naive: mean(seasonal),
             model: mean(model),
-            band_coverage: (n > 0).then(|| covered as f64 / n as f64),
+            band_coverage: (n > 0).then(|| covered / n as f64),
         });
     }
     let at_h = mase.last().cloned().context("no MASE computed")?;
@@ -233,6 +254,7 @@ pub fn evaluate(
         horizon: h,
         train_until: date(split - horizon_days - 1),
         test_from: date(split),
+        refit_days: REFIT_DAYS,
         last_day: date(last_day),
         cadences: cadence_counts(&frame),
         mase_wma: at_h.wma,
@@ -292,8 +314,8 @@ fn figure(v: Option<f64>, decimals: usize) -> String {
 /// The report for people ("-" for a figure with nothing to score).
 pub fn render(r: &Report) -> String {
     let mut out = format!(
-        "backtest over {} series, horizon {} days; confidence models trained on outcomes known by {}, scored from {} to {}\n",
-        r.series, r.horizon, r.train_until, r.test_from, r.last_day
+        "backtest over {} series, horizon {} days; models first trained on outcomes known by {}, scored from {} to {}, trained again every {} days on the outcomes known by then\n",
+        r.series, r.horizon, r.train_until, r.test_from, r.last_day, r.refit_days
     );
     let cadences: Vec<String> = r
         .cadences

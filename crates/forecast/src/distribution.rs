@@ -25,9 +25,21 @@ const MIN_CELL: usize = 40;
 /// Confidence tenths per action.
 const BUCKETS: usize = 10;
 
-/// A band's (lower, upper) ratios to the claim's price, per day ahead;
-/// None where too few outcomes were seen.
-pub type DayBands = Vec<Option<(f64, f64)>>;
+/// A band as ratios to the claim's price, with the share of each end's
+/// point mass that belongs to it (see [`ForecastPoint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Band {
+    pub lower: f64,
+    pub upper: f64,
+    pub lower_share: f64,
+    pub upper_share: f64,
+}
+
+/// Bands per day ahead; None where too few outcomes were seen.
+pub type DayBands = Vec<Option<Band>>;
+
+/// Ratios closer than this are one price (half a penny on a pound).
+const SAME_RATIO: f64 = 0.005;
 
 /// Quantiles of the ratio (price `k` days later / claim price): per action,
 /// per confidence tenth, per day ahead, `(lower, upper)`.
@@ -45,20 +57,51 @@ fn bucket(confidence: f64) -> usize {
     ((confidence * BUCKETS as f64).floor().max(0.0) as usize).min(BUCKETS - 1)
 }
 
-/// Central-coverage quantiles of `values` (sorted in place); None if
-/// fewer than `MIN_CELL`.
-fn interval(values: &mut [f64]) -> Option<(f64, f64)> {
+/// The central [`BAND_COVERAGE`] of `values` (sorted in place): the
+/// quantiles at its tails, and the share of each end's point mass the
+/// band needs to hold that much (so that a band around a price that
+/// rarely moves does not hold more than it says). None if fewer than
+/// `MIN_CELL` values.
+fn interval(values: &mut [f64]) -> Option<Band> {
     if values.len() < MIN_CELL {
         return None;
     }
     values.sort_by(f64::total_cmp);
+    let n = values.len() as f64;
     let tail = (1.0 - BAND_COVERAGE) / 2.0;
     let at = |q: f64| {
         let pos = q * (values.len() - 1) as f64;
         let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
         values[lo] + (values[hi] - values[lo]) * (pos - lo as f64)
     };
-    Some((at(tail), at(1.0 - tail)))
+    // The distribution function just below and at `v` (within a
+    // rounding of the price).
+    let cdf = |v: f64| {
+        let below = values.partition_point(|x| *x < v - SAME_RATIO) as f64 / n;
+        let upto = values.partition_point(|x| *x <= v + SAME_RATIO) as f64 / n;
+        (below, upto)
+    };
+    // Of the mass at an end spanning [below, upto] of the distribution,
+    // the share that lies within the central [tail, 1 - tail].
+    let share = |(below, upto): (f64, f64)| {
+        if upto - below <= 1.0 / n {
+            return 1.0;
+        }
+        ((upto.min(1.0 - tail) - below.max(tail)) / (upto - below)).clamp(0.0, 1.0)
+    };
+    let (lower, upper) = (at(tail), at(1.0 - tail));
+    let (lower_share, upper_share) = if upper - lower < SAME_RATIO {
+        let s = share(cdf(lower));
+        (s, s)
+    } else {
+        (share(cdf(lower)), share(cdf(upper)))
+    };
+    Some(Band {
+        lower,
+        upper,
+        lower_share,
+        upper_share,
+    })
 }
 
 /// One labelled day: its claim's action and confidence, and the ratios
@@ -112,9 +155,9 @@ impl Outcomes {
         }
     }
 
-    /// The band's ratios for a claim stated with `confidence`, `k` days
+    /// The band (as ratios) for a claim stated with `confidence`, `k` days
     /// ahead; None when nothing was learned.
-    pub fn ratios(&self, action: Action, confidence: f64, k: usize) -> Option<(f64, f64)> {
+    pub fn ratios(&self, action: Action, confidence: f64, k: usize) -> Option<Band> {
         let a = action.index();
         let day = k.checked_sub(1)?;
         let cell = self
@@ -140,13 +183,18 @@ impl Outcomes {
 /// band (which leaves out a tenth on each side) must not reach beyond it:
 /// a likely buy_now band does not reach below the price paid; a likely hold
 /// band stays within its amount; and a likely wait band reaches down to
-/// the drop it expects by the last day. The point stays inside the band.
+/// the drop it expects by the last day. The band reaches out to the point
+/// forecast where it did not hold it (the point is read from a finer
+/// model of the same outcomes); a likely claim's limits win over the
+/// point. An end moved by any of these is closed: its share is 1.
 pub fn consistent_band(claim: &Claim, confidence: f64, path: &mut [ForecastPoint]) {
     let price = claim.price as f64;
     let amount = claim.amount as f64;
     let last = path.len().saturating_sub(1);
     for (k, p) in path.iter_mut().enumerate() {
-        p.lower = p.lower.max(1.0);
+        let (was_lower, was_upper) = (p.lower, p.upper);
+        p.lower = p.lower.max(1.0).min(p.predicted);
+        p.upper = p.upper.max(p.predicted);
         match claim.action {
             Action::BuyNow if confidence >= 0.9 => {
                 p.lower = p.lower.max(price);
@@ -166,6 +214,12 @@ pub fn consistent_band(claim: &Claim, confidence: f64, path: &mut [ForecastPoint
         p.lower = lo;
         p.upper = hi;
         p.predicted = p.predicted.clamp(lo, hi);
+        if (p.lower - was_lower).abs() >= 0.5 {
+            p.lower_share = 1.0;
+        }
+        if (p.upper - was_upper).abs() >= 0.5 {
+            p.upper_share = 1.0;
+        }
     }
 }
 
@@ -211,15 +265,62 @@ mod tests {
             })
             .collect();
         let o = Outcomes::fit(&examples, 7);
-        let (lo, hi) = o.ratios(Action::Hold, 0.87, 3).unwrap();
+        let band = o.ratios(Action::Hold, 0.87, 3).unwrap();
+        let (lo, hi) = (band.lower, band.upper);
         assert!(
             (lo - 0.92).abs() < 0.01 && (hi - 1.08).abs() < 0.01,
             "{lo} {hi}"
         );
+        // Outcomes within a rounding of an end are split: about half of
+        // them lie beyond the quantile.
+        assert!((band.lower_share - 0.5).abs() < 0.1, "{band:?}");
+        assert!((band.upper_share - 0.5).abs() < 0.1, "{band:?}");
         // Another tenth, or another action, borrows from what is known.
-        assert_eq!(o.ratios(Action::Hold, 0.2, 3), Some((lo, hi)));
+        assert_eq!(o.ratios(Action::Hold, 0.2, 3), Some(band));
         assert!(o.ratios(Action::BuyNow, 0.2, 3).is_some());
         assert!(Outcomes::default().ratios(Action::Hold, 0.5, 1).is_none());
+    }
+
+    #[test]
+    fn a_sticky_price_band_holds_only_the_share_of_its_point_mass_it_needs() {
+        // 90% of the outcomes: the price did not move; the rest spread
+        // from 0.7 to 1.3.
+        let mut seed = 5;
+        let examples: Vec<Example> = (0..10_000)
+            .map(|i| Example {
+                action: Action::Hold,
+                confidence: 0.9,
+                ratios: vec![
+                    if i % 10 == 0 {
+                        0.7 + 0.6 * lcg(&mut seed)
+                    } else {
+                        1.0
+                    };
+                    7
+                ],
+            })
+            .collect();
+        let band = Outcomes::fit(&examples, 7)
+            .ratios(Action::Hold, 0.9, 1)
+            .unwrap();
+        assert_eq!((band.lower, band.upper), (1.0, 1.0));
+        // The central 80% of the probability is 0.8 of the 0.9 at 1.0
+        // (plus the few spread outcomes within a rounding of it).
+        assert!((band.lower_share - 0.8 / 0.9).abs() < 0.02, "{band:?}");
+        let point = ForecastPoint {
+            predicted: 100.0,
+            lower: 100.0,
+            upper: 100.0,
+            lower_share: band.lower_share,
+            upper_share: band.upper_share,
+        };
+        // The band's expected coverage over these outcomes is nominal.
+        let covered: f64 = examples
+            .iter()
+            .map(|e| point.covers(100.0 * e.ratios[0]))
+            .sum::<f64>()
+            / examples.len() as f64;
+        assert!((covered - BAND_COVERAGE).abs() < 0.01, "{covered}");
     }
 
     /// Property: whatever the claim, confidence and band, after
@@ -247,6 +348,8 @@ mod tests {
                         predicted: price as f64 * (0.5 + lcg(&mut seed)),
                         lower: a.min(b),
                         upper: a.max(b),
+                        lower_share: lcg(&mut seed),
+                        upper_share: lcg(&mut seed),
                     }
                 })
                 .collect();

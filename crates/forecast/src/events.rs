@@ -65,7 +65,13 @@ pub struct Events {
     pub gap_sd: Vec<f32>,
     /// Mean depth of the ended cuts, as a share of the reference price.
     pub cut_depth: Vec<f32>,
+    /// Length of the ended promotions, the latest weighing most (each
+    /// ended one takes [`RECENT_WEIGHT`] of the mean).
+    pub recent_promo_len: Vec<f32>,
 }
+
+/// The share of the recent promotion length an ended promotion takes.
+pub const RECENT_WEIGHT: f64 = 0.4;
 
 impl Events {
     pub fn len(&self) -> usize {
@@ -103,6 +109,7 @@ struct State {
     len_sum: f64,
     cut_runs: usize,
     depth_sum: f64,
+    recent_len: Option<f64>,
 }
 
 impl State {
@@ -112,6 +119,11 @@ impl State {
     fn end_run(&mut self, timely: bool) {
         self.ended += 1;
         self.len_sum += self.run_len as f64;
+        let len = self.run_len as f64;
+        self.recent_len = Some(
+            self.recent_len
+                .map_or(len, |r| r + RECENT_WEIGHT * (len - r)),
+        );
         if timely {
             self.longest = self.longest.max(self.run_len);
         }
@@ -178,6 +190,7 @@ pub fn annotate(series: &DailySeries) -> Events {
         ended: column(),
         gap_sd: column(),
         cut_depth: column(),
+        recent_promo_len: column(),
     };
     let mut s = State::default();
     for i in 0..n {
@@ -249,6 +262,8 @@ pub fn annotate(series: &DailySeries) -> Events {
             f32::NAN
         });
         e.cut_depth.push(mean_or_nan(s.depth_sum, s.cut_runs));
+        e.recent_promo_len
+            .push(s.recent_len.map_or(f32::NAN, |r| r as f32));
     }
     e
 }

@@ -13,6 +13,7 @@
 pub mod backtest;
 pub mod distribution;
 pub mod events;
+pub mod evidence;
 pub mod features;
 pub mod load;
 pub mod metrics;
@@ -38,7 +39,7 @@ use shelfwatch_store::PgPool;
 use shelfwatch_store::forecasts::{self, ForecastDay, NewRun, Recommendation};
 
 /// Stored with every run; bump when the method changes.
-pub const MODEL_VERSION: &str = "shelf-outcomes-logit-isotonic-4";
+pub const MODEL_VERSION: &str = "shelf-outcomes-logit-isotonic-5";
 
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Params {
@@ -103,6 +104,14 @@ pub struct Frame {
     pub mean_promo_gap: Vec<f32>,
     pub gap_sd: Vec<f32>,
     pub cut_depth: Vec<f32>,
+    pub recent_promo_len: Vec<f32>,
+    /// Each listing's track record (`evidence`).
+    pub evidence: evidence::Evidence,
+    /// The horizon the `future_*` columns look over.
+    pub future_horizon: usize,
+    /// Days from each row to the listing's next observed day (u32::MAX
+    /// when there is none).
+    pub next_observed: Vec<u32>,
 }
 
 /// The input columns come back from polars as they went in (never null).
@@ -147,7 +156,7 @@ impl Frame {
         let mut events = events::annotate(&series);
         series.promo = std::mem::take(&mut events.promo);
         let df = features::compute(series, &params.features())?;
-        Ok(Self {
+        let mut frame = Self {
             cut: events.cut,
             since_start: events.since_start,
             cut_share: events.cut_share,
@@ -158,6 +167,10 @@ impl Frame {
             mean_promo_gap: events.mean_promo_gap,
             gap_sd: events.gap_sd,
             cut_depth: events.cut_depth,
+            recent_promo_len: events.recent_promo_len,
+            evidence: evidence::Evidence::default(),
+            next_observed: Vec::new(),
+            future_horizon: params.horizon,
             listing_id: typed_column(&df, "listing_id", |c| {
                 Ok(c.i64()?.iter().map(|v| v.unwrap_or(-1)).collect())
             })?,
@@ -174,7 +187,33 @@ impl Frame {
             promo_freq: f64_column(&df, "promo_freq")?,
             future_min: f64_column(&df, "future_min")?,
             future_max: f64_column(&df, "future_max")?,
-        })
+        };
+        frame.next_observed = next_observed(&frame.listing_id, &frame.observed);
+        frame.evidence = evidence::annotate(
+            &evidence::Rows {
+                listing_id: &frame.listing_id,
+                price: &frame.price,
+                observed: &frame.observed,
+                regular: &frame.regular,
+                cut: &frame.cut,
+                future_min: &frame.future_min,
+                future_max: &frame.future_max,
+                next_observed: &frame.next_observed,
+            },
+            params.horizon,
+        );
+        Ok(frame)
+    }
+
+    /// Whether row `i` is an observed day whose next `h` days are known
+    /// and hold an observed day: only then can a claim made on it be
+    /// judged (a forward-filled day only repeats the one before).
+    pub fn judgeable(&self, i: usize) -> bool {
+        let h = u32::try_from(self.future_horizon).unwrap_or(u32::MAX);
+        self.observed[i]
+            && self.future_min[i].is_finite()
+            && self.future_max[i].is_finite()
+            && self.next_observed[i] <= h
     }
 
     pub fn len(&self) -> usize {
@@ -206,6 +245,14 @@ impl Frame {
             promos_ended: f64::from(self.promos_ended[i]),
             gap_sd: finite(f64::from(self.gap_sd[i])),
             cut_depth: finite(f64::from(self.cut_depth[i])),
+            recent_promo_len: finite(f64::from(self.recent_promo_len[i])),
+            moved_rate: finite(f64::from(self.evidence.moved[i])),
+            fell_rate: finite(f64::from(self.evidence.fell[i])),
+            lower_after_cut_rate: finite(f64::from(self.evidence.lower_after_cut[i])),
+            reverted_rate: finite(f64::from(self.evidence.reverted[i])),
+            evidence_weight: f64::from(self.evidence.weight[i]),
+            since_regular_change: finite(f64::from(self.evidence.since_regular_change[i])),
+            regular_change_gap: finite(f64::from(self.evidence.regular_change_gap[i])),
         }
     }
 
@@ -214,6 +261,29 @@ impl Frame {
         let j = i + h;
         (j < self.len() && self.listing_id[j] == self.listing_id[i]).then(|| self.price[j])
     }
+}
+
+/// Training examples of one model: feature rows, whether the claim came
+/// true, and the day each was made.
+#[derive(Default)]
+struct Examples(Vec<Vec<f64>>, Vec<bool>, Vec<i32>);
+
+/// Days from each row to the next observed row of the same listing.
+fn next_observed(listing_id: &[i64], observed: &[bool]) -> Vec<u32> {
+    let mut out = vec![u32::MAX; listing_id.len()];
+    let mut next: Option<usize> = None;
+    for i in (0..listing_id.len()).rev() {
+        if i + 1 < listing_id.len() && listing_id[i + 1] != listing_id[i] {
+            next = None;
+        }
+        if let Some(j) = next {
+            out[i] = u32::try_from(j - i).unwrap_or(u32::MAX);
+        }
+        if observed[i] {
+            next = Some(i);
+        }
+    }
+    out
 }
 
 /// One logistic model per action, and the one behind the forecast path.
@@ -250,11 +320,7 @@ impl Models {
     /// than the few it is finally stated on.
     pub fn train(frame: &Frame, params: &Params, use_row: impl Fn(usize) -> bool) -> Self {
         let examples = |i: usize| -> Option<(Claim, bool)> {
-            if !use_row(i)
-                || !frame.observed[i]
-                || !frame.future_min[i].is_finite()
-                || !frame.future_max[i].is_finite()
-            {
+            if !use_row(i) || !frame.judgeable(i) {
                 return None;
             }
             let s = frame.snapshot(i);
@@ -290,7 +356,7 @@ impl Models {
         let cap = params.max_examples.max(1);
         let steps = counts.map(|n| n.div_ceil(cap).max(1));
         let mut seen = [0usize; 3];
-        let mut data: [(Vec<Vec<f64>>, Vec<bool>); 3] = Default::default();
+        let mut data: [Examples; 3] = Default::default();
         for i in 0..frame.len() {
             let Some((claim, wait_ok)) = examples(i) else {
                 continue;
@@ -306,12 +372,13 @@ impl Models {
                         .clone();
                     data[slot].0.push(row);
                     data[slot].1.push(c.came_true(fmin, fmax));
+                    data[slot].2.push(frame.day[i]);
                 }
                 seen[slot] += 1;
             }
         }
-        let fit = |(rows, labels): &(Vec<Vec<f64>>, Vec<bool>)| {
-            Calibrated::fit(rows, labels, params.ridge)
+        let fit = |Examples(rows, labels, days): &Examples| {
+            Calibrated::fit(rows, labels, days, params.ridge)
         };
         let mut models = Self {
             buy_now: fit(&data[0]),
@@ -378,7 +445,7 @@ impl Models {
         let step = rows.len().div_ceil(params.max_examples.max(1)).max(1);
         (1..=params.horizon)
             .map(|k| {
-                let (mut x, mut y) = (Vec::new(), Vec::new());
+                let (mut x, mut y, mut days) = (Vec::new(), Vec::new(), Vec::new());
                 for i in rows.iter().step_by(step) {
                     let Some(later) = frame.ahead(*i, k) else {
                         continue;
@@ -386,8 +453,9 @@ impl Models {
                     let s = frame.snapshot(*i);
                     x.push(recommend::path_features(&s, k));
                     y.push((later - s.regular).abs() < (later - s.price).abs());
+                    days.push(frame.day[*i]);
                 }
-                Calibrated::fit(&x, &y, params.ridge)
+                Calibrated::fit(&x, &y, &days, params.ridge)
             })
             .collect()
     }
@@ -410,9 +478,11 @@ impl Models {
         });
         let base = claim.price.max(1) as f64;
         for (k, p) in path.iter_mut().enumerate() {
-            if let Some((lo, hi)) = self.outcomes.ratios(claim.action, confidence, k + 1) {
-                p.lower = base * lo;
-                p.upper = base * hi;
+            if let Some(band) = self.outcomes.ratios(claim.action, confidence, k + 1) {
+                p.lower = base * band.lower;
+                p.upper = base * band.upper;
+                p.lower_share = band.lower_share;
+                p.upper_share = band.upper_share;
             }
         }
         distribution::consistent_band(claim, confidence, &mut path);
@@ -637,4 +707,102 @@ pub fn recommend_all(
         });
     }
     outputs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tests::lcg;
+
+    /// Random listings: some flat, some with their own promotion cycle
+    /// (cut or not), some changing their regular price, some seen weekly.
+    fn random_series(seed: u64, listings: i64, days: i32) -> features::DailySeries {
+        let mut seed = seed;
+        let mut b = load::Builder::new(days - 1, 7);
+        for id in 0..listings {
+            let mut regular = (60.0 + 300.0 * lcg(&mut seed)).round();
+            let cycle = 14 + (lcg(&mut seed) * 40.0) as i32;
+            let length = 3 + (lcg(&mut seed) * 8.0) as i32;
+            let promotes = lcg(&mut seed) < 0.7;
+            let depth = 0.1 + 0.3 * lcg(&mut seed);
+            let weekly = lcg(&mut seed) < 0.2;
+            let offset = (lcg(&mut seed) * cycle as f64) as i32;
+            for day in 0..days {
+                if lcg(&mut seed) < 0.01 {
+                    regular = (regular * (0.9 + 0.25 * lcg(&mut seed))).round();
+                }
+                let on = promotes && (day + offset) % cycle < length;
+                let cut = on && id % 3 != 0;
+                let price = if cut {
+                    (regular * (1.0 - depth)).round()
+                } else {
+                    regular
+                };
+                if !weekly || day % 7 == 0 {
+                    b.push(id, day, price, on);
+                }
+            }
+        }
+        b.finish()
+    }
+
+    /// Property: on every day of every listing, with or without a shelf
+    /// (was-price, multi-buy, out of stock), the claim the trained models
+    /// make and the band they draw beside it never disagree, and the point
+    /// forecast lies inside the band.
+    #[test]
+    fn trained_claims_and_bands_never_disagree() {
+        let params = Params::default();
+        for seed in [3, 11] {
+            let frame = Frame::compute(random_series(seed, 40, 200), &params).unwrap();
+            let models = Models::train(&frame, &params, |_| true);
+            let mut shelf_seed = seed;
+            let mut confidences = std::collections::BTreeSet::new();
+            for i in (0..frame.len()).filter(|i| frame.observed[*i]) {
+                let price = frame.price[i].round() as i64;
+                let r = lcg(&mut shelf_seed);
+                let shelf = match (r * 5.0) as u32 {
+                    0 => None,
+                    1 => Some(shelf::Shelf {
+                        was_pence: Some(price + 1 + (price as f64 * r) as i64),
+                        ..shelf::Shelf::plain(price)
+                    }),
+                    2 => Some(shelf::Shelf {
+                        effective_pence: (price * 3 / 4).max(1),
+                        condition: Some("when you buy 2".to_owned()),
+                        ..shelf::Shelf::plain(price)
+                    }),
+                    3 => Some(shelf::Shelf {
+                        in_stock: false,
+                        ..shelf::Shelf::plain(price)
+                    }),
+                    _ => Some(shelf::Shelf::plain(price)),
+                };
+                let (claim, confidence) =
+                    models.recommend_on_shelf(&frame, i, params.horizon, shelf.as_ref());
+                let path = models.path(&frame.snapshot(i), &claim, confidence, params.horizon);
+                assert_eq!(path.len(), params.horizon);
+                assert!(
+                    !distribution::disagrees(&claim, confidence, &path),
+                    "row {i}: {claim:?} at {confidence} beside {path:?}"
+                );
+                if shelf.as_ref().is_some_and(|s| !s.in_stock) {
+                    assert_ne!(claim.action, Action::BuyNow, "row {i}: out of stock");
+                }
+                confidences.insert((confidence * 1000.0).round() as i64);
+            }
+            // Confidence follows each listing's evidence: no one constant.
+            assert!(confidences.len() > 20, "{confidences:?}");
+        }
+    }
+
+    #[test]
+    fn next_observed_counts_days_within_a_listing() {
+        let ids = [1, 1, 1, 1, 2, 2];
+        let seen = [true, false, false, true, true, false];
+        assert_eq!(
+            next_observed(&ids, &seen),
+            [3, 2, 1, u32::MAX, u32::MAX, u32::MAX]
+        );
+    }
 }

@@ -25,7 +25,14 @@ impl Logistic {
     /// intercept, which is added). With no examples, or only one outcome,
     /// the model predicts the (smoothed) base rate everywhere.
     pub fn fit(rows: &[Vec<f64>], labels: &[bool], ridge: f64) -> Self {
+        Self::fit_weighted(rows, labels, &[], ridge)
+    }
+
+    /// [`Logistic::fit`] with a weight per example (`weights[i]`; 1 where
+    /// not given): an example of weight 0.5 counts half in the likelihood.
+    pub fn fit_weighted(rows: &[Vec<f64>], labels: &[bool], weights: &[f64], ridge: f64) -> Self {
         let n = rows.len().min(labels.len());
+        let weight = |i: usize| weights.get(i).copied().unwrap_or(1.0);
         let k = rows.first().map_or(0, Vec::len);
         let positives = labels.iter().take(n).filter(|y| **y).count();
         // Laplace-smoothed, so a tiny sample never claims 0 or 1.
@@ -62,12 +69,13 @@ impl Logistic {
             // Gradient and Hessian of the penalised negative log-likelihood.
             let mut grad = vec![0.0; dim];
             let mut hess = vec![vec![0.0; dim]; dim];
-            for (xi, yi) in x.iter().zip(labels) {
+            for (i, (xi, yi)) in x.iter().zip(labels).enumerate() {
                 let p = sigmoid(dot(&model.weights, xi));
                 let y = if *yi { 1.0 } else { 0.0 };
-                let w = (p * (1.0 - p)).max(1e-9);
+                let c = weight(i);
+                let w = (c * p * (1.0 - p)).max(1e-9);
                 for a in 0..dim {
-                    grad[a] += (p - y) * xi[a];
+                    grad[a] += c * (p - y) * xi[a];
                     for b in a..dim {
                         hess[a][b] += w * xi[a] * xi[b];
                     }
@@ -203,36 +211,56 @@ pub struct Calibrated {
 }
 
 impl Calibrated {
-    /// Fits the logistic model on three quarters of the examples and the
-    /// isotonic map on the remaining quarter (every fourth example). With
-    /// fewer than `SMALL_SAMPLE` examples the ridge penalty is chosen on
-    /// that quarter too, from `ridge` times 1, 10, 100 and 1000.
-    pub fn fit(rows: &[Vec<f64>], labels: &[bool], ridge: f64) -> Self {
-        let n = rows.len().min(labels.len());
-        let (mut fit_rows, mut fit_labels, mut held_rows, mut held_labels) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    /// Fits the logistic model on the earlier three quarters of the
+    /// examples (by `days`, the day each example was made) and the
+    /// isotonic map on the latest quarter, so the map is learned on days
+    /// the logistic model never saw, later ones, as it will be used.
+    /// Neighbouring days of one listing share most of their future, so an
+    /// interleaved split would make the model look better calibrated than
+    /// it is; a later split also follows a drift in habits. With fewer
+    /// than `SMALL_SAMPLE` examples the ridge penalty is chosen on that
+    /// quarter too (log loss), from `ridge` times 1, 10, 100 and 1000.
+    pub fn fit(rows: &[Vec<f64>], labels: &[bool], days: &[i32], ridge: f64) -> Self {
+        let n = rows.len().min(labels.len()).min(days.len());
+        let mut sorted: Vec<i32> = days[..n].to_vec();
+        sorted.sort_unstable();
+        let split = sorted.get(n * 3 / 4).copied().unwrap_or(i32::MAX);
+        // Older examples count less (half per `HALF_LIFE_DAYS`), so the
+        // model follows a change of habits.
+        let newest = sorted.last().copied().unwrap_or(0);
+        let (mut fit_rows, mut fit_labels, mut fit_weights, mut held_rows, mut held_labels) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for i in 0..n {
-            if i % 4 == 3 {
+            if days[i] >= split {
                 held_rows.push(rows[i].clone());
                 held_labels.push(labels[i]);
             } else {
                 fit_rows.push(rows[i].clone());
                 fit_labels.push(labels[i]);
+                fit_weights.push(0.5f64.powf(f64::from(newest - days[i]) / HALF_LIFE_DAYS));
             }
         }
+        if fit_rows.is_empty() {
+            // Every example from one day: nothing later to calibrate on.
+            return Self {
+                logistic: Logistic::fit(&held_rows, &held_labels, ridge),
+                isotonic: None,
+            };
+        }
         // With few examples the penalty matters: try stronger ones and keep
-        // the one that predicts the held-out quarter best (log loss). With
-        // many it hardly does, and one fit is cheaper.
+        // the one that predicts the later quarter best. With many it
+        // hardly does, and one fit is cheaper.
         let candidates: &[f64] = if fit_rows.len() < SMALL_SAMPLE {
             &[1.0, 10.0, 100.0, 1000.0]
         } else {
             &[1.0]
         };
-        let mut logistic = Logistic::fit(&fit_rows, &fit_labels, ridge);
+        let mut logistic = Logistic::fit_weighted(&fit_rows, &fit_labels, &fit_weights, ridge);
         if candidates.len() > 1 && !held_rows.is_empty() {
             let mut best = log_loss(&logistic, &held_rows, &held_labels);
             for factor in &candidates[1..] {
-                let m = Logistic::fit(&fit_rows, &fit_labels, ridge * factor);
+                let m =
+                    Logistic::fit_weighted(&fit_rows, &fit_labels, &fit_weights, ridge * factor);
                 let loss = log_loss(&m, &held_rows, &held_labels);
                 if loss < best {
                     best = loss;
@@ -260,8 +288,11 @@ impl Calibrated {
     }
 }
 
+/// An example this many days older than the newest counts half.
+pub const HALF_LIFE_DAYS: f64 = 365.0;
+
 /// Below this many fitting examples, `Calibrated::fit` chooses the ridge
-/// penalty on the held-out quarter.
+/// penalty on the later quarter.
 pub const SMALL_SAMPLE: usize = 20_000;
 
 fn log_loss(m: &Logistic, rows: &[Vec<f64>], labels: &[bool]) -> f64 {
@@ -328,10 +359,12 @@ pub struct ReliabilityBin {
 pub struct Calibration {
     pub claims: usize,
     pub brier: Option<f64>,
-    /// 1 - brier / brier of always stating `reference_rate`; None also when
-    /// that reference is perfect (its Brier score is 0).
+    /// 1 - brier / brier of the reference forecaster (stating the base
+    /// rate learned from training data); None also when that reference is
+    /// perfect (its Brier score is 0).
     pub brier_skill: Option<f64>,
-    pub reference_rate: f64,
+    /// The reference's mean stated rate.
+    pub reference_rate: Option<f64>,
     /// Expected calibration error over 10 equal-width bins.
     pub ece: Option<f64>,
     pub mean_stated: Option<f64>,
@@ -342,16 +375,26 @@ pub struct Calibration {
 /// Scores `(stated, came_true)` pairs against always stating
 /// `reference_rate` (the base rate learned from training data).
 pub fn calibration(pairs: &[(f64, bool)], reference_rate: f64) -> Calibration {
-    let n = pairs.len();
+    calibration_against(pairs, &vec![reference_rate; pairs.len()])
+}
+
+/// Scores `(stated, came_true)` pairs against a reference forecaster that
+/// stated `references[i]` for pair `i` (a base rate, as known when the
+/// claim was made).
+pub fn calibration_against(pairs: &[(f64, bool)], references: &[f64]) -> Calibration {
+    let n = pairs.len().min(references.len());
+    let pairs = &pairs[..n];
     let nf = n.max(1) as f64;
     let some = |v: f64| (n > 0).then_some(v);
     let y = |t: bool| if t { 1.0 } else { 0.0 };
     let brier = pairs.iter().map(|(p, t)| (p - y(*t)).powi(2)).sum::<f64>() / nf;
     let reference = pairs
         .iter()
-        .map(|(_, t)| (reference_rate - y(*t)).powi(2))
+        .zip(references)
+        .map(|((_, t), r)| (r - y(*t)).powi(2))
         .sum::<f64>()
         / nf;
+    let reference_rate = some(references[..n].iter().sum::<f64>() / nf);
     let mut bins: Vec<(usize, f64, f64)> = vec![(0, 0.0, 0.0); 10];
     for (p, t) in pairs {
         let b = ((p * 10.0).floor() as usize).min(9);
@@ -424,6 +467,24 @@ pub(crate) mod tests {
         let c = calibration(&pairs, m.base_rate);
         assert!(c.ece.unwrap() < 0.02, "{c:?}");
         assert!(c.brier_skill.unwrap() > 0.2, "{c:?}");
+    }
+
+    #[test]
+    fn weighted_examples_count_by_their_weight() {
+        // Old days: true 20% of the time; recent days: 80%. Weighted at
+        // 1/9 and 1, the fit should say (0.2 + 9 * 0.8) / 10 = 0.74.
+        let mut seed = 5;
+        let (mut rows, mut labels, mut weights) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..20_000 {
+            let recent = i % 2 == 0;
+            rows.push(vec![lcg(&mut seed)]);
+            labels.push(lcg(&mut seed) < if recent { 0.8 } else { 0.2 });
+            weights.push(if recent { 1.0 } else { 1.0 / 9.0 });
+        }
+        let plain = Logistic::fit(&rows, &labels, 1e-6).predict(&[0.5]);
+        let weighted = Logistic::fit_weighted(&rows, &labels, &weights, 1e-6).predict(&[0.5]);
+        assert!((plain - 0.5).abs() < 0.03, "{plain}");
+        assert!((weighted - 0.74).abs() < 0.03, "{weighted}");
     }
 
     #[test]

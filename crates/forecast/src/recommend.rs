@@ -32,6 +32,21 @@ pub struct Snapshot {
     pub gap_sd: Option<f64>,
     /// Mean depth of its ended cuts (share of the reference price).
     pub cut_depth: Option<f64>,
+    /// Length of its ended promotions, the latest weighing most.
+    pub recent_promo_len: Option<f64>,
+    /// Its track record (`evidence`): shares of its past days after which
+    /// the price moved meaningfully, fell meaningfully, went lower after a
+    /// cut, and was back at the regular price after a cut.
+    pub moved_rate: Option<f64>,
+    pub fell_rate: Option<f64>,
+    pub lower_after_cut_rate: Option<f64>,
+    pub reverted_rate: Option<f64>,
+    /// Decayed number of its past days with a known outcome.
+    pub evidence_weight: f64,
+    /// Days since its regular price last changed, and the mean days
+    /// between such changes.
+    pub since_regular_change: Option<f64>,
+    pub regular_change_gap: Option<f64>,
 }
 
 pub use shelfwatch_domain::action::Action;
@@ -346,7 +361,85 @@ pub fn features(s: &Snapshot, horizon: usize) -> Vec<f64> {
         start * cut_share,
         s.cut_depth.unwrap_or(0.0),
         relative_depth(s).0,
+        // The listing's own track record.
+        log_odds(s.moved_rate),
+        log_odds(s.fell_rate),
+        log_odds(s.lower_after_cut_rate),
+        cut * log_odds(s.lower_after_cut_rate),
+        cut * log_odds(s.reverted_rate),
+        (1.0 + s.evidence_weight).ln(),
+        // How far into the promotion against its recent length.
+        recent_age(s, 0),
+        cut * recent_age(s, horizon),
+        // How due a change of the regular price is: against the
+        // listing's own spacing of changes, and in bands of days since
+        // the last one (the pooled hazard of a change is learned).
+        regular_change_due(s, horizon),
+        since_band(s, 0.0, 30.0),
+        since_band(s, 30.0, 60.0),
+        since_band(s, 60.0, 90.0),
+        since_band(s, 90.0, 120.0),
+        since_band(s, 120.0, 180.0),
+        // Where the next promotion start stands against the spread of
+        // the past starts, in bands (the chance of a start is not
+        // monotone in it: early, due, long overdue).
+        phase_band(s, horizon, -1.0, 0.0) * cut_share,
+        phase_band(s, horizon, 0.0, 1.0) * cut_share,
+        phase_band(s, horizon, 1.0, 2.0) * cut_share,
+        phase_band(s, horizon, 2.0, 4.0) * cut_share,
     ]
+}
+
+/// Days since the regular price last changed, plus the horizon, against
+/// the mean days between its changes (capped at 3; 0 when unknown).
+fn regular_change_due(s: &Snapshot, horizon: usize) -> f64 {
+    match (s.since_regular_change, s.regular_change_gap) {
+        (Some(since), Some(gap)) if gap > 0.0 => ((since + horizon as f64) / gap).min(3.0),
+        _ => 0.0,
+    }
+}
+
+/// 1 when the days since the regular price last changed lie in
+/// `[from, to)`.
+fn since_band(s: &Snapshot, from: f64, to: f64) -> f64 {
+    match s.since_regular_change {
+        Some(d) if (from..to).contains(&d) => 1.0,
+        _ => 0.0,
+    }
+}
+
+/// 1 when the days until the next promotion start, in units of the spread
+/// of past starts and measured from the end of the horizon, lie in
+/// `[from, to)`: below 0 the start is due within the horizon.
+fn phase_band(s: &Snapshot, horizon: usize, from: f64, to: f64) -> f64 {
+    let (Some(gap), Some(days)) = (s.mean_promo_gap, days_to_next_promo(s)) else {
+        return 0.0;
+    };
+    let spread = s.gap_sd.unwrap_or(gap * 0.25).max(1.0);
+    let z = (days - horizon as f64) / spread;
+    if (from..to).contains(&z) { 1.0 } else { 0.0 }
+}
+
+/// The log-odds of a track-record share (0 when nothing is known yet).
+fn log_odds(rate: Option<f64>) -> f64 {
+    rate.map_or(0.0, |r| {
+        let r = r.clamp(0.01, 0.99);
+        (r / (1.0 - r)).ln()
+    })
+}
+
+/// `k` days after today, how far into the current promotion against the
+/// listing's recent promotion length (capped at 4; 0 off promotion).
+fn recent_age(s: &Snapshot, k: usize) -> f64 {
+    if !s.promo {
+        return 0.0;
+    }
+    let len = s
+        .recent_promo_len
+        .or(s.mean_promo_len)
+        .unwrap_or(7.0)
+        .max(1.0);
+    ((s.days_in_promo + k as f64) / len).min(4.0)
 }
 
 /// Today's drop below the regular price against the listing's typical
@@ -378,6 +471,8 @@ pub fn path_features(s: &Snapshot, k: usize) -> Vec<f64> {
         s.days_in_promo.min(30.0),
         if s.mean_promo_len.is_some() { 1.0 } else { 0.0 },
         (1.0 + s.promos_ended.min(6.0)).ln(),
+        recent_age(s, k),
+        log_odds(s.reverted_rate),
     ]
 }
 
@@ -387,11 +482,38 @@ pub fn path_applies(s: &Snapshot) -> bool {
 }
 
 /// One forecast day: point and band, pence.
+///
+/// Shelf prices are sticky, so the predictive distribution of a day ahead
+/// often has a point mass (most often at today's price) right at an end of
+/// the band. The band holds [`crate::distribution::BAND_COVERAGE`] of the
+/// probability: all of it strictly inside, and at each end only the share
+/// of that end's point mass the band needs (`lower_share`,
+/// `upper_share`, 1 for an end with no point mass or one set to agree
+/// with the claim). The backtest counts an outcome at an end by that
+/// share: the expected coverage of a randomised PIT.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ForecastPoint {
     pub predicted: f64,
     pub lower: f64,
     pub upper: f64,
+    pub lower_share: f64,
+    pub upper_share: f64,
+}
+
+impl ForecastPoint {
+    /// How much an outcome of `actual` pence counts as inside the band:
+    /// 1 strictly inside, the end's share at an end (within half a
+    /// penny), 0 outside.
+    pub fn covers(&self, actual: f64) -> f64 {
+        let at = |end: f64| (actual - end).abs() < 0.5;
+        match (at(self.lower), at(self.upper)) {
+            (true, true) => self.lower_share.min(self.upper_share),
+            (true, false) => self.lower_share,
+            (false, true) => self.upper_share,
+            _ if self.lower < actual && actual < self.upper => 1.0,
+            _ => 0.0,
+        }
+    }
 }
 
 /// The forecast the recommendations use, for days 1..=horizon: today's
@@ -431,6 +553,8 @@ pub fn forecast_path(
                 predicted,
                 lower: lower.max(1.0),
                 upper,
+                lower_share: 1.0,
+                upper_share: 1.0,
             }
         })
         .collect()
@@ -464,6 +588,14 @@ mod tests {
             promos_ended: 0.0,
             gap_sd: None,
             cut_depth: None,
+            recent_promo_len: None,
+            moved_rate: None,
+            fell_rate: None,
+            lower_after_cut_rate: None,
+            reverted_rate: None,
+            evidence_weight: 0.0,
+            since_regular_change: None,
+            regular_change_gap: None,
         }
     }
 
