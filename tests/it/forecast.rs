@@ -238,8 +238,6 @@ async fn backtest_reports_mase_and_calibration_on_stored_history() {
     }
 }
 
-/// Imports `csv` (an import file's text) through the CSV path; every row
-/// must be accepted.
 /// A weekly panel from the 1970s, imported through the CSV path: dates
 /// before 2000 are accepted, the cadence is detected, only observed days
 /// are scored, and a horizon with nothing to score gives null figures

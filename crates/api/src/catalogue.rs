@@ -8,8 +8,8 @@ use shelfwatch_domain::action::Action;
 use shelfwatch_domain::effective::{EffectivePrice, effective_price};
 use shelfwatch_store::PgPool;
 use shelfwatch_store::catalogue::{
-    self as store, Bucket, OfferRow, PriceHistoryFilter, ProductCursor, ProductFilter,
-    ProductRow, SearchTerms,
+    self as store, Bucket, OfferRow, PriceHistoryFilter, ProductCursor, ProductFilter, ProductRow,
+    SearchTerms,
 };
 use utoipa::{IntoParams, ToSchema};
 
