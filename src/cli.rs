@@ -116,7 +116,7 @@ pub enum ApikeyCommand {
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// CSV with columns retailer,sku,title,observed_at,price_pence and
-    /// optionally was_price_pence,unit_price_pence,unit,promo_text,in_stock,pack_text,url.
+    /// optionally was_price_pence,unit_price_pence,unit,promo_text,in_stock,pack_text,url,category.
     pub file: PathBuf,
     /// Where to write rejected rows (default: FILE.rejects.csv).
     #[arg(long, value_name = "FILE")]
