@@ -119,7 +119,7 @@ pub enum ApikeyCommand {
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// CSV with columns retailer,sku,title,observed_at,price_pence and
-    /// optionally was_price_pence,unit_price_pence,unit,promo_text,in_stock,pack_text,url.
+    /// optionally was_price_pence,unit_price_pence,unit,promo_text,in_stock,pack_text,url,category.
     pub file: PathBuf,
     /// Where to write rejected rows (default: the input's name with .rejects.csv
     /// added, e.g. prices.csv.rejects.csv).

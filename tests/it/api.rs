@@ -1800,6 +1800,88 @@ async fn search_tolerates_spelling_variants_and_ranks_exact_words_first() {
     assert_problem(r, StatusCode::NOT_FOUND).await;
 }
 
+/// `Accept: text/csv` gets the price history as CSV, one row per point,
+/// the same figures as the JSON; anything else gets JSON. The read cache
+/// never hands one to a request for the other.
+#[tokio::test]
+async fn price_history_comes_as_csv_when_asked() {
+    let api = serve(seeded().await, |_| {}).await;
+    let path = "/v1/products/1000/prices?from=2026-09-01&to=2026-10-01";
+    let json = api.json(path).await;
+    let csv_get = |accept: &'static str| {
+        api.http
+            .get(format!("{}{path}", api.base))
+            .header("accept", accept)
+            .send()
+    };
+    let r = csv_get("text/csv").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(
+        r.headers().get_all("vary").iter().any(|v| v
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("accept")),
+        "{:?}",
+        r.headers()
+    );
+    let body = r.text().await.unwrap();
+    let mut lines = body.lines();
+    assert_eq!(lines.next(), Some(api::catalogue::PRICES_CSV_HEADER));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let mut points = 0;
+    for series in json["series"].as_array().unwrap() {
+        let listing = series["listing_id"].to_string();
+        for p in series["points"].as_array().unwrap() {
+            let row = rows
+                .iter()
+                .find(|r| r[0] == listing.as_str() && r[3] == p["start"].as_str().unwrap())
+                .unwrap_or_else(|| panic!("no CSV row for {p}"));
+            assert_eq!(row[1], series["retailer"].as_str().unwrap());
+            assert_eq!(row[2], "GBP");
+            for (i, k) in [
+                (4, "open"),
+                (5, "close"),
+                (6, "min"),
+                (7, "max"),
+                (8, "mean"),
+                (9, "min_effective"),
+            ] {
+                assert_eq!(row[i], p[k]["amount_minor"].to_string(), "{k} of {p}");
+            }
+            assert_eq!(row[10], p["any_promo"].to_string());
+            assert_eq!(row[11], p["observations"].to_string());
+            assert!(row[3].ends_with('Z'));
+            points += 1;
+        }
+    }
+    assert!(points >= 90, "{points} points");
+    assert_eq!(rows.len(), points, "one row per point");
+    assert!(rows.iter().all(|r| r.len() == 12));
+
+    // JSON for anything else, even straight after the CSV was cached.
+    for accept in [
+        "application/json",
+        "*/*",
+        "text/csv;q=0.1, application/json",
+    ] {
+        let r = csv_get(accept).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{accept}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with("application/json"), "{accept}: {ct}");
+    }
+    // Errors stay problem+json.
+    let r = api
+        .http
+        .get(format!("{}/v1/products/999999/prices", api.base))
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::NOT_FOUND).await;
+}
+
 /// The demo store's history imported by the binary: `import` matches the
 /// listings into products named with their packs and categorised from the
 /// `category` column, and the category filters of /v1/products and

@@ -2,6 +2,8 @@
 //! price history and its forecast.
 
 use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use shelfwatch_domain::action::Action;
@@ -460,13 +462,27 @@ pub struct PriceHistory {
 /// Most days of history one request covers (ten years).
 const MAX_HISTORY_DAYS: i64 = 3660;
 
+/// The header row of the CSV price history.
+pub const PRICES_CSV_HEADER: &str = "listing_id,retailer,currency,start,open_pence,close_pence,\
+min_pence,max_pence,mean_pence,min_effective_pence,any_promo,observations";
+
 /// Daily or weekly price history of a product at each retailer, from the
-/// daily aggregates.
+/// daily aggregates, as JSON or CSV.
+///
+/// With `Accept: text/csv` the same points come as CSV for spreadsheets: a
+/// header row, then one row per listing and bucket, prices in whole minor
+/// units (pence), times RFC 3339 in UTC.
 #[utoipa::path(
     get, path = "/v1/products/{id}/prices", tag = "catalogue",
     params(("id" = i64, Path, description = "Product id"), PriceQuery),
     responses(
-        (status = 200, description = "Price history per listing", body = PriceHistory),
+        (status = 200, description = "Price history per listing: JSON, or CSV when the request's `Accept` prefers `text/csv`",
+            content(
+                (PriceHistory = "application/json"),
+                (String = "text/csv", example = json!("listing_id,retailer,currency,start,open_pence,close_pence,min_pence,max_pence,mean_pence,min_effective_pence,any_promo,observations\n12,tesco,GBP,2026-09-01T00:00:00Z,140,125,125,140,133,110,true,2\n")),
+            ),
+            headers(("Vary" = String, description = "`Accept`: the representation depends on it")),
+        ),
         (status = 404, description = "No such product", body = super::error::Problem, content_type = "application/problem+json"),
     ),
     security((), ("api_key" = []), ("bearer" = []))
@@ -474,9 +490,10 @@ const MAX_HISTORY_DAYS: i64 = 3660;
 pub async fn product_prices(
     State(app): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Path(id): Path<i64>,
     Query(query): Query<PriceQuery>,
-) -> ApiResult<Json<PriceHistory>> {
+) -> ApiResult<Response> {
     caller.require_read(&app)?;
     let to = match &query.to {
         Some(t) => model::parse_time("to", t)?,
@@ -508,6 +525,12 @@ pub async fn product_prices(
     } else {
         Vec::new()
     };
+    let vary = [(header::VARY, HeaderValue::from_static("accept"))];
+    if model::wants_csv(&headers) {
+        let content_type = HeaderValue::from_static("text/csv; charset=utf-8");
+        let body = prices_csv(&rows);
+        return Ok((vary, [(header::CONTENT_TYPE, content_type)], body).into_response());
+    }
     let mut series: Vec<PriceSeries> = Vec::new();
     for row in rows {
         let currency = row.currency;
@@ -533,13 +556,45 @@ pub async fn product_prices(
             }),
         }
     }
-    Ok(Json(PriceHistory {
+    let history = PriceHistory {
         product_id: id,
         interval,
         from,
         to,
         series,
-    }))
+    };
+    Ok((vary, Json(history)).into_response())
+}
+
+/// The price history as CSV. Every field is a number, a boolean, a
+/// retailer slug (`a-z`, `0-9`, `-`), a currency code or a time, so none
+/// needs quoting.
+fn prices_csv(rows: &[store::PriceBucketRow]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(64 * (rows.len() + 1));
+    out.push_str(PRICES_CSV_HEADER);
+    out.push('\n');
+    for r in rows {
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            r.listing_id,
+            r.retailer,
+            r.currency,
+            r.bucket
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            r.open_pence,
+            r.close_pence,
+            r.min_pence,
+            r.max_pence,
+            r.mean_pence.round() as i64,
+            r.min_effective_pence,
+            r.any_promo,
+            r.observations
+        );
+    }
+    out
 }
 
 /// One forecast day with its band.

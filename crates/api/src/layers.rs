@@ -201,7 +201,12 @@ pub async fn etag(State(app): State<AppState>, req: Request, next: Next) -> Resp
         return next.run(req).await;
     }
     let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
-    let key = req.uri().to_string();
+    // The representation is part of the key: one URL may answer JSON or CSV.
+    let key = if super::model::wants_csv(req.headers()) {
+        format!("csv {}", req.uri())
+    } else {
+        req.uri().to_string()
+    };
     let cached = match app.read_cache.get(&key) {
         Some(hit) => hit,
         None => {

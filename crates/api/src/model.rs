@@ -193,3 +193,92 @@ mod tests {
         assert!(limit(Some(101), 20, 100).is_err());
     }
 }
+
+/// How well an `Accept` header takes a representation: its quality, and
+/// whether the header names it exactly (`text/csv`) rather than through a
+/// wildcard (`text/*`, `*/*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Acceptance {
+    quality: f32,
+    exact: bool,
+}
+
+fn acceptance(accept: &str, kind: &str, subtype: &str) -> Acceptance {
+    // The most specific range that covers the type wins (RFC 9110 12.5.1).
+    let mut best: Option<(u8, f32)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0)
+            .clamp(0.0, 1.0);
+        let Some((t, s)) = media.split_once('/') else {
+            continue;
+        };
+        let specificity = match (t, s) {
+            _ if t == kind && s == subtype => 2,
+            _ if t == kind && s == "*" => 1,
+            ("*", "*") => 0,
+            _ => continue,
+        };
+        if best.is_none_or(|(b, _)| specificity > b) {
+            best = Some((specificity, quality));
+        }
+    }
+    best.map_or(Acceptance::default(), |(specificity, quality)| Acceptance {
+        quality,
+        exact: specificity == 2,
+    })
+}
+
+/// Whether a request's `Accept` header asks for CSV rather than JSON:
+/// `text/csv` acceptable and preferred, or named while JSON is only
+/// covered by a wildcard. No header, or a tie between named types, is JSON.
+pub fn wants_csv(headers: &axum::http::HeaderMap) -> bool {
+    let accept = headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    if accept.trim().is_empty() {
+        return false;
+    }
+    let csv = acceptance(&accept, "text", "csv");
+    let json = acceptance(&accept, "application", "json");
+    csv.quality > 0.0
+        && (csv.quality > json.quality || (csv.quality == json.quality && csv.exact && !json.exact))
+}
+
+#[cfg(test)]
+mod accept_tests {
+    use super::wants_csv;
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    fn csv(accept: Option<&'static str>) -> bool {
+        let mut h = HeaderMap::new();
+        if let Some(a) = accept {
+            h.insert(header::ACCEPT, HeaderValue::from_static(a));
+        }
+        wants_csv(&h)
+    }
+
+    #[test]
+    fn csv_only_when_asked_for_and_preferred() {
+        assert!(csv(Some("text/csv")));
+        assert!(csv(Some("text/csv; charset=utf-8")));
+        assert!(csv(Some("TEXT/CSV, */*;q=0.1")));
+        assert!(csv(Some("text/csv, */*")));
+        assert!(csv(Some("application/json;q=0.5, text/csv")));
+        assert!(csv(Some("text/*")));
+        assert!(!csv(None));
+        assert!(!csv(Some("*/*")));
+        assert!(!csv(Some("application/json")));
+        assert!(!csv(Some("application/json, text/csv")));
+        assert!(!csv(Some("text/csv;q=0.4, application/json")));
+        assert!(!csv(Some("text/csv;q=0")));
+        assert!(!csv(Some("text/html, application/xhtml+xml, */*;q=0.8")));
+    }
+}
