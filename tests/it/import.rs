@@ -162,7 +162,7 @@ async fn the_committed_sample_imports_cleanly() {
 }
 
 #[tokio::test]
-async fn large_batches_leave_the_foreign_key_checks_on() {
+async fn large_batches_keep_sightings_and_leave_the_foreign_key_checks_on() {
     let db = TestDb::new().await;
     // One connection, so the import's session is the one checked after.
     let pool = crate::support::pool(&db.url, 1).await;
@@ -190,6 +190,18 @@ async fn large_batches_leave_the_foreign_key_checks_on() {
         .await
         .unwrap();
     assert_eq!(stored, 3_000);
+    // Listings seen again in the second batch record it (written once, at
+    // the end of the import).
+    let wrong: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM listings l
+         JOIN (SELECT listing_id, min(observed_at) AS first, max(observed_at) AS last
+               FROM price_observations GROUP BY listing_id) o ON o.listing_id = l.id
+         WHERE l.first_seen <> o.first OR l.last_seen <> o.last",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(wrong, 0);
     // A row naming no listing is still refused on that connection.
     let err = sqlx::query(
         "INSERT INTO price_observations (listing_id, observed_at, price_pence,

@@ -194,4 +194,47 @@ mod tests {
         assert_eq!(effective_price(99, None, 50), EffectivePrice::shelf(99));
         assert_eq!(eff(99, "Buy some", 50), (99, None));
     }
+
+    use proptest::prelude::*;
+
+    use crate::money::MAX_PRICE_PENCE;
+
+    /// Offer wordings of every kind, with prices and quantities drawn.
+    fn any_offer_text() -> impl Strategy<Value = String> {
+        let price = 1..=MAX_PRICE_PENCE;
+        prop_oneof![
+            (2..=10u32, price.clone()).prop_map(|(q, p)| format!("{q} for {}", format_pence(p))),
+            (2..=10u32)
+                .prop_flat_map(|q| (Just(q), 1..q))
+                .prop_map(|(q, m)| format!("{q} for {m}")),
+            (2..=10u32, price.clone())
+                .prop_map(|(q, p)| format!("Any {q} for {} Clubcard Price", format_pence(p))),
+            price
+                .clone()
+                .prop_map(|p| format!("Clubcard Price {}", format_pence(p))),
+            price
+                .clone()
+                .prop_map(|p| format!("Was {}", format_pence(p))),
+            (1..=99u8).prop_map(|p| format!("{p}% off")),
+            Just("Reduced to clear".to_owned()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn the_price_that_counts_is_never_above_the_shelf_and_says_what_it_takes(
+            shelf in 1..=MAX_PRICE_PENCE,
+            text in any_offer_text(),
+            stored in 1..=MAX_PRICE_PENCE,
+        ) {
+            let e = effective_price(shelf, Some(&text), stored.min(shelf));
+            prop_assert!(e.pence >= 1 && e.pence <= shelf, "{text}: {e:?}");
+            prop_assert_eq!(e.shelf_pence, shelf);
+            // Below the shelf price exactly when a condition says why.
+            prop_assert_eq!(e.pence < shelf, e.condition.is_some(), "{}: {:?}", text, e);
+            prop_assert_eq!(e.describe().is_some(), e.condition.is_some());
+        }
+    }
 }

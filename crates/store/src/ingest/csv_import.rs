@@ -282,6 +282,32 @@ pub async fn import_file(
     });
 
     let mut report = ImportReport::default();
+    // Listings seen again are updated once at the end, not in every batch.
+    ingestor.defer_sightings();
+    let written = write_batches(ingestor, &mut rx, &progress, path, &mut report).await;
+    // The sightings of the batches stored, even when a later one failed.
+    let flushed = ingestor
+        .flush_sightings()
+        .await
+        .context("recording when listings were seen");
+    written?;
+    flushed?;
+    parser.await.context("the CSV reader thread failed")?;
+    progress.finish_and_clear();
+    if report.rejected > 0 {
+        report.rejects_file = Some(rejects_path);
+    }
+    Ok(report)
+}
+
+/// Stores the parsed batches as they come, and the parser's summary.
+async fn write_batches(
+    ingestor: &mut Ingestor,
+    rx: &mut mpsc::Receiver<anyhow::Result<Parsed>>,
+    progress: &indicatif::ProgressBar,
+    path: &Path,
+    report: &mut ImportReport,
+) -> anyhow::Result<()> {
     // Every row up to this line is stored (or rejected to the rejects file).
     let mut stored_through = 1u64;
     while let Some(message) = rx.recv().await {
@@ -312,12 +338,7 @@ pub async fn import_file(
             }
         }
     }
-    parser.await.context("the CSV reader thread failed")?;
-    progress.finish_and_clear();
-    if report.rejected > 0 {
-        report.rejects_file = Some(rejects_path);
-    }
-    Ok(report)
+    Ok(())
 }
 
 pub fn default_rejects_path(path: &Path) -> PathBuf {

@@ -249,6 +249,13 @@ pub struct Ingestor {
     /// key instead of once per row ([`check_keys_in_bulk`]); None until
     /// first asked.
     bulk_keys: Option<bool>,
+    /// Whether sightings of known listings wait for
+    /// [`Ingestor::flush_sightings`] instead of being written per batch.
+    defer_sightings: bool,
+    /// This batch's sightings (listing id, first, last), while deferred.
+    batch_sightings: Vec<(i64, DateTime<Utc>, DateTime<Utc>)>,
+    /// Sightings of committed batches not written yet, by listing id.
+    deferred: HashMap<i64, (DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// A known listing seen earlier or later than recorded.
@@ -331,11 +338,47 @@ impl Ingestor {
             months: HashSet::new(),
             last_day: HashMap::new(),
             bulk_keys: None,
+            defer_sightings: false,
+            batch_sightings: Vec::new(),
+            deferred: HashMap::new(),
         })
     }
 
     pub fn flavour(&self) -> Flavour {
         self.flavour
+    }
+
+    /// Holds back the first and last sightings of listings already stored
+    /// until [`Ingestor::flush_sightings`], instead of updating every
+    /// listing a batch sees in each batch: a bulk import of a time-ordered
+    /// file would otherwise rewrite every listing once per batch. New
+    /// listings and changed details are still written with their batch.
+    pub fn defer_sightings(&mut self) {
+        self.defer_sightings = true;
+    }
+
+    /// Writes the sightings held back since [`Ingestor::defer_sightings`]
+    /// (those of committed batches) in one transaction, and writes them
+    /// per batch again from then on.
+    pub async fn flush_sightings(&mut self) -> anyhow::Result<()> {
+        self.defer_sightings = false;
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> = self
+            .deferred
+            .iter()
+            .map(|(id, (first, last))| (*id, *first, *last))
+            .collect();
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("starting to record sightings")?;
+        record_sightings(&mut tx, rows).await?;
+        tx.commit().await.context("committing listing sightings")?;
+        self.deferred.clear();
+        Ok(())
     }
 
     /// Stores one batch. Every observation must pass [`Observation::check`];
@@ -406,6 +449,7 @@ impl Ingestor {
     }
 
     async fn write(&mut self, batch: &[Observation]) -> anyhow::Result<BatchReport> {
+        self.batch_sightings.clear();
         self.ensure_retailers(batch).await?;
         self.ensure_partitions(batch).await?;
 
@@ -468,6 +512,10 @@ impl Ingestor {
                 .observe((merged_at - copied_at).as_secs_f64());
         }
         tx.commit().await.context("committing ingest batch")?;
+        for (id, first, last) in self.batch_sightings.drain(..) {
+            let e = self.deferred.entry(id).or_insert((first, last));
+            *e = (e.0.min(first), e.1.max(last));
+        }
         tracing::debug!(
             listings_ms = listings_done.as_millis() as u64,
             encode_ms = (encoded_at - listings_done).as_millis() as u64,
@@ -634,33 +682,15 @@ impl Ingestor {
             },
         );
         if !sightings.is_empty() {
-            sightings.sort_by_key(|s| s.id);
-            let ids: Vec<i64> = sightings.iter().map(|s| s.id).collect();
-            let firsts: Vec<DateTime<Utc>> = sightings.iter().map(|s| s.first).collect();
-            let lasts: Vec<DateTime<Utc>> = sightings.iter().map(|s| s.last).collect();
-            // Lock in id order first: an UPDATE ... FROM joins in no
-            // particular order, and two batches locking the same listings
-            // in different orders would deadlock.
-            sqlx::query("SELECT 1 FROM listings WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
-                .bind(&ids)
-                .execute(&mut *tx)
-                .await
-                .context("locking listings")?;
-            sqlx::query(
-                "UPDATE listings AS l
-                 SET first_seen = LEAST(l.first_seen, v.first_seen),
-                     last_seen = GREATEST(l.last_seen, v.last_seen)
-                 FROM UNNEST($1::bigint[], $2::timestamptz[], $3::timestamptz[])
-                      AS v (id, first_seen, last_seen)
-                 WHERE l.id = v.id
-                   AND (v.first_seen < l.first_seen OR v.last_seen > l.last_seen)",
-            )
-            .bind(&ids)
-            .bind(&firsts)
-            .bind(&lasts)
-            .execute(&mut *tx)
-            .await
-            .context("recording listing sightings")?;
+            if self.defer_sightings {
+                // Written by flush_sightings once the batch is committed.
+                self.batch_sightings
+                    .extend(sightings.iter().map(|s| (s.id, s.first, s.last)));
+            } else {
+                let rows: Vec<(i64, DateTime<Utc>, DateTime<Utc>)> =
+                    sightings.iter().map(|s| (s.id, s.first, s.last)).collect();
+                record_sightings(tx, rows).await?;
+            }
             for s in &sightings {
                 if let Some(c) = self.listings.get_mut(&s.key) {
                     c.first_seen = c.first_seen.min(s.first);
@@ -863,6 +893,41 @@ async fn check_keys_in_bulk(
         .await
         .context("checking keys by batch")?;
     Ok(true)
+}
+
+/// Widens listings' first and last sightings to `rows` (id, first, last).
+async fn record_sightings(
+    tx: &mut sqlx::PgConnection,
+    mut rows: Vec<(i64, DateTime<Utc>, DateTime<Utc>)>,
+) -> anyhow::Result<()> {
+    rows.sort_by_key(|r| r.0);
+    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let firsts: Vec<DateTime<Utc>> = rows.iter().map(|r| r.1).collect();
+    let lasts: Vec<DateTime<Utc>> = rows.iter().map(|r| r.2).collect();
+    // Lock in id order first: an UPDATE ... FROM joins in no particular
+    // order, and two batches locking the same listings in different orders
+    // would deadlock.
+    sqlx::query("SELECT 1 FROM listings WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .context("locking listings")?;
+    sqlx::query(
+        "UPDATE listings AS l
+         SET first_seen = LEAST(l.first_seen, v.first_seen),
+             last_seen = GREATEST(l.last_seen, v.last_seen)
+         FROM UNNEST($1::bigint[], $2::timestamptz[], $3::timestamptz[])
+              AS v (id, first_seen, last_seen)
+         WHERE l.id = v.id
+           AND (v.first_seen < l.first_seen OR v.last_seen > l.last_seen)",
+    )
+    .bind(&ids)
+    .bind(&firsts)
+    .bind(&lasts)
+    .execute(&mut *tx)
+    .await
+    .context("recording listing sightings")?;
+    Ok(())
 }
 
 /// Locks rows `ids` (sorted) of `table` `FOR KEY SHARE`, in id order;
