@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the API with schemathesis against the committed OpenAPI document
-# (openapi/openapi.json): a private database with the sample history, a
-# forecast and matched products, `shelfwatch serve` on a free port, an admin
-# key so writes and admin endpoints are exercised too. Fails on any failed
+# (openapi/openapi.json): the server of scripts/sample_api.sh (a private
+# database with the sample history, a forecast and matched products, an
+# admin key so writes and admin endpoints are exercised too). Fails on any failed
 # check (a 5xx, an undocumented status, a body off its schema, a
 # schema-valid request refused, ...) or when fewer than 2500 requests were
 # sent.
@@ -20,91 +20,11 @@ work=$(mktemp -d)
 # The embedded cluster may run as the postgres user, which must reach it.
 chmod 755 "$work"
 venv="${SCHEMATHESIS_VENV:-$work/venv}"
-if [ ! -x "$venv/bin/schemathesis" ]; then
-    echo ">> installing schemathesis into $venv" >&2
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis
-fi
+ensure_venv "$venv" schemathesis schemathesis
 
-# The target directory may be shared with other checkouts building the same
-# binary name: take a private copy and check it serves this checkout's API
-# (its OpenAPI document), relinking ours if another build got in between.
-own_binary() { # cargo build flags...
-    local built="${CARGO_TARGET_DIR:-target}/$1/shelfwatch"
-    shift
-    for _ in 1 2 3; do
-        cargo build --locked --quiet "$@"
-        cp "$built" "$work/shelfwatch"
-        if "$work/shelfwatch" serve --print-openapi | cmp -s - openapi/openapi.json; then
-            return 0
-        fi
-        touch src/main.rs
-    done
-    echo "the built binary does not serve openapi/openapi.json (stale document?)" >&2
-    exit 1
-}
-own_binary debug
-bin="$work/shelfwatch"
-for name in $(env | sed -n 's/^\(SHELFWATCH_[A-Z0-9_]*\)=.*/\1/p'); do unset "$name"; done
-unset DATABASE_URL
-export SHELFWATCH_DATABASE__EMBEDDED_DIR="$work/pg"
-export RUST_LOG=warn
-
-server_pid=""
-cleanup() {
-    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
-    "$bin" db stop >/dev/null 2>&1 || true
-    [ -n "${KEEP_SCHEMATHESIS_WORK:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
-
-echo ">> seeding a database: sample history, a forecast, matched products" >&2
-"$bin" db start >/dev/null
-"$bin" migrate >/dev/null
-"$bin" import samples/prices.csv --no-progress >/dev/null
-"$bin" forecast >/dev/null
-url=$("$bin" db url)
-psql "$url" -v ON_ERROR_STOP=1 -q <<'SQL'
-INSERT INTO products (id, name, brand, category) OVERRIDING SYSTEM VALUE VALUES
-    (1000, 'Baked Beans in Tomato Sauce 415g', 'Heinz', 'Tins'),
-    (1001, 'Semi Skimmed Milk 4 Pints', NULL, 'Dairy'),
-    (1002, 'Soft White Medium Bread 800g', 'Hovis', 'Bakery'),
-    (1003, 'Gold Blend Instant Coffee 200g', 'Nescafe', 'Drinks'),
-    (1004, 'Original Tea Bags x240', 'PG Tips', 'Drinks'),
-    (1005, 'Original Taste 6 x 330ml', 'Coca-Cola', 'Drinks'),
-    (1006, 'Slightly Salted Butter 250g', 'Lurpak', 'Dairy'),
-    (1007, 'Fusilli 500g', 'Napolina', 'Pasta'),
-    (1008, 'Bananas Loose Each', NULL, 'Fruit'),
-    (1009, 'Mature Cheddar 400g', 'Cathedral City', 'Dairy'),
-    (1010, 'Smooth Orange Juice 1L', 'Tropicana', 'Drinks'),
-    (1011, 'Free Range Eggs Large x12', NULL, 'Eggs');
-UPDATE listings SET product_id = substring(retailer_sku FROM 3)::bigint;
-SQL
-key=$("$bin" apikey create --name schemathesis --scopes admin 2>/dev/null)
-
-# No rate limits (the fuzzer is one busy client); webhooks may target this
-# machine, as the schema's example does.
-cat >"$work/shelfwatch.toml" <<'TOML'
-[api.rate_limit]
-per_ip_per_sec = 0
-per_key_per_sec = 0
-[api.webhooks]
-allowed_hosts = ["127.0.0.1"]
-TOML
-"$bin" --config "$work/shelfwatch.toml" serve --bind 127.0.0.1:0 --metrics-bind "" \
-    >"$work/serve.out" 2>"$work/serve.err" &
-server_pid=$!
-base=""
-for _ in $(seq 1 100); do
-    base=$(sed -n 's/^API listening on //p' "$work/serve.out")
-    [ -n "$base" ] && break
-    sleep 0.1
-done
-if [ -z "$base" ]; then
-    echo "shelfwatch serve did not start:" >&2
-    cat "$work/serve.err" >&2
-    exit 1
-fi
+. scripts/sample_api.sh
+trap sample_api_cleanup EXIT
+sample_api_start schemathesis
 echo ">> fuzzing $base ($examples cases per operation and phase)" >&2
 
 # One worker: with several, hypothesis (under schemathesis 4.32) can fail
