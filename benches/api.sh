@@ -40,23 +40,6 @@ anchor="${ANCHOR:-1}"
 
 work=$(mktemp -d)
 chmod 755 "$work"
-# The target directory may be shared with other checkouts building the same
-# binary name: take a private copy and check it serves this checkout's API
-# (its OpenAPI document), relinking ours if another build got in between.
-own_binary() { # cargo build flags...
-    local built="${CARGO_TARGET_DIR:-target}/$1/shelfwatch"
-    shift
-    for _ in 1 2 3; do
-        cargo build --locked --quiet "$@"
-        cp "$built" "$work/shelfwatch"
-        if "$work/shelfwatch" serve --print-openapi | cmp -s - openapi/openapi.json; then
-            return 0
-        fi
-        touch src/main.rs
-    done
-    echo "the built binary does not serve openapi/openapi.json (stale document?)" >&2
-    exit 1
-}
 if [ "$profile" = release ]; then
     own_binary release --release
 else
@@ -129,17 +112,7 @@ read_cache_ms = $1
 per_ip_per_sec = 0
 per_key_per_sec = 0
 TOML
-    : >"$work/serve.out"
-    RUST_LOG="${2:-info}" "$bin" --config "$work/bench.toml" serve --bind 127.0.0.1:0 --metrics-bind "" \
-        >"$work/serve.out" 2>"$work/serve.log" &
-    server_pid=$!
-    base=""
-    for _ in $(seq 1 100); do
-        base=$(sed -n 's/^API listening on //p' "$work/serve.out")
-        [ -n "$base" ] && break
-        sleep 0.1
-    done
-    [ -n "$base" ] || { cat "$work/serve.log" >&2; exit 1; }
+    RUST_LOG="${2:-info}" start_serve "$work/bench.toml" "$work/serve.log"
     curl -fsS "$base/healthz" >/dev/null
 }
 

@@ -60,3 +60,51 @@ start_timescale() {
     cat "$out.err" >&2
     return 1
 }
+
+# Builds shelfwatch (cargo build flags: PROFILE-DIR [FLAGS...]) and copies
+# it to $work/shelfwatch. The target directory may be shared with other
+# checkouts building the same binary name: the copy must serve this
+# checkout's API (its OpenAPI document), and is relinked if another build
+# got in between.
+own_binary() {
+    local built="${CARGO_TARGET_DIR:-target}/$1/shelfwatch"
+    shift
+    for _ in 1 2 3; do
+        cargo build --locked --quiet "$@"
+        cp "$built" "$work/shelfwatch"
+        if "$work/shelfwatch" serve --print-openapi | cmp -s - openapi/openapi.json; then
+            return 0
+        fi
+        touch src/main.rs
+    done
+    echo "the built binary does not serve openapi/openapi.json (stale document?)" >&2
+    exit 1
+}
+
+# A Python virtualenv at VENV with PACKAGE installed from PyPI, unless
+# VENV/bin/COMMAND is there already.
+ensure_venv() { # VENV PACKAGE COMMAND
+    if [ ! -x "$1/bin/$3" ]; then
+        echo ">> installing $2 into $1" >&2
+        python3 -m venv "$1"
+        "$1/bin/pip" install --quiet --disable-pip-version-check "$2"
+    fi
+}
+
+# Starts `$bin serve` with CONFIG on a free loopback port, its log in LOG;
+# sets server_pid and base (the API's URL) once it listens.
+start_serve() { # CONFIG LOG
+    : >"$work/serve.out"
+    "$bin" --config "$1" serve --bind 127.0.0.1:0 --metrics-bind "" \
+        >"$work/serve.out" 2>"$2" &
+    server_pid=$!
+    base=""
+    for _ in $(seq 1 100); do
+        base=$(sed -n 's/^API listening on //p' "$work/serve.out")
+        [ -n "$base" ] && return 0
+        sleep 0.1
+    done
+    echo "shelfwatch serve did not start:" >&2
+    cat "$2" >&2
+    exit 1
+}

@@ -13,3 +13,8 @@ cargo test --locked --workspace "$@"
 if [ -z "${SKIP_SCHEMATHESIS:-}" ]; then
     ./scripts/schemathesis.sh
 fi
+# A client generated from the document calls every operation
+# (SKIP_PYTHON_CLIENT=1 skips it).
+if [ -z "${SKIP_PYTHON_CLIENT:-}" ]; then
+    ./scripts/python_client.sh
+fi

@@ -121,10 +121,11 @@ impl From<ProductRow> for Product {
 pub struct ProductQuery {
     /// Words to find in the name or brand: each word matches as a prefix or
     /// by spelling ("beans" finds "Beanz"); results come best match first.
-    #[param(max_length = 200)]
+    /// At least one letter or digit.
+    #[param(max_length = 200, pattern = r"^[^\u0000]*[^\W_][^\u0000]*$")]
     pub q: Option<String>,
     /// Exact category (case-insensitive).
-    #[param(max_length = 200)]
+    #[param(max_length = 200, pattern = r"^[^\u0000]*$")]
     pub category: Option<String>,
     /// Only products this retailer sells (slug).
     #[param(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]

@@ -34,11 +34,30 @@ fn refuse_encoded_nul(text: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
+/// JSON has one kind of number: `212.0` is the integer 212 to JSON
+/// Schema (and to the document), so it is read as one.
+fn whole_numbers_as_integers(value: &mut Value) {
+    match value {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() <= 9_007_199_254_740_992.0
+            {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        Value::Object(map) => map.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
+    }
+}
+
 /// A parsed JSON body as `T`: 400 when it holds a NUL, 422 when its shape
 /// is wrong. Every request body is an object: serde would also read a
 /// struct from an array of its fields in order, which the document does
 /// not allow.
-fn body_as<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+fn body_as<T: DeserializeOwned>(mut value: Value) -> Result<T, ApiError> {
+    whole_numbers_as_integers(&mut value);
     if json_has_nul(&value) {
         return Err(ApiError::bad_request(NUL_REFUSED));
     }
@@ -277,5 +296,25 @@ mod tests {
         ] {
             assert_eq!(in_our_words(serde), ours, "{serde}");
         }
+    }
+
+    #[test]
+    fn whole_numbers_are_integers_and_fractions_stay_numbers() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct Body {
+            price: i64,
+            share: Option<f64>,
+        }
+        let read = |text: &str| body_as::<Body>(serde_json::from_str(text).unwrap());
+        assert_eq!(
+            read(r#"{"price": 212.0, "share": 0.5}"#).unwrap(),
+            Body {
+                price: 212,
+                share: Some(0.5)
+            }
+        );
+        assert_eq!(read(r#"{"price": -3e2}"#).unwrap().price, -300);
+        assert!(read(r#"{"price": 212.5}"#).is_err());
+        assert!(read(r#"{"price": 1e300}"#).is_err());
     }
 }

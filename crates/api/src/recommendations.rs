@@ -23,7 +23,7 @@ pub struct RecommendationQuery {
     #[param(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     pub retailer: Option<String>,
     /// Only products in this category (case-insensitive).
-    #[param(max_length = 200)]
+    #[param(max_length = 200, pattern = r"^[^\u0000]*$")]
     pub category: Option<String>,
     /// Only this action.
     pub action: Option<Action>,

@@ -59,8 +59,9 @@ pub struct WatchAtPrice {
     pub target_price_pence: i64,
     #[schema(schema_with = null_only)]
     pub drop_percent: Option<()>,
-    /// Where to POST the notification (http; must pass the allow-list).
-    #[schema(example = "http://hooks.example/shelfwatch")]
+    /// Where to POST the notification, such as
+    /// `http://hooks.example/shelfwatch`: its host must resolve to public
+    /// addresses or be in `api.webhooks.allowed_hosts`.
     pub webhook_url: String,
     /// Currency of the offers watched (default GBP).
     #[schema(pattern = "^[A-Z]{3}$")]
@@ -78,8 +79,9 @@ pub struct WatchOnDrop {
     pub drop_percent: i32,
     #[schema(schema_with = null_only)]
     pub target_price_pence: Option<()>,
-    /// Where to POST the notification (http; must pass the allow-list).
-    #[schema(example = "http://hooks.example/shelfwatch")]
+    /// Where to POST the notification, such as
+    /// `http://hooks.example/shelfwatch`: its host must resolve to public
+    /// addresses or be in `api.webhooks.allowed_hosts`.
     pub webhook_url: String,
     /// Currency of the offers watched (default GBP).
     #[schema(pattern = "^[A-Z]{3}$")]
