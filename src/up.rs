@@ -371,7 +371,8 @@ async fn steps(
     );
 
     // 5. Forecast and recommendations.
-    let outcome = shelfwatch_forecast::run_once(
+    // Timed, so /metrics reports its duration as `forecast --every` does.
+    let outcome = shelfwatch_forecast::metrics::timed_run(
         &pool,
         &shelfwatch_forecast::Params::default(),
         shelfwatch_forecast::load::Shard::ALL,
@@ -612,7 +613,7 @@ async fn forecast_worker(pool: PgPool, stop: tokio::sync::watch::Receiver<bool>)
     let shard = shelfwatch_forecast::load::Shard::ALL;
     let (pool_ref, params_ref) = (&pool, &params);
     let run = |_job| async move {
-        shelfwatch_forecast::run_once(pool_ref, params_ref, shard)
+        shelfwatch_forecast::metrics::timed_run(pool_ref, params_ref, shard)
             .await
             .map(|o| crate::cli::outcome_line(&o))
             .map_err(|e| format!("{e:#}"))

@@ -607,14 +607,7 @@ impl Prometheus {
     }
 
     async fn get(&self, path: &str) -> Json {
-        reqwest::Client::new()
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        json(reqwest::Client::new().get(format!("{}{path}", self.url))).await
     }
 
     /// Waits until `expr` returns a sample for which `ok` holds.
@@ -647,16 +640,21 @@ fn sample_value(sample: &Json) -> Option<f64> {
     sample["value"][1].as_str().and_then(|v| v.parse().ok())
 }
 
-/// What `$__rate_interval` and `$__range` stand for in the test: longer
-/// than the whole test, so every rate covers the scrape and the forecast.
+/// What `$__range` stands for in the test: the dashboard's range, longer
+/// than the whole test, so it covers the scrape and the forecast.
 const TEST_RANGE: &str = "15m";
+
+/// What Grafana makes `$__rate_interval` at the test Prometheus's 1 s
+/// scrape interval: four scrapes. It is as short against this test's quiet
+/// end as Grafana's 1 minute is against scrapes 6 hours apart.
+const TEST_RATE_INTERVAL: &str = "4s";
 
 /// Grafana's values for a Prometheus dashboard's variables: "All" of each
 /// query variable is its `allValue` (a regex), after checking the variable's
 /// `label_values` query finds values.
 async fn prometheus_variables(prom: &Prometheus, d: &Json) -> BTreeMap<String, String> {
     let mut vars = BTreeMap::from([
-        ("__rate_interval".to_owned(), TEST_RANGE.to_owned()),
+        ("__rate_interval".to_owned(), TEST_RATE_INTERVAL.to_owned()),
         ("__range".to_owned(), TEST_RANGE.to_owned()),
         ("__interval".to_owned(), "15s".to_owned()),
     ]);
@@ -736,6 +734,11 @@ async fn sql_variables(
     vars
 }
 
+/// The JSON answer to `request`.
+async fn json(request: reqwest::RequestBuilder) -> Json {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_returns_data_from_the_running_stack() {
     let Some(prometheus_bin) = tool("prometheus") else {
@@ -744,91 +747,63 @@ async fn every_dashboard_query_returns_data_from_the_running_stack() {
         );
         return;
     };
-    let _turn = REGISTRY_FIGURES.lock().await;
-    let db = TestDb::new().await;
-    let shop = crate::scrape::shop().await;
-
-    // History from the demo store through the CSV import path.
+    // `shelfwatch up` as a newcomer runs it (its own Prometheus left out:
+    // the test's scrapes every second), over a database of the test's own.
+    let db = TestDb::empty().await;
     let dir = tempfile::tempdir().unwrap();
-    let history = dir.path().join("history.csv");
-    let day = crate::scrape::day();
-    shop.store
-        .history_csv(
-            day - chrono::Duration::days(120),
-            day - chrono::Duration::days(1),
-            std::fs::File::create(&history).unwrap(),
-        )
-        .unwrap();
-    let mut ingestor = shelfwatch_store::ingest::Ingestor::new(db.pool.clone())
-        .await
-        .unwrap();
-    let options = shelfwatch_store::ingest::csv_import::ImportOptions {
-        batch_size: 5000,
-        rejects: Some(dir.path().join("rejects.csv")),
-        progress: false,
-    };
-    shelfwatch_store::ingest::csv_import::import_file(&mut ingestor, &history, &options)
-        .await
-        .unwrap();
-
-    // The API with its metrics listener, and the scraper role's listener
-    // (the process registry, as `scrape --every` serves it).
-    let api = shelfwatch_api::start(db.pool.clone(), crate::api::test_settings())
-        .await
-        .unwrap();
-    let api_metrics = api.metrics_addr.expect("a metrics listener");
-    let scraper_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let scraper_metrics = scraper_listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(shelfwatch_runtime::metrics::serve(
-        scraper_listener,
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-
-    // As `forecast --every` does at start: the forecaster's series exist
-    // at zero before its first run.
-    shelfwatch_forecast::metrics::init();
-    let prom = Prometheus::start(
-        &prometheus_bin,
-        &[
-            ("shelfwatch-api", api_metrics.to_string()),
-            ("shelfwatch-scraper", scraper_metrics.to_string()),
-        ],
+    let (up, lines, api) =
+        crate::up::serve_on(&db.url, &dir.path().join("spool"), &[], "120").await;
+    let metrics = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("metrics      http://"))
+        .and_then(|l| l.split('/').next())
+        .unwrap_or_else(|| panic!("no metrics address:\n{}", lines.join("\n")))
+        .to_owned();
+    let prom = Prometheus::start(&prometheus_bin, &[("shelfwatch-api", metrics)]).await;
+    prom.wait_for(
+        "count(up == 1)",
+        |v| v >= 1.0,
+        "up's metrics listener scraped",
     )
     .await;
-    prom.wait_for("count(up == 1)", |v| v >= 2.0, "both targets up")
-        .await;
 
-    // A scrape pass through Chromium and a forecast, while Prometheus
-    // watches, then some API traffic.
-    let spool = dir.path().join("spool");
-    let settings = crate::scrape::settings(&db.url, &shop, &spool);
-    let scraper = crate::scrape::scraper(&settings, &[]).await;
-    // Creating the scraper puts its series at zero; let Prometheus see
-    // them so before the pass, or the pass's first increase is lost to
-    // rate() (other tests in this process may have created them already).
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let report = scraper.pass().await.unwrap();
-    for r in &report.runs {
-        assert_eq!(r.status, "succeeded", "{r:?}");
-    }
-    let outcome = shelfwatch_forecast::metrics::timed_run(
-        &db.pool,
-        &shelfwatch_forecast::Params::default(),
-        shelfwatch_forecast::load::Shard::ALL,
-    )
-    .await
+    // While Prometheus watches: a scrape and a forecast asked for through
+    // the admin API, as an operator would, then some API traffic.
+    let key = crate::support::shelfwatch_command(&[
+        "apikey", "create", "--name", "ops", "--scopes", "admin",
+    ])
+    .env("DATABASE_URL", &db.url)
+    .output()
     .unwrap();
-    assert!(
-        matches!(outcome, shelfwatch_forecast::RunOutcome::Completed { .. }),
-        "{outcome:?}"
-    );
+    assert!(key.status.success(), "{}", crate::cli::text(&key));
+    let key = String::from_utf8(key.stdout).unwrap().trim().to_owned();
     let http = reqwest::Client::new();
-    let base = format!("http://{}", api.addr);
+    let base = format!("http://{api}");
+    for kind in ["scrape-runs", "forecast-runs"] {
+        let queued = json(
+            http.post(format!("{base}/v1/admin/{kind}"))
+                .header("X-Api-Key", &key),
+        )
+        .await;
+        let id = queued["job"]["id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{queued}"));
+        let mut job = Json::Null;
+        for _ in 0..240 {
+            job = json(
+                http.get(format!("{base}/v1/admin/jobs/{id}"))
+                    .header("X-Api-Key", &key),
+            )
+            .await;
+            if !matches!(job["status"].as_str(), Some("queued" | "running")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert_eq!(job["status"], "succeeded", "{kind}: {job}");
+    }
     // In rounds a few scrapes apart: a route's series appears with its
-    // first request, and only later requests are an increase to rate().
+    // first request, and only later requests are an increase.
     for round in 0..4 {
         if round > 0 {
             tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -844,8 +819,6 @@ async fn every_dashboard_query_returns_data_from_the_running_stack() {
             http.get(format!("{base}{path}")).send().await.unwrap();
         }
     }
-    // The database figures reached Prometheus, and a few scrapes followed
-    // the traffic.
     prom.wait_for(
         "max(shelfwatch_forecast_series)",
         |v| v > 0.0,
@@ -864,7 +837,9 @@ async fn every_dashboard_query_returns_data_from_the_running_stack() {
         "API traffic",
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Then quiet, as between two scrapes: every $__rate_interval window
+    // now holds no page load, no forecast and no request.
+    tokio::time::sleep(Duration::from_secs(8)).await;
 
     // The alert rules loaded and evaluate.
     let rules = prom.get("/api/v1/rules").await;
@@ -913,10 +888,10 @@ async fn every_dashboard_query_returns_data_from_the_running_stack() {
                     Ok(result)
                         if !result
                             .iter()
-                            .any(|s| sample_value(s).is_some_and(f64::is_finite)) =>
+                            .all(|s| sample_value(s).is_some_and(f64::is_finite)) =>
                     {
                         Some(format!(
-                            "{title} / {panel}: no finite value: {expr}: {result:?}"
+                            "{title} / {panel}: NaN or infinite: {expr}: {result:?}"
                         ))
                     }
                     Ok(_) => None,
@@ -992,9 +967,47 @@ async fn every_dashboard_query_returns_data_from_the_running_stack() {
         failures.join("\n\n")
     );
 
+    // Today's best buys are offers in stock now: the best buy whose shelf
+    // has since emptied leaves the list.
+    let best = queries
+        .iter()
+        .find(|(panel, _, _)| panel.contains("best buys"))
+        .map(|(_, raw, _)| expand_sql(&substitute(raw, &vars), from, to))
+        .expect("a best buys panel");
+    let best_buys = || async {
+        sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(format!(
+            "SELECT product, retailer FROM ({best}) b"
+        )))
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+    };
+    let (product, retailer) = best_buys().await.remove(0);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE TEMP TABLE emptied AS
+             SELECT DISTINCT ON (o.listing_id) o.* FROM price_observations o
+             JOIN listings l ON l.id = o.listing_id
+             JOIN products p ON p.id = l.product_id
+             JOIN retailers r ON r.id = l.retailer_id
+             WHERE p.name = '{p}' AND r.slug = '{r}'
+             ORDER BY o.listing_id, o.observed_at DESC;
+         UPDATE emptied SET observed_at = observed_at + interval '1 second', in_stock = false;
+         INSERT INTO price_observations SELECT * FROM emptied;",
+        p = product.replace('\'', "''"),
+        r = retailer.replace('\'', "''"),
+    )))
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let after = best_buys().await;
+    assert!(
+        !after.contains(&(product.clone(), retailer.clone())),
+        "{product} at {retailer} is out of stock but still a best buy"
+    );
+
     drop(prom);
-    let _ = stop_tx.send(());
-    api.shutdown(Duration::from_secs(5)).await;
+    let exit = up.stop().await;
+    assert!(exit.success(), "{exit}");
 }
 
 /// The two tests here that refresh the database figures of the process

@@ -82,27 +82,14 @@ async fn the_readme_walkthrough_runs_against_up() {
     // The walkthrough's shelfwatch.toml, as the README says to write it.
     let config = dir.path().join("shelfwatch.toml");
     std::fs::write(&config, &toml[0]).unwrap();
-    let mut up = crate::support::shelfwatch_command(&[
-        "--config",
-        config.to_str().unwrap(),
-        "up",
-        "--api-bind",
-        "127.0.0.1:0",
-        "--metrics-bind",
-        "127.0.0.1:0",
-        "--store-bind",
-        "127.0.0.1:0",
-        "--history-days",
+    let config = config.to_str().unwrap();
+    let (up, _, api) = crate::up::serve_on(
+        &db.url,
+        &dir.path().join("spool"),
+        &["--config", config],
         "30",
-        "--no-prometheus",
-    ])
-    .current_dir(crate::support::repo_path("."))
-    .env("DATABASE_URL", &db.url)
-    .env("SHELFWATCH_SCRAPE__SPOOL_DIR", dir.path().join("spool"))
-    .stdout(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let (_, api) = crate::up::until_serving(&mut up, 180).await;
+    )
+    .await;
 
     // `shelfwatch` in the script is the binary under test.
     let bin = dir.path().join("bin");
@@ -133,14 +120,7 @@ async fn the_readme_walkthrough_runs_against_up() {
         .await
         .unwrap();
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(up.id()).unwrap()),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let exit = tokio::task::spawn_blocking(move || up.wait().unwrap())
-        .await
-        .unwrap();
+    let exit = up.stop().await;
 
     let calls = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(

@@ -81,6 +81,78 @@ async fn up(dir: &Path, mark: &str, args: &[String], env: &[(&str, &str)], limit
 
 use crate::cli::text;
 
+/// A running `up` that a failing test does not leave behind: dropped, it
+/// gets SIGTERM (and SIGKILL if it has not stopped within 30 s).
+pub(crate) struct Running(Option<std::process::Child>);
+
+impl Running {
+    pub(crate) fn new(child: std::process::Child) -> Running {
+        Running(Some(child))
+    }
+
+    pub(crate) fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("up is running")
+    }
+
+    /// SIGTERM, then its exit status.
+    pub(crate) async fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.0.take().expect("up is running");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some(mut child) = self.0.take() else {
+            return;
+        };
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0)),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        for _ in 0..300 {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// `shelfwatch [GLOBAL...] up` in the checkout over `db_url`, on free
+/// ports and without Prometheus, with `history_days` of history; returns
+/// it once serving, with the lines it printed and the API's address.
+pub(crate) async fn serve_on(
+    db_url: &str,
+    spool: &Path,
+    global: &[&str],
+    history_days: &str,
+) -> (Running, Vec<String>, String) {
+    let mut args = global.to_vec();
+    args.push("up");
+    let free = up_args(&[("--retailers-dir", None)], &["--no-prometheus"]);
+    args.extend(free.iter().map(String::as_str));
+    args.extend(["--history-days", history_days]);
+    let child = crate::support::shelfwatch_command(&args)
+        .current_dir(crate::support::repo_path("."))
+        .env("DATABASE_URL", db_url)
+        .env("SHELFWATCH_SCRAPE__SPOOL_DIR", spool)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut up = Running::new(child);
+    let (lines, api) = until_serving(up.child(), 300).await;
+    (up, lines, api)
+}
+
 /// Reads `up`'s stdout until it says it is serving (fails the test after
 /// `limit` seconds); returns the lines read and the API's address.
 pub(crate) async fn until_serving(

@@ -34,6 +34,14 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     if let Err(e) = info {
         tracing::warn!(error = %e, "could not register shelfwatch_build_info");
     }
+    // process_cpu_seconds_total, process_resident_memory_bytes,
+    // process_open_fds, process_start_time_seconds, ... of this process.
+    #[cfg(target_os = "linux")]
+    if let Err(e) = registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    )) {
+        tracing::warn!(error = %e, "could not register the process collector");
+    }
     registry
 });
 
@@ -204,5 +212,12 @@ mod tests {
     fn build_info_is_exported() {
         let text = super::encode();
         assert!(text.contains("shelfwatch_build_info{version="), "{text}");
+        for metric in [
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+        ] {
+            assert!(text.contains(metric), "{metric} missing: {text}");
+        }
     }
 }

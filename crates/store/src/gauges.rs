@@ -42,6 +42,11 @@ struct DbMetrics {
     scrape_last_products: GaugeVec,
     daily_lag: Gauge,
     jobs: GaugeVec,
+    jobs_oldest_queued: GaugeVec,
+    jobs_last_wait: GaugeVec,
+    scrape_last_duration: GaugeVec,
+    webhook_backlog: Gauge,
+    webhook_backlog_oldest: Gauge,
 }
 
 /// Buckets of the refresh and connection-wait histograms (seconds).
@@ -148,6 +153,29 @@ static METRICS: LazyLock<DbMetrics> = LazyLock::new(|| DbMetrics {
         "Jobs queued through the API, by kind and status (queued, running).",
         &["kind", "status"],
     ),
+    jobs_oldest_queued: gauge_vec(
+        "shelfwatch_jobs_oldest_queued_seconds",
+        "How long the oldest job still queued has waited for a worker, by kind (0: none queued).",
+        &["kind"],
+    ),
+    jobs_last_wait: gauge_vec(
+        "shelfwatch_jobs_last_wait_seconds",
+        "How long the most recently started job waited in the queue, by kind (0: none yet).",
+        &["kind"],
+    ),
+    scrape_last_duration: gauge_vec(
+        "shelfwatch_scrape_last_run_duration_seconds",
+        "Wall time of the retailer's latest finished run (from the database).",
+        &["retailer"],
+    ),
+    webhook_backlog: gauge(
+        "shelfwatch_webhook_backlog",
+        "Webhook deliveries not yet delivered and not given up.",
+    ),
+    webhook_backlog_oldest: gauge(
+        "shelfwatch_webhook_backlog_oldest_seconds",
+        "Age of the oldest pending webhook delivery (0: none pending).",
+    ),
 });
 
 /// What one refresh read, applied to the gauges in one go.
@@ -167,6 +195,12 @@ pub struct Figures {
     pub daily_lag: Option<f64>,
     /// (kind, status) -> jobs
     pub jobs: BTreeMap<(String, String), i64>,
+    /// kind -> (oldest queued job's wait, latest started job's wait), seconds
+    pub job_waits: BTreeMap<String, (f64, f64)>,
+    /// retailer -> wall time of its latest finished run, seconds
+    pub scrape_last_duration: BTreeMap<String, f64>,
+    /// pending webhook deliveries, and the oldest one's age in seconds
+    pub webhook_backlog: (i64, f64),
 }
 
 /// Registers the collectors (so they are exported, at their defaults,
@@ -336,6 +370,43 @@ pub async fn read(pool: &PgPool) -> anyhow::Result<Figures> {
     for (kind, status, n) in rows {
         f.jobs.insert((kind, status), n);
     }
+    let rows: Vec<(String, Option<f64>, Option<f64>)> = sqlx::query_as(
+        "SELECT k.kind,
+                (SELECT extract(epoch FROM now() - min(enqueued_at))::float8
+                 FROM jobs WHERE kind = k.kind AND status = 'queued'),
+                (SELECT extract(epoch FROM started_at - enqueued_at)::float8
+                 FROM jobs WHERE kind = k.kind AND started_at IS NOT NULL
+                 ORDER BY started_at DESC LIMIT 1)
+         FROM (VALUES ('scrape'), ('forecast')) AS k (kind)",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .context("reading job waits")?;
+    for (kind, oldest, last) in rows {
+        f.job_waits
+            .insert(kind, (oldest.unwrap_or(0.0), last.unwrap_or(0.0)));
+    }
+    let rows: Vec<(String, Option<f64>)> = sqlx::query_as(
+        "SELECT DISTINCT ON (s.retailer_id) r.slug,
+                extract(epoch FROM s.finished_at - s.started_at)::float8
+         FROM scrape_runs s JOIN retailers r ON r.id = s.retailer_id
+         WHERE s.status <> 'running' AND s.finished_at IS NOT NULL
+         ORDER BY s.retailer_id, s.started_at DESC",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .context("reading scrape run durations")?;
+    for (retailer, secs) in rows {
+        f.scrape_last_duration.insert(retailer, secs.unwrap_or(0.0));
+    }
+    let (pending, oldest): (i64, Option<f64>) = sqlx::query_as(
+        "SELECT count(*), extract(epoch FROM now() - min(created_at))::float8
+         FROM webhook_deliveries WHERE status = 'pending'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .context("reading the webhook backlog")?;
+    f.webhook_backlog = (pending, oldest.unwrap_or(0.0));
     Ok(f)
 }
 
@@ -411,7 +482,18 @@ pub fn apply(f: &Figures) {
                 .unwrap_or(0);
             m.jobs.with_label_values(&[kind, status]).set(n as f64);
         }
+        let (oldest, last) = f.job_waits.get(kind).copied().unwrap_or((0.0, 0.0));
+        m.jobs_oldest_queued.with_label_values(&[kind]).set(oldest);
+        m.jobs_last_wait.with_label_values(&[kind]).set(last);
     }
+    m.scrape_last_duration.reset();
+    for (retailer, secs) in &f.scrape_last_duration {
+        m.scrape_last_duration
+            .with_label_values(&[retailer.as_str()])
+            .set(*secs);
+    }
+    m.webhook_backlog.set(f.webhook_backlog.0 as f64);
+    m.webhook_backlog_oldest.set(f.webhook_backlog.1);
 }
 
 #[cfg(test)]
