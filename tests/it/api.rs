@@ -251,6 +251,16 @@ async fn catalogue_reads_answer_typed_json() {
 
     // One product across retailers.
     let p = api.json("/v1/products/1000").await;
+    // JSON Schema counts 1000.0 as the integer 1000; generated clients may
+    // send it so.
+    assert_eq!(
+        api.json("/v1/products/1000.0").await["product"],
+        p["product"]
+    );
+    assert_eq!(
+        api.get("/v1/products/1000.5").await.status(),
+        StatusCode::BAD_REQUEST
+    );
     assert_eq!(p["name"], "Baked Beans in Tomato Sauce 415g");
     let offers = p["offers"].as_array().unwrap();
     assert_eq!(offers.len(), 3);

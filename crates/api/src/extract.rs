@@ -201,16 +201,39 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         refuse_encoded_nul(Some(parts.uri.path()))?;
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|p| Path(p.0))
-            .map_err(|e| match e.status() {
-                StatusCode::BAD_REQUEST => {
-                    ApiError::bad_request("a value in the path is not of the expected kind")
-                }
-                status => ApiError::new(status, "the path could not be read"),
-            })
+        let refused = match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(p) => return Ok(Path(p.0)),
+            Err(e) => e.status(),
+        };
+        if refused != StatusCode::BAD_REQUEST {
+            return Err(ApiError::new(refused, "the path could not be read"));
+        }
+        // A whole number written with a decimal point ("7.0") names the
+        // same id: JSON Schema counts it as an integer, so a client
+        // generated from the document may send it that way.
+        if let Ok(raw) = axum::extract::RawPathParams::from_request_parts(parts, state).await {
+            let mut params = raw.iter();
+            if let (Some((_, value)), None) = (params.next(), params.next())
+                && let Some(whole) = whole_number(value)
+                && let Ok(t) = serde_json::from_value::<T>(serde_json::Value::from(whole))
+            {
+                return Ok(Path(t));
+            }
+        }
+        Err(ApiError::bad_request(
+            "a value in the path is not of the expected kind",
+        ))
     }
+}
+
+/// `value` as a whole number if it is one, with or without a decimal
+/// point followed by zeros ("7", "7.0", "7.000").
+fn whole_number(value: &str) -> Option<i64> {
+    let (int, frac) = value.split_once('.').unwrap_or((value, ""));
+    if !frac.bytes().all(|b| b == b'0') || (value.contains('.') && frac.is_empty()) {
+        return None;
+    }
+    int.parse().ok()
 }
 
 /// A JSON body; the status says why it was refused (400 syntax, 413 too
@@ -267,6 +290,17 @@ where
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn whole_numbers_may_carry_a_zero_fraction() {
+        use super::whole_number;
+        assert_eq!(whole_number("7"), Some(7));
+        assert_eq!(whole_number("7.0"), Some(7));
+        assert_eq!(whole_number("-3.000"), Some(-3));
+        assert_eq!(whole_number("7.5"), None);
+        assert_eq!(whole_number("7."), None);
+        assert_eq!(whole_number("x.0"), None);
+    }
+
     use super::*;
 
     #[test]
