@@ -35,13 +35,22 @@ pub async fn import_text(
 ) -> shelfwatch_store::ingest::csv_import::ImportReport {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "import.csv", csv);
+    import_path(db, &path).await
+}
+
+/// Imports the CSV file at `path` through `import_file`, as `shelfwatch
+/// import` does, and checks no row was rejected.
+pub async fn import_path(
+    db: &TestDb,
+    path: &Path,
+) -> shelfwatch_store::ingest::csv_import::ImportReport {
     let mut ing = Ingestor::new(db.pool.clone()).await.unwrap();
     let opts = ImportOptions {
         batch_size: 5000,
-        rejects: Some(dir.path().join("rejects.csv")),
+        rejects: None,
         progress: false,
     };
-    let report = import_file(&mut ing, &path, &opts).await.unwrap();
+    let report = import_file(&mut ing, path, &opts).await.unwrap();
     assert_eq!(report.rejected, 0, "{:?}", report.sample_rejections);
     report
 }

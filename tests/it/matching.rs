@@ -170,20 +170,12 @@ pub fn demo_history_csv(
 /// BENCHMARKS.md comes from this test's output line.
 #[tokio::test]
 async fn demo_catalogue_matches_its_ground_truth() {
-    use shelfwatch_store::ingest::csv_import::{ImportOptions, import_file};
     use sqlx::Row;
 
     let db = TestDb::new().await;
     let day = chrono::NaiveDate::from_ymd_opt(2025, 9, 1).unwrap();
     let (store, _dir, path) = demo_history_csv(day, day);
-    let mut ingestor = Ingestor::new(db.pool.clone()).await.unwrap();
-    let options = ImportOptions {
-        batch_size: 5000,
-        rejects: None,
-        progress: false,
-    };
-    let report = import_file(&mut ingestor, &path, &options).await.unwrap();
-    assert_eq!(report.rejected, 0, "{:?}", report.sample_rejections);
+    crate::import::import_path(&db, &path).await;
     matching::run(&db.pool).await.unwrap();
 
     let key_of: std::collections::HashMap<(String, String), String> = store

@@ -108,24 +108,24 @@ impl RetailerIds {
     /// bounds memory only).
     const MAX: usize = 10_000;
 
+    fn known(&self) -> MutexGuard<'_, std::collections::HashMap<String, i64>> {
+        match self.known.lock() {
+            Ok(k) => k,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
     pub async fn get(&self, pool: &PgPool, slug: &str) -> StoreResult<Option<i64>> {
-        let known = |ids: &Mutex<std::collections::HashMap<String, i64>>| match ids.lock() {
-            Ok(k) => k.get(slug).copied(),
-            Err(poisoned) => poisoned.into_inner().get(slug).copied(),
-        };
-        if let Some(id) = known(&self.known) {
+        if let Some(id) = self.known().get(slug).copied() {
             return Ok(Some(id));
         }
         let id = shelfwatch_store::catalogue::retailer_id(pool, slug).await?;
         if let Some(id) = id {
-            let mut kept = match self.known.lock() {
-                Ok(k) => k,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            if kept.len() >= Self::MAX {
-                kept.clear();
+            let mut known = self.known();
+            if known.len() >= Self::MAX {
+                known.clear();
             }
-            kept.insert(slug.to_owned(), id);
+            known.insert(slug.to_owned(), id);
         }
         Ok(id)
     }
