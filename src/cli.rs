@@ -203,7 +203,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    shelfwatch_runtime::telemetry::init(
+    let _log = shelfwatch_runtime::telemetry::init(
         cli.log_format.unwrap_or(settings.log.format),
         &settings.log.filter,
     );
