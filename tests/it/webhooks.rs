@@ -183,11 +183,11 @@ impl TestCa {
         self.0.pem()
     }
 
-    /// A server config whose certificate, for 127.0.0.1, this CA issued.
-    fn server_config(&self) -> tokio_rustls::rustls::ServerConfig {
+    /// A server config whose certificate, for `name`, this CA issued.
+    fn server_config(&self, name: &str) -> tokio_rustls::rustls::ServerConfig {
         use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
         let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
             .unwrap()
             .signed_by(&key, &self.0)
             .unwrap();
@@ -234,14 +234,15 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// An https webhook receiver on 127.0.0.1 whose certificate `ca` issued;
-/// returns its address, what it received and how many handshakes failed.
-async fn tls_receiver(ca: &TestCa) -> (SocketAddr, Received, Arc<AtomicUsize>) {
+/// An https webhook receiver on 127.0.0.1 whose certificate, for `name`,
+/// `ca` issued; returns its address, what it received and how many
+/// handshakes failed.
+async fn tls_receiver(ca: &TestCa, name: &str) -> (SocketAddr, Received, Arc<AtomicUsize>) {
     let (app, received) = receiver_app(0);
     let failed = Arc::new(AtomicUsize::new(0));
     let listener = TlsListener {
         tcp: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(ca.server_config())),
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(ca.server_config(name))),
         failed: failed.clone(),
     };
     let addr = axum::serve::Listener::local_addr(&listener).unwrap();
@@ -280,8 +281,10 @@ async fn https_webhooks_reach_only_receivers_whose_certificate_is_trusted() {
     let theirs = TestCa::new("a CA nobody configured");
     let ca_file = dir.path().join("hooks-ca.pem");
     std::fs::write(&ca_file, ours.pem()).unwrap();
-    let (trusted, trusted_received, _) = tls_receiver(&ours).await;
-    let (stranger, stranger_received, stranger_failed) = tls_receiver(&theirs).await;
+    let (trusted, trusted_received, _) = tls_receiver(&ours, "127.0.0.1").await;
+    let stranger = tls_receiver(&theirs, "127.0.0.1").await;
+    // Our CA, but a certificate for another host.
+    let misnamed = tls_receiver(&ours, "hooks.example").await;
 
     let db = seeded().await;
     let (_, key) = create_key(&db.pool, "hooks", &[Scope::Watch])
@@ -294,17 +297,22 @@ async fn https_webhooks_reach_only_receivers_whose_certificate_is_trusted() {
     })
     .await;
     let trusted_url = format!("https://{trusted}/hook");
-    let stranger_url = format!("https://{stranger}/hook");
     let secret = met_watch(&api, &key, &trusted_url).await;
-    met_watch(&api, &key, &stranger_url).await;
+    let refused = [
+        (stranger, "certificate not trusted"),
+        (misnamed, "certificate not valid for this host name"),
+    ];
+    for ((addr, _, _), _) in &refused {
+        met_watch(&api, &key, &format!("https://{addr}/hook")).await;
+    }
     assert_eq!(
         shelfwatch_alerts::evaluate_watches(&api.db.pool)
             .await
             .unwrap(),
-        2
+        3
     );
     let pool = api.db.pool.clone();
-    wait_for("both deliveries to end", async || {
+    wait_for("every delivery to end", async || {
         let pending: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM webhook_deliveries WHERE status NOT IN ('delivered', 'failed')",
         )
@@ -336,27 +344,30 @@ async fn https_webhooks_reach_only_receivers_whose_certificate_is_trusted() {
     let event: Value = serde_json::from_str(body).unwrap();
     assert_eq!(event["event"], "price_at_target");
 
-    // A certificate from any other CA: the handshake is refused, nothing
-    // is sent, and the attempt says why.
-    let (_, status, code, error) = outcome(&stranger_url);
-    assert_eq!((status.as_str(), code), ("failed", None));
-    let error = error.unwrap();
-    assert!(
-        error.contains("TLS handshake with 127.0.0.1: certificate not trusted"),
-        "{error}"
-    );
-    let attempts: Vec<(Option<i32>, Option<String>)> = sqlx::query_as(
-        "SELECT a.status_code, a.error FROM webhook_attempts a
-         JOIN webhook_deliveries d ON d.id = a.delivery_id
-         JOIN watches w ON w.id = d.watch_id WHERE w.webhook_url = $1",
-    )
-    .bind(&stranger_url)
-    .fetch_all(&api.db.pool)
-    .await
-    .unwrap();
-    assert_eq!(attempts, [(None, Some(error))]);
-    assert!(stranger_received.lock().unwrap().is_empty());
-    assert_eq!(stranger_failed.load(Ordering::SeqCst), 1);
+    // A certificate from any other CA, or for another host: the handshake
+    // is refused, nothing is sent, and the attempt says why.
+    for ((addr, received, failed_handshakes), why) in refused {
+        let url = format!("https://{addr}/hook");
+        let (_, status, code, error) = outcome(&url);
+        assert_eq!((status.as_str(), code), ("failed", None), "{url}");
+        let error = error.unwrap();
+        assert!(
+            error.contains(&format!("TLS handshake with 127.0.0.1: {why}")),
+            "{error}"
+        );
+        let attempts: Vec<(Option<i32>, Option<String>)> = sqlx::query_as(
+            "SELECT a.status_code, a.error FROM webhook_attempts a
+             JOIN webhook_deliveries d ON d.id = a.delivery_id
+             JOIN watches w ON w.id = d.watch_id WHERE w.webhook_url = $1",
+        )
+        .bind(&url)
+        .fetch_all(&api.db.pool)
+        .await
+        .unwrap();
+        assert_eq!(attempts, [(None, Some(error))]);
+        assert!(received.lock().unwrap().is_empty(), "{url}");
+        assert_eq!(failed_handshakes.load(Ordering::SeqCst), 1, "{url}");
+    }
     api.running
         .shutdown(std::time::Duration::from_secs(5))
         .await;
