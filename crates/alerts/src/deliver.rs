@@ -10,7 +10,7 @@ use shelfwatch_store::PgPool;
 use shelfwatch_store::watches::{self, Attempt, AttemptOutcome, DueDelivery};
 
 use crate::metrics::webhook_attempt;
-use crate::{WebhookSettings, check_url, evaluate_watches};
+use crate::{WebhookClient, WebhookSettings, check_url, evaluate_watches};
 
 /// The headers of the [Standard Webhooks] signature: the message id (the
 /// same on every attempt of a delivery, so a receiver can drop repeats),
@@ -71,8 +71,13 @@ pub fn backoff(settings: &WebhookSettings, attempt: i32) -> Duration {
     Duration::from_secs_f64((secs * jitter).max(0.0))
 }
 
-/// Sends the deliveries that are due; returns how many were attempted.
-pub async fn deliver_due(pool: &PgPool, settings: &WebhookSettings) -> anyhow::Result<usize> {
+/// Sends the deliveries that are due through `client`; returns how many
+/// were attempted.
+pub async fn deliver_due(
+    pool: &PgPool,
+    settings: &WebhookSettings,
+    client: &WebhookClient,
+) -> anyhow::Result<usize> {
     // The lease: a row taken here is not due again until the attempt has
     // had time to finish, so a crashed worker's rows are retried later.
     let lease = settings.timeout_secs as f64 + 30.0;
@@ -82,7 +87,7 @@ pub async fn deliver_due(pool: &PgPool, settings: &WebhookSettings) -> anyhow::R
     let n = due.len();
     let sends = due.into_iter().map(|d| async move {
         let started = Instant::now();
-        let result = send(&d, settings).await;
+        let result = send(&d, settings, client).await;
         let elapsed = started.elapsed();
         if let Err(e) = record(pool, settings, &d, result, elapsed).await {
             tracing::error!(
@@ -96,38 +101,27 @@ pub async fn deliver_due(pool: &PgPool, settings: &WebhookSettings) -> anyhow::R
     Ok(n)
 }
 
-/// POSTs one delivery to its (re-checked) URL; returns the receiver's
-/// status code, or why nothing was answered.
-pub async fn send(d: &DueDelivery, settings: &WebhookSettings) -> Result<u16, String> {
+/// POSTs one delivery to its (re-checked) URL, http or https, connecting
+/// to the addresses just checked; returns the receiver's status code, or
+/// why nothing was answered.
+pub async fn send(
+    d: &DueDelivery,
+    settings: &WebhookSettings,
+    client: &WebhookClient,
+) -> Result<u16, String> {
     let (url, addrs) = check_url(&d.webhook_url, settings).await?;
-    let mut client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(settings.timeout_secs.max(1)))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("shelfwatch-webhooks/", env!("CARGO_PKG_VERSION")));
-    if let Some(host) = url.host_str() {
-        // Connect to the addresses just checked, not to a fresh DNS answer.
-        client = client.resolve_to_addrs(host, &addrs);
-    }
-    let client = client
-        .build()
-        .map_err(|e| format!("building the HTTP client: {e}"))?;
     let id = message_id(d.id);
     let timestamp = chrono::Utc::now().timestamp();
-    let response = client
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(ID_HEADER, &id)
-        .header(TIMESTAMP_HEADER, timestamp.to_string())
-        .header(
-            SIGNATURE_HEADER,
-            sign(&d.secret, &id, timestamp, d.body.as_bytes()),
-        )
-        .header("x-shelfwatch-attempt", d.attempts.to_string())
-        .body(d.body.clone())
-        .send()
+    let signature = sign(&d.secret, &id, timestamp, d.body.as_bytes());
+    let headers = [
+        (ID_HEADER, id),
+        (TIMESTAMP_HEADER, timestamp.to_string()),
+        (SIGNATURE_HEADER, signature),
+        ("x-shelfwatch-attempt", d.attempts.to_string()),
+    ];
+    client
+        .post(&url, &addrs, &headers, bytes::Bytes::from(d.body.clone()))
         .await
-        .map_err(|e| format!("sending: {e}"))?;
-    Ok(response.status().as_u16())
 }
 
 async fn record(
@@ -173,11 +167,13 @@ async fn record(
     Ok(())
 }
 
-/// The delivery worker inside `serve`: sends due webhooks every poll
-/// interval and evaluates watches on its own timer, until `stop`.
+/// The delivery worker inside `serve`: sends due webhooks through
+/// `client` every poll interval and evaluates watches on its own timer,
+/// until `stop`.
 pub async fn worker(
     pool: PgPool,
     settings: WebhookSettings,
+    client: WebhookClient,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     if !settings.worker {
@@ -196,7 +192,7 @@ pub async fn worker(
                 tracing::error!(error = format!("{e:#}"), "evaluating watches failed");
             }
         }
-        match deliver_due(&pool, &settings).await {
+        match deliver_due(&pool, &settings, &client).await {
             // More may be due: go again without waiting.
             Ok(n) if n > 0 => continue,
             Ok(_) => {}

@@ -5,7 +5,8 @@
 //! prices and recommendations and queues a delivery per new event (the
 //! forecast and scrape jobs call it after each run; `serve` also calls it
 //! on a timer). The delivery [`worker`] inside `serve` leases due
-//! deliveries with `FOR UPDATE SKIP LOCKED`, POSTs them signed the
+//! deliveries with `FOR UPDATE SKIP LOCKED`, POSTs them (over `http` or
+//! `https`, through [`WebhookClient`]) signed the
 //! Standard Webhooks way (`webhook-id`, `webhook-timestamp`,
 //! `webhook-signature`: HMAC-SHA256 over id, time and body), and retries failures with
 //! exponential backoff; every attempt is recorded.
@@ -13,13 +14,17 @@
 //! The API creates watches (checking their URL with [`check_url`]); this
 //! crate never depends on it.
 
+mod client;
 mod deliver;
 mod evaluate;
 mod metrics;
 mod targets;
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
+pub use client::WebhookClient;
 pub use deliver::{
     ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, backoff, deliver_due, message_id, send, sign,
     signing_key, worker,
@@ -42,7 +47,11 @@ pub struct WebhookSettings {
     pub backoff_base_secs: f64,
     /// Longest wait between attempts.
     pub backoff_max_secs: f64,
-    /// Time allowed for the receiver to answer.
+    /// A PEM file of CA certificates trusted for `https` targets besides
+    /// the system's roots (a private CA of internal receivers).
+    pub ca_file: Option<PathBuf>,
+    /// Time allowed for the receiver to answer, connection and TLS
+    /// handshake included.
     pub timeout_secs: u64,
     /// How often the worker looks for due deliveries.
     pub poll_interval_ms: u64,
@@ -59,6 +68,7 @@ impl Default for WebhookSettings {
             max_attempts: 8,
             backoff_base_secs: 5.0,
             backoff_max_secs: 3600.0,
+            ca_file: None,
             timeout_secs: 5,
             poll_interval_ms: 1000,
             evaluate_every_secs: 60,

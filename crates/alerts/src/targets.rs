@@ -1,5 +1,6 @@
-//! Where a webhook may go: http only, no credentials, and every address
-//! the host resolves to public or on the allow-list (`allowed_hosts`).
+//! Where a webhook may go: http or https, no credentials, and every
+//! address the host resolves to public or on the allow-list
+//! (`allowed_hosts`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -153,24 +154,22 @@ pub fn is_internal(ip: IpAddr) -> bool {
     }
 }
 
-/// Checks a webhook URL and resolves it: http only, a host, and every
+/// Checks a webhook URL and resolves it: http or https, a host, and every
 /// address it resolves to public or allowed. Returns the URL and the
 /// addresses to connect to (so a later DNS answer cannot redirect it).
 pub async fn check_url(
     url: &str,
     settings: &WebhookSettings,
-) -> Result<(reqwest::Url, Vec<SocketAddr>), String> {
+) -> Result<(url::Url, Vec<SocketAddr>), String> {
     if url.len() > 2000 {
         return Err("webhook_url is longer than 2000 characters".into());
     }
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("webhook_url is not a URL: {e}"))?;
-    match parsed.scheme() {
-        "http" => {}
-        "https" => {
-            return Err("https webhooks are not supported by this build yet; use http".into());
-        }
-        other => return Err(format!("webhook_url scheme {other:?} is not http")),
-    }
+    let parsed = url::Url::parse(url).map_err(|e| format!("webhook_url is not a URL: {e}"))?;
+    let port = match parsed.scheme() {
+        "http" => parsed.port().unwrap_or(80),
+        "https" => parsed.port().unwrap_or(443),
+        other => return Err(format!("webhook_url scheme {other:?} is not http or https")),
+    };
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err("webhook_url must not carry credentials".into());
     }
@@ -180,7 +179,6 @@ pub async fn check_url(
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_ascii_lowercase();
-    let port = parsed.port_or_known_default().unwrap_or(80);
     let allowed: Vec<Allowed> = settings
         .allowed_hosts
         .iter()
@@ -308,6 +306,33 @@ mod tests {
         assert!(check_url("http://10.0.0.1/x", &s).await.is_err());
         s.allowed_hosts = vec!["localhost".into()];
         assert!(check_url("http://localhost:9/x", &s).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn https_urls_are_accepted_and_checked_the_same_way() {
+        let mut s = WebhookSettings::default();
+        let (url, addrs) = check_url("https://8.8.8.8/hook", &s).await.unwrap();
+        assert_eq!(url.scheme(), "https");
+        assert_eq!(addrs, ["8.8.8.8:443".parse().unwrap()]);
+        let (_, addrs) = check_url("https://8.8.8.8:8443/hook", &s).await.unwrap();
+        assert_eq!(addrs, ["8.8.8.8:8443".parse().unwrap()]);
+        for url in [
+            "https://127.0.0.1/hook",
+            "https://169.254.169.254/latest",
+            "https://[::1]/hook",
+            "https://[64:ff9b::a9fe:a9fe]/",
+            "https://10.0.0.1:8443/hook",
+            "https://localhost/hook",
+        ] {
+            let e = check_url(url, &s).await.unwrap_err();
+            assert!(e.contains("allowed_hosts"), "{url}: {e}");
+        }
+        assert!(check_url("https://u:p@8.8.8.8/", &s).await.is_err());
+        let e = check_url("wss://8.8.8.8/", &s).await.unwrap_err();
+        assert!(e.contains("not http or https"), "{e}");
+        s.allowed_hosts = vec!["127.0.0.1".into()];
+        let (_, addrs) = check_url("https://127.0.0.1/hook", &s).await.unwrap();
+        assert_eq!(addrs, ["127.0.0.1:443".parse().unwrap()]);
     }
 
     #[tokio::test]

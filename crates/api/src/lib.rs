@@ -323,6 +323,9 @@ pub async fn start(pool: PgPool, settings: ApiSettings) -> anyhow::Result<Runnin
         .as_ref()
         .map(|l| l.local_addr())
         .transpose()?;
+    // A bad `ca_file` stops the start here, not at the first delivery.
+    let webhook_client =
+        shelfwatch_alerts::WebhookClient::new(&settings.webhooks).map_err(anyhow::Error::msg)?;
     let app = App::new(pool.clone(), settings)?;
     let router = router(app.clone())?;
     let (stop, rx) = watch::channel(false);
@@ -363,6 +366,7 @@ pub async fn start(pool: PgPool, settings: ApiSettings) -> anyhow::Result<Runnin
     tasks.push(tokio::spawn(shelfwatch_alerts::worker(
         pool,
         app.settings.webhooks.clone(),
+        webhook_client,
         stopped(rx.clone()),
     )));
     Ok(Running {

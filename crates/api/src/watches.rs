@@ -59,9 +59,10 @@ pub struct WatchAtPrice {
     pub target_price_pence: i64,
     #[schema(schema_with = null_only)]
     pub drop_percent: Option<()>,
-    /// Where to POST the notification, such as
-    /// `http://hooks.example/shelfwatch`: its host must resolve to public
-    /// addresses or be in `api.webhooks.allowed_hosts`.
+    /// Where to POST the notification: an `http` or `https` URL such as
+    /// `https://hooks.example/shelfwatch`. Its host must resolve to public
+    /// addresses or be in `api.webhooks.allowed_hosts`; over `https` the
+    /// receiver's certificate must be trusted and valid for the host.
     pub webhook_url: String,
     /// Currency of the offers watched (default GBP).
     #[schema(pattern = "^[A-Z]{3}$")]
@@ -79,9 +80,10 @@ pub struct WatchOnDrop {
     pub drop_percent: i32,
     #[schema(schema_with = null_only)]
     pub target_price_pence: Option<()>,
-    /// Where to POST the notification, such as
-    /// `http://hooks.example/shelfwatch`: its host must resolve to public
-    /// addresses or be in `api.webhooks.allowed_hosts`.
+    /// Where to POST the notification: an `http` or `https` URL such as
+    /// `https://hooks.example/shelfwatch`. Its host must resolve to public
+    /// addresses or be in `api.webhooks.allowed_hosts`; over `https` the
+    /// receiver's certificate must be trusted and valid for the host.
     pub webhook_url: String,
     /// Currency of the offers watched (default GBP).
     #[schema(pattern = "^[A-Z]{3}$")]
