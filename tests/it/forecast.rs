@@ -238,6 +238,71 @@ async fn backtest_reports_mase_and_calibration_on_stored_history() {
     }
 }
 
+/// Every run stores a reliability table measured out of sample: on the
+/// demo store's history, claims made in the four weeks before the last
+/// horizon by models that never saw those weeks, scored against what the
+/// shelves did.
+#[tokio::test]
+async fn a_run_stores_its_out_of_sample_reliability_table() {
+    let db = TestDb::new().await;
+    let to = chrono::NaiveDate::from_ymd_opt(2025, 9, 1).unwrap();
+    let (_store, _dir, path) = crate::matching::demo_history_csv(to - Duration::days(119), to);
+    crate::import::import_path(&db, &path).await;
+    let params = Params::default();
+    let started = std::time::Instant::now();
+    let outcome = forecast::run_once(&db.pool, &params, Shard::ALL)
+        .await
+        .unwrap();
+    println!(
+        "forecast run, measurement included: {:?}",
+        started.elapsed()
+    );
+    let RunOutcome::Completed { run_id, series } = outcome else {
+        panic!("{outcome:?}");
+    };
+    let bins = shelfwatch_store::calibration::for_run(&db.pool, run_id)
+        .await
+        .unwrap();
+    assert!(!bins.is_empty());
+    for b in &bins {
+        assert!(
+            b.bin_low <= b.stated_mean && b.stated_mean <= b.bin_high,
+            "{b:?}"
+        );
+        assert!((0.0..=1.0).contains(&b.observed_rate), "{b:?}");
+        assert!(b.n > 0, "{b:?}");
+        // Claims whose whole horizon is known by the run's last day, made
+        // in the window before it.
+        assert_eq!(b.claims_until, to - Duration::days(7), "{b:?}");
+        let window = i64::from(forecast::reliability::WINDOW_DAYS);
+        assert!(
+            b.claims_from >= b.claims_until - Duration::days(window - 1),
+            "{b:?}"
+        );
+    }
+    let total = |pick: &dyn Fn(&str) -> bool| -> i64 {
+        bins.iter()
+            .filter(|b| pick(&b.action))
+            .map(|b| i64::from(b.n))
+            .sum()
+    };
+    let all = total(&|a| a == "all");
+    assert_eq!(all, total(&|a| a != "all"), "each claim has one action");
+    // A claim for every listing on most days of the window.
+    assert!(
+        all as usize >= series * 20,
+        "{all} claims for {series} listings"
+    );
+    let ece = bins
+        .iter()
+        .filter(|b| b.action == "all")
+        .map(|b| f64::from(b.n) * (b.stated_mean - b.observed_rate).abs())
+        .sum::<f64>()
+        / all as f64;
+    println!("out-of-sample ECE over {all} claims: {ece:.3}");
+    assert!(ece < 0.2, "{bins:?}");
+}
+
 /// A weekly panel from the 1970s, imported through the CSV path: dates
 /// before 2000 are accepted, the cadence is detected, only observed days
 /// are scored, and a horizon with nothing to score gives null figures

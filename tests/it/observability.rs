@@ -146,7 +146,15 @@ fn alert_rules_pass_promtool_and_every_alert_is_tested_both_ways() {
 // Dashboards
 
 const GRID_WIDTH: i64 = 24;
-const PANEL_TYPES: [&str; 6] = ["timeseries", "stat", "table", "row", "gauge", "bargauge"];
+const PANEL_TYPES: [&str; 7] = [
+    "timeseries",
+    "stat",
+    "table",
+    "row",
+    "gauge",
+    "bargauge",
+    "xychart",
+];
 
 fn dashboards() -> Vec<(String, Json)> {
     let mut out: Vec<(String, Json)> = std::fs::read_dir(repo_path("dashboards"))

@@ -674,9 +674,22 @@ async fn a_shop_that_keeps_failing_opens_the_circuit_breaker() {
     let mut sc = scraper(&s, &["morrow"]).await;
     sc.configs[0].politeness.breaker_threshold = 3;
     sc.configs[0].politeness.max_retries = 10;
+    // Under a name of its own, so the breaker gauge read below is this
+    // test's (other tests scrape morrow in this process too).
+    const SLUG: &str = "morrow-breaker";
+    sc.configs[0].slug = shelfwatch_domain::retailer::RetailerSlug::parse(SLUG).unwrap();
+    let breaker_state = || {
+        let text = shelfwatch_runtime::metrics::encode();
+        let line = format!("shelfwatch_scrape_circuit_state{{retailer=\"{SLUG}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {line} in\n{text}"))
+            .to_owned()
+    };
     let report = sc.pass().await.unwrap();
-    let r = run(&report, "morrow");
+    let r = run(&report, SLUG);
     assert_eq!(r.status, "failed", "{r:?}");
+    assert_eq!(breaker_state(), "2", "open after the run it stopped");
     assert!(
         r.message
             .as_deref()
@@ -698,6 +711,14 @@ async fn a_shop_that_keeps_failing_opens_the_circuit_breaker() {
             .await
             .unwrap();
     assert!(message.contains("circuit breaker"), "{message}");
+
+    // The shop recovers: the next run starts with its breaker closed, and
+    // it stays closed.
+    shop.store.clear_faults();
+    let report = sc.pass().await.unwrap();
+    let r = run(&report, SLUG);
+    assert_eq!(r.status, "succeeded", "{r:?}");
+    assert_eq!(breaker_state(), "0", "closed again");
 }
 
 /// A GET over plain HTTP/1.1; returns the body.

@@ -202,3 +202,32 @@ async fn the_traps_beside_the_pages_are_avoided() {
     assert_eq!(o[0]["multibuy"]["price_pence"], 400);
     assert!(o[1]["multibuy"].is_null());
 }
+
+/// A listing's category comes from the aisle page it was reached from. A
+/// search mixes aisles ("milk" finds milk chocolate too), so the real
+/// shops' search start URLs carry none (no saved page is an aisle page to
+/// check one against), while every demo shop starts from one page an
+/// aisle, each with its category (docs/scraper.md).
+#[test]
+fn categories_come_from_aisle_pages_never_from_searches() {
+    let real = shelfwatch_scrape::config::load_dir(&repo_path("retailers")).unwrap();
+    assert!(real.len() >= 5, "{} real shop configs", real.len());
+    for c in &real {
+        for (url, category) in c.start_pages_with_categories(None).unwrap() {
+            if url.contains("search") {
+                assert_eq!(category, None, "{}: {url} is a search", c.slug.as_str());
+            }
+        }
+    }
+    let demo = shelfwatch_scrape::config::load_dir(&repo_path("retailers/demo")).unwrap();
+    assert!(!demo.is_empty());
+    for c in &demo {
+        for (url, category) in c.start_pages_with_categories(None).unwrap() {
+            assert!(
+                category.is_some_and(|c| !c.trim().is_empty()),
+                "{}: {url} has no category",
+                c.slug.as_str()
+            );
+        }
+    }
+}

@@ -21,6 +21,7 @@ pub mod model;
 pub mod recommend;
 #[cfg(test)]
 mod reference;
+pub mod reliability;
 pub mod shelf;
 
 use std::collections::HashMap;
@@ -626,10 +627,20 @@ async fn compute_and_store(
     today.dedup();
     let shelves = shelf::latest(pool, &today, as_of + chrono::Duration::days(1)).await?;
     let p = *params;
-    let (outputs, models) =
+    let (outputs, models, measured) =
         tokio::task::spawn_blocking(move || compute(series, &p, as_of_day, &shelves))
             .await
             .context("the forecast computation panicked")??;
+    // Stored while the run is still running, so a succeeded run has its
+    // table from the moment it is current.
+    if let Some(m) = &measured {
+        tracing::info!(
+            claims = m.all.claims,
+            ece = m.all.ece,
+            "calibration measured out of sample"
+        );
+        shelfwatch_store::calibration::store(pool, run_id, &m.bins()).await?;
+    }
     store(pool, run_id, as_of, &outputs, &models).await
 }
 
@@ -667,17 +678,26 @@ pub async fn store(
 }
 
 /// Features, training and recommendations for every listing that has a
-/// row on `as_of_day`.
+/// row on `as_of_day`, and the method's calibration measured out of sample
+/// on the recent past (`reliability`).
 pub(crate) fn compute(
     series: features::DailySeries,
     params: &Params,
     as_of_day: i32,
     shelves: &HashMap<i64, shelf::Shelf>,
-) -> anyhow::Result<(Vec<Output>, Models)> {
+) -> anyhow::Result<(Vec<Output>, Models, Option<reliability::Measured>)> {
     let frame = Frame::compute(series, params)?;
-    let models = Models::train(&frame, params, |_| true);
-    let outputs = recommend_all(&frame, &models, params, as_of_day, shelves);
-    Ok((outputs, models))
+    // The measurement trains models of its own: on a second thread, so a
+    // run takes little longer where a second core is free.
+    std::thread::scope(|scope| {
+        let measuring = scope.spawn(|| reliability::measure(&frame, params, as_of_day));
+        let models = Models::train(&frame, params, |_| true);
+        let outputs = recommend_all(&frame, &models, params, as_of_day, shelves);
+        let measured = measuring
+            .join()
+            .map_err(|_| anyhow::anyhow!("measuring calibration panicked"))?;
+        Ok((outputs, models, measured))
+    })
 }
 
 /// The recommendation and forecast path of every listing whose last row is

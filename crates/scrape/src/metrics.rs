@@ -24,6 +24,9 @@ pub struct ScrapeMetrics {
     pub run_products: IntGaugeVec,
     pub spooled: IntCounterVec,
     pub browser_restarts: IntCounterVec,
+    /// The circuit breaker of the retailer's current or latest run: 0
+    /// closed, 1 half-open, 2 open (`politeness::BreakerState::code`).
+    pub circuit_state: IntGaugeVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -107,6 +110,11 @@ pub static METRICS: LazyLock<ScrapeMetrics> = LazyLock::new(|| ScrapeMetrics {
         "Browser sessions restarted after Chromium or chromedriver died.",
         &["retailer"],
     ),
+    circuit_state: gauge(
+        "shelfwatch_scrape_circuit_state",
+        "The retailer's circuit breaker in its current or latest run: 0 closed, 1 half-open, 2 open.",
+        &["retailer"],
+    ),
 });
 
 /// Page outcomes and retry causes every retailer exports from its first
@@ -142,5 +150,6 @@ impl ScrapeMetrics {
         self.suspect_runs.with_label_values(&[retailer]);
         self.spooled.with_label_values(&[retailer]);
         self.browser_restarts.with_label_values(&[retailer]);
+        self.circuit_state.with_label_values(&[retailer]);
     }
 }

@@ -6,7 +6,10 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::time::Instant;
 
+use prometheus::IntGauge;
+
 use super::config::Politeness;
+use super::metrics::METRICS;
 
 /// Spaces page loads at least `interval` apart, plus a random jitter.
 #[derive(Debug)]
@@ -98,6 +101,18 @@ pub enum BreakerState {
     HalfOpen,
 }
 
+impl BreakerState {
+    /// The value `shelfwatch_scrape_circuit_state` shows: 0 closed, 1
+    /// half-open, 2 open.
+    pub fn code(self) -> i64 {
+        match self {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open { .. } => 2,
+        }
+    }
+}
+
 /// Opens after `threshold` consecutive failed pages; after the cooldown one
 /// trial page closes it again or re-opens it.
 #[derive(Debug)]
@@ -106,6 +121,8 @@ pub struct CircuitBreaker {
     cooldown: Duration,
     failures: u32,
     state: BreakerState,
+    /// Where every transition is shown, if anywhere.
+    gauge: Option<IntGauge>,
 }
 
 impl CircuitBreaker {
@@ -115,6 +132,23 @@ impl CircuitBreaker {
             cooldown: Duration::from_secs(p.breaker_cooldown_secs),
             failures: 0,
             state: BreakerState::Closed,
+            gauge: None,
+        }
+    }
+
+    /// A closed breaker whose every transition sets the retailer's
+    /// `shelfwatch_scrape_circuit_state`.
+    pub fn for_retailer(p: &Politeness, retailer: &str) -> Self {
+        let mut breaker = Self::new(p);
+        breaker.gauge = Some(METRICS.circuit_state.with_label_values(&[retailer]));
+        breaker.set(BreakerState::Closed);
+        breaker
+    }
+
+    fn set(&mut self, state: BreakerState) {
+        self.state = state;
+        if let Some(gauge) = &self.gauge {
+            gauge.set(state.code());
         }
     }
 
@@ -122,7 +156,7 @@ impl CircuitBreaker {
         if let BreakerState::Open { until } = self.state
             && Instant::now() >= until
         {
-            self.state = BreakerState::HalfOpen;
+            self.set(BreakerState::HalfOpen);
         }
         self.state
     }
@@ -134,7 +168,7 @@ impl CircuitBreaker {
 
     pub fn success(&mut self) {
         self.failures = 0;
-        self.state = BreakerState::Closed;
+        self.set(BreakerState::Closed);
     }
 
     /// Records a failed page; true when this opened the breaker.
@@ -143,9 +177,9 @@ impl CircuitBreaker {
         let open =
             matches!(self.state(), BreakerState::HalfOpen) || self.failures >= self.threshold;
         if open {
-            self.state = BreakerState::Open {
+            self.set(BreakerState::Open {
                 until: Instant::now() + self.cooldown,
-            };
+            });
         }
         open
     }
@@ -233,5 +267,36 @@ mod tests {
         b.success();
         assert_eq!(b.state(), BreakerState::Closed);
         assert!(!b.failure(), "the count restarted");
+    }
+
+    /// Every transition shows on the retailer's gauge, as it happens.
+    #[tokio::test(start_paused = true)]
+    async fn the_breaker_gauge_follows_every_transition() {
+        let gauge = || {
+            METRICS
+                .circuit_state
+                .with_label_values(&["breaker-gauge-test"])
+                .get()
+        };
+        METRICS
+            .circuit_state
+            .with_label_values(&["breaker-gauge-test"])
+            .set(2);
+        let mut b = CircuitBreaker::for_retailer(&politeness(), "breaker-gauge-test");
+        assert_eq!(gauge(), 0, "a new breaker is closed");
+        b.failure();
+        b.failure();
+        assert_eq!(gauge(), 0);
+        b.failure();
+        assert_eq!(gauge(), 2, "open");
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(b.allows());
+        assert_eq!(gauge(), 1, "half-open once the cooldown is over");
+        b.failure();
+        assert_eq!(gauge(), 2, "a failed trial re-opens");
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(b.allows());
+        b.success();
+        assert_eq!(gauge(), 0, "a good trial closes");
     }
 }

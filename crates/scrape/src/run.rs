@@ -953,7 +953,7 @@ async fn pages(
             config,
             pacer: Pacer::new(p, robots.crawl_delay),
             budget: RetryBudget::new(p),
-            breaker: CircuitBreaker::new(p),
+            breaker: CircuitBreaker::for_retailer(p, slug),
             timeouts_set_for: 0,
         });
         let mut load_summary = RunSummary::default();

@@ -47,6 +47,8 @@ struct DbMetrics {
     scrape_last_duration: GaugeVec,
     webhook_backlog: Gauge,
     webhook_backlog_oldest: Gauge,
+    calibration_ece: GaugeVec,
+    calibration_claims: GaugeVec,
 }
 
 /// Buckets of the refresh and connection-wait histograms (seconds).
@@ -176,6 +178,16 @@ static METRICS: LazyLock<DbMetrics> = LazyLock::new(|| DbMetrics {
         "shelfwatch_webhook_backlog_oldest_seconds",
         "Age of the oldest pending webhook delivery (0: none pending).",
     ),
+    calibration_ece: gauge_vec(
+        "shelfwatch_forecast_calibration_ece",
+        "Expected calibration error of the latest forecast run's claims, measured out of sample, by action (all: every claim); absent for an action with no claims scored.",
+        &["action"],
+    ),
+    calibration_claims: gauge_vec(
+        "shelfwatch_forecast_calibration_claims",
+        "Claims the latest forecast run scored out of sample to measure its calibration, by action (all: every claim).",
+        &["action"],
+    ),
 });
 
 /// What one refresh read, applied to the gauges in one go.
@@ -201,6 +213,9 @@ pub struct Figures {
     pub scrape_last_duration: BTreeMap<String, f64>,
     /// pending webhook deliveries, and the oldest one's age in seconds
     pub webhook_backlog: (i64, f64),
+    /// action ("all" too) -> (claims scored, expected calibration error)
+    /// of the latest succeeded run with a reliability table
+    pub calibration: BTreeMap<String, (i64, f64)>,
 }
 
 /// Registers the collectors (so they are exported, at their defaults,
@@ -327,6 +342,27 @@ pub async fn read(pool: &PgPool) -> anyhow::Result<Figures> {
     .context("reading recommendations")?;
     for (action, n, mean) in rows {
         f.recommendations.insert(action, (n, mean.unwrap_or(0.0)));
+    }
+
+    // The reliability table of the latest succeeded run that has one
+    // (`forecast_calibration`): ECE is the claim-weighted gap between the
+    // stated and the observed rate over its bins.
+    let rows: Vec<(String, i64, f64)> = sqlx::query_as(
+        "WITH latest AS (
+             SELECT c.run_id FROM forecast_calibration c
+             WHERE EXISTS (SELECT 1 FROM forecast_runs r
+                           WHERE r.id = c.run_id AND r.status = 'succeeded')
+             ORDER BY c.run_id DESC LIMIT 1)
+         SELECT action, sum(n)::bigint,
+                (sum(n * abs(stated_mean - observed_rate)) / sum(n))::float8
+         FROM forecast_calibration WHERE run_id = (SELECT run_id FROM latest)
+         GROUP BY action",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .context("reading forecast_calibration")?;
+    for (action, n, ece) in rows {
+        f.calibration.insert(action, (n, ece));
     }
 
     let rows: Vec<(String, String, Option<f64>)> = sqlx::query_as(
@@ -494,6 +530,17 @@ pub fn apply(f: &Figures) {
     }
     m.webhook_backlog.set(f.webhook_backlog.0 as f64);
     m.webhook_backlog_oldest.set(f.webhook_backlog.1);
+    // An action with no claims scored has no calibration error: no series.
+    m.calibration_ece.reset();
+    m.calibration_claims.reset();
+    for (action, (n, ece)) in &f.calibration {
+        m.calibration_ece
+            .with_label_values(&[action.as_str()])
+            .set(*ece);
+        m.calibration_claims
+            .with_label_values(&[action.as_str()])
+            .set(*n as f64);
+    }
 }
 
 #[cfg(test)]
@@ -509,6 +556,7 @@ mod tests {
             .insert("aldwick".into(), ("succeeded".into(), 41));
         f.recommendations.insert("buy_now".into(), (3, 0.8));
         f.daily_lag = Some(3600.0);
+        f.calibration.insert("all".into(), (120, 0.04));
         apply(&f);
         let text = shelfwatch_runtime::metrics::encode();
         for want in [
@@ -522,8 +570,14 @@ mod tests {
             "shelfwatch_recommendation_mean_confidence{action=\"buy_now\"} 0.8",
             "shelfwatch_price_daily_lag_seconds 3600",
             "shelfwatch_jobs{kind=\"scrape\",status=\"queued\"} 0",
+            "shelfwatch_forecast_calibration_ece{action=\"all\"} 0.04",
+            "shelfwatch_forecast_calibration_claims{action=\"all\"} 120",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }
+        assert!(
+            !text.contains("shelfwatch_forecast_calibration_ece{action=\"wait\"}"),
+            "an action with no claims scored has no calibration error"
+        );
     }
 }

@@ -13,6 +13,7 @@
 pub mod access;
 pub mod admin;
 pub mod bench;
+pub mod calibration;
 pub mod catalogue;
 pub mod db;
 pub mod error;
