@@ -41,8 +41,15 @@ pub async fn run(args: &ForecastBenchArgs, settings: &Settings) -> anyhow::Resul
     sizes.sort_unstable();
     sizes.dedup();
     let url = db::database_url(&settings.database)?;
-    let name = format!("bench_forecast_scale_{}", std::process::id());
-    let db = ScratchDb::create(&url, &name).await?;
+    // --reuse: a database an earlier --keep run (or an interrupted one)
+    // filled part of the way; it grows from where it stands.
+    let db = match &args.reuse {
+        Some(name) => ScratchDb::open(&url, name).await?,
+        None => {
+            let name = format!("bench_forecast_scale_{}", std::process::id());
+            ScratchDb::create(&url, &name).await?
+        }
+    };
     let result = measure_all(&db, &sizes, args.days).await;
     db.drop(args.keep).await?;
     let points = result?;
