@@ -142,6 +142,8 @@ pub struct ForecastArgs {
     #[arg(long, value_name = "INTERVAL", value_parser = shelfwatch_runtime::signal::parse_interval)]
     pub every: Option<std::time::Duration>,
     /// Only listings whose id is i modulo n, e.g. 0/4 (for parallel workers).
+    /// With --every, a queued job that names its own shard ({"shard": "i/n"})
+    /// runs that one instead.
     #[arg(long, value_name = "i/n", value_parser = shelfwatch_forecast::load::Shard::parse)]
     pub shard: Option<shelfwatch_forecast::load::Shard>,
     /// Days in the weighted moving average.
@@ -409,8 +411,8 @@ async fn forecast(args: ForecastArgs, settings: &Settings) -> anyhow::Result<Exi
         crate::schedule::serve_metrics(bind).await?;
     }
     let (pool, params) = (&pool, &params);
-    let run = |_job| async move {
-        let outcome = shelfwatch_forecast::metrics::timed_run(pool, params, shard).await;
+    let run = |job: Option<shelfwatch_store::jobs::Job>| async move {
+        let outcome = shelfwatch_forecast::run_job(pool, params, shard, job.as_ref()).await;
         evaluate_watches(pool).await;
         let line = outcome_line(&outcome.map_err(|e| format!("{e:#}"))?);
         println!("{line}");

@@ -612,8 +612,8 @@ async fn forecast_worker(pool: PgPool, stop: tokio::sync::watch::Receiver<bool>)
     let params = shelfwatch_forecast::Params::default();
     let shard = shelfwatch_forecast::load::Shard::ALL;
     let (pool_ref, params_ref) = (&pool, &params);
-    let run = |_job| async move {
-        shelfwatch_forecast::metrics::timed_run(pool_ref, params_ref, shard)
+    let run = |job: Option<shelfwatch_store::jobs::Job>| async move {
+        shelfwatch_forecast::run_job(pool_ref, params_ref, shard, job.as_ref())
             .await
             .map(|o| crate::cli::outcome_line(&o))
             .map_err(|e| format!("{e:#}"))

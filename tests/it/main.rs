@@ -8,6 +8,7 @@ mod cli;
 mod connections;
 mod demo_store;
 mod forecast;
+mod forecast_chunks;
 mod import;
 mod ingest;
 mod matching;

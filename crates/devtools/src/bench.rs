@@ -267,6 +267,13 @@ pub struct ForecastBenchArgs {
     /// creating and filling a new one.
     #[arg(long, value_name = "DATABASE")]
     pub reuse: Option<String>,
+    /// Instead of timing the phases in this process: grow one database
+    /// through these catalogue sizes (listings, comma-separated, each with
+    /// --days days) and at each run the real `shelfwatch forecast` as a
+    /// child process, reporting its wall time and peak memory beside psql's
+    /// COPY of the same rows, e.g. --scale 50000,100000,200000.
+    #[arg(long, value_delimiter = ',', value_name = "LISTINGS,...")]
+    pub scale: Vec<usize>,
 }
 
 /// Peak resident memory of this process so far (VmHWM), in MiB.
@@ -279,6 +286,10 @@ fn peak_rss_mib() -> Option<f64> {
 
 pub async fn forecast(args: ForecastBenchArgs, settings: &Settings) -> anyhow::Result<()> {
     use shelfwatch_forecast::{self as forecast, Frame, Models, Params, load};
+
+    if !args.scale.is_empty() {
+        return crate::forecast_scale::run(&args, settings).await;
+    }
 
     let url = db::database_url(&settings.database)?;
     let pid = std::process::id();

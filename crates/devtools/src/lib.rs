@@ -4,6 +4,7 @@
 //! generator ([`load`]).
 
 pub mod bench;
+pub mod forecast_scale;
 pub mod fuzz;
 pub mod import_bench;
 pub mod load;

@@ -6,9 +6,14 @@
 //! 3. Every past day with a known future is a labelled example: what would
 //!    have been claimed that day, and did it come true? A logistic model per
 //!    action learns, from those examples, the probability that its claim
-//!    holds: that probability is the confidence (`model`).
+//!    holds: that probability is the confidence (`model`). The models learn
+//!    from a sample of at most `Params::train_listings` listings chosen by
+//!    id alone (`load::training_sample`), so every shard of a split gets the
+//!    same models as one run over everything.
 //! 4. For each listing's latest day, `recommend` picks the action and the
-//!    forecast path; results are written in one transaction per run.
+//!    forecast path. The run reads, computes and writes its shard a chunk
+//!    of `Params::chunk_listings` listings at a time, so its memory does not
+//!    grow with the catalogue; all chunks go into one transaction per run.
 
 pub mod backtest;
 pub mod distribution;
@@ -27,17 +32,19 @@ pub mod shelf;
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use features::FeatureParams;
-use load::Shard;
+use load::{Listings, Shard};
 use model::Calibrated;
 use recommend::{Action, Claim, Snapshot};
 use shelfwatch_store::PgPool;
-use shelfwatch_store::forecasts::{self, ForecastDay, NewRun, Recommendation};
+use shelfwatch_store::forecasts::{self, ForecastDay, NewRun, Recommendation, RunWriter};
+use shelfwatch_store::jobs::Job;
 
 /// Stored with every run; bump when the method changes.
 pub const MODEL_VERSION: &str = "shelf-outcomes-logit-isotonic-5";
@@ -53,6 +60,11 @@ pub struct Params {
     /// At most this many training examples per action (evenly spaced).
     pub max_examples: usize,
     pub ridge: f64,
+    /// The confidence models learn from at most this many listings
+    /// (`load::training_sample`).
+    pub train_listings: usize,
+    /// Listings read, computed and written together.
+    pub chunk_listings: usize,
 }
 
 impl Default for Params {
@@ -65,6 +77,8 @@ impl Default for Params {
             max_gap_days: 7,
             max_examples: 300_000,
             ridge: 1.0,
+            train_listings: 20_000,
+            chunk_listings: 5_000,
         }
     }
 }
@@ -534,27 +548,21 @@ pub enum RunOutcome {
     },
 }
 
-/// Runs the job once over `shard`, as of the latest day with data.
+/// Runs the job once over `shard`, as of the latest day with data (in
+/// any shard, so every shard of a split forecasts as of the same day).
 #[tracing::instrument(skip_all, fields(shard = %shard))]
 pub async fn run_once(pool: &PgPool, params: &Params, shard: Shard) -> anyhow::Result<RunOutcome> {
-    let fingerprint = fingerprint(pool, params, shard).await?;
+    let Some(as_of_day) = load::latest_day(pool, Shard::ALL).await? else {
+        anyhow::bail!("price_daily has no data: import or scrape prices first");
+    };
+    let ids = forecasts::listing_ids(pool).await?;
+    let sample = load::training_sample(&ids, params.train_listings);
+    let fingerprint = fingerprint(pool, params, shard, &sample, as_of_day).await?;
     let previous = forecasts::succeeded_run_with_fingerprint(pool, &fingerprint).await?;
     if let Some(run_id) = previous {
         tracing::info!(run_id, "inputs unchanged since that run; nothing to do");
         return Ok(RunOutcome::Unchanged { run_id });
     }
-    let Some(as_of_day) = load::latest_day(pool, shard).await? else {
-        anyhow::bail!(
-            "price_daily has no data{}: import or scrape prices first",
-            {
-                if shard == Shard::ALL {
-                    String::new()
-                } else {
-                    format!(" in shard {shard}")
-                }
-            }
-        );
-    };
     let as_of = load::day_to_date(as_of_day)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc())
@@ -570,7 +578,14 @@ pub async fn run_once(pool: &PgPool, params: &Params, shard: Shard) -> anyhow::R
         },
     )
     .await?;
-    match compute_and_store(pool, params, shard, as_of_day, as_of, run_id).await {
+    let run = Run {
+        params: *params,
+        shard,
+        as_of_day,
+        as_of,
+        run_id,
+    };
+    match compute_and_store(pool, &run, &ids, &sample).await {
         Ok(series) => Ok(RunOutcome::Completed { run_id, series }),
         Err(e) => {
             let _ = forecasts::fail_run(pool, run_id, &format!("{e:#}")).await;
@@ -579,23 +594,61 @@ pub async fn run_once(pool: &PgPool, params: &Params, shard: Shard) -> anyhow::R
     }
 }
 
-/// Identifies the inputs of a run: the shard's daily data, the method and
-/// its parameters. An equal fingerprint means an equal result.
-async fn fingerprint(pool: &PgPool, params: &Params, shard: Shard) -> anyhow::Result<String> {
-    let forecasts::DailySummary {
+/// The shard a queued forecast job asks for (`{"shard": "i/n"}` in its
+/// params), or `default` (the worker's own) when it names none.
+pub fn job_shard(job: Option<&Job>, default: Shard) -> anyhow::Result<Shard> {
+    match job.and_then(|j| j.params.get("shard")) {
+        None | Some(serde_json::Value::Null) => Ok(default),
+        Some(serde_json::Value::String(text)) => Shard::parse(text),
+        Some(other) => anyhow::bail!("job shard {other} is not a string like \"0/4\""),
+    }
+}
+
+/// A worker's pass: a scheduled run over `default` (no job), or the run a
+/// queued job asks for ([`job_shard`]), counted and timed.
+pub async fn run_job(
+    pool: &PgPool,
+    params: &Params,
+    default: Shard,
+    job: Option<&Job>,
+) -> anyhow::Result<RunOutcome> {
+    let shard = job_shard(job, default)?;
+    metrics::timed_run(pool, params, shard).await
+}
+
+/// Identifies the inputs of a run: the daily data of the shard and of the
+/// training sample, the as-of day, the method and its parameters. An equal
+/// fingerprint means an equal result.
+async fn fingerprint(
+    pool: &PgPool,
+    params: &Params,
+    shard: Shard,
+    sample: &[i64],
+    as_of_day: i32,
+) -> anyhow::Result<String> {
+    let mut h = DefaultHasher::new();
+    let mut summaries = vec![forecasts::daily_summary(pool, Listings::Shard(shard)).await?];
+    // A run over everything has read the sample's rows already.
+    if shard != Shard::ALL {
+        summaries.push(forecasts::daily_summary(pool, Listings::Ids(sample)).await?);
+    }
+    for forecasts::DailySummary {
         rows,
         observations,
         sum_pence: pence,
         last_at: last,
-    } = forecasts::daily_summary(pool, shard).await?;
-    let mut h = DefaultHasher::new();
-    (
-        rows,
-        observations,
-        pence,
-        last.map(|t| t.timestamp_micros()),
-    )
-        .hash(&mut h);
+    } in summaries
+    {
+        (
+            rows,
+            observations,
+            pence,
+            last.map(|t| t.timestamp_micros()),
+        )
+            .hash(&mut h);
+    }
+    sample.hash(&mut h);
+    as_of_day.hash(&mut h);
     MODEL_VERSION.hash(&mut h);
     serde_json::to_string(params)?.hash(&mut h);
     shard.to_string().hash(&mut h);
@@ -611,48 +664,105 @@ pub struct Output {
     pub path: Vec<recommend::ForecastPoint>,
 }
 
-async fn compute_and_store(
-    pool: &PgPool,
-    params: &Params,
+/// What a run is, once started.
+struct Run {
+    params: Params,
     shard: Shard,
     as_of_day: i32,
     as_of: DateTime<Utc>,
     run_id: i64,
+}
+
+/// How much the confidence models learnt from: stored with the run.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Training {
+    /// Listings in the sample.
+    pub listings: usize,
+    /// Daily rows of those listings (gaps filled).
+    pub rows: usize,
+}
+
+/// Trains on the sample, then reads, computes and writes the shard a chunk
+/// at a time, all in the run's one transaction. Computing a chunk overlaps
+/// with reading the next one and writing the one before.
+async fn compute_and_store(
+    pool: &PgPool,
+    run: &Run,
+    ids: &[i64],
+    sample: &[i64],
 ) -> anyhow::Result<usize> {
-    let series = load::load(pool, shard, as_of_day, params.max_gap_days).await?;
-    let mut today: Vec<i64> = (0..series.day.len())
-        .filter(|i| series.day[*i] == as_of_day)
-        .map(|i| series.listing_id[i])
-        .collect();
-    today.dedup();
-    let shelves = shelf::latest(pool, &today, as_of + chrono::Duration::days(1)).await?;
-    let p = *params;
-    let (outputs, models, measured) =
-        tokio::task::spawn_blocking(move || compute(series, &p, as_of_day, &shelves))
-            .await
-            .context("the forecast computation panicked")??;
-    // Stored while the run is still running, so a succeeded run has its
-    // table from the moment it is current.
+    let p = run.params;
+    let mut writer = RunWriter::begin(pool, run.run_id, run.as_of).await?;
+    let series = load::load_on(
+        writer.conn(),
+        Listings::Ids(sample),
+        run.as_of_day,
+        p.max_gap_days,
+    )
+    .await?;
+    let as_of_day = run.as_of_day;
+    let (models, training, measured) = tokio::task::spawn_blocking(move || {
+        let frame = Frame::compute(series, &p)?;
+        let training = Training {
+            listings: frame.listing_id.chunk_by(|a, b| a == b).count(),
+            rows: frame.len(),
+        };
+        let (models, measured) = train_and_measure(&frame, &p, as_of_day)?;
+        anyhow::Ok((models, training, measured))
+    })
+    .await
+    .context("training the confidence models panicked")??;
+    tracing::info!(
+        listings = training.listings,
+        rows = training.rows,
+        "confidence models trained on the sample"
+    );
+    // In the run's transaction, so a succeeded run has its table from the
+    // moment it is current.
     if let Some(m) = &measured {
         tracing::info!(
             claims = m.all.claims,
             ece = m.all.ece,
             "calibration measured out of sample"
         );
-        shelfwatch_store::calibration::store(pool, run_id, &m.bins()).await?;
+        shelfwatch_store::calibration::store(writer.conn(), run.run_id, &m.bins()).await?;
     }
-    store(pool, run_id, as_of, &outputs, &models).await
+    let models = Arc::new(models);
+    let until = run.as_of + chrono::Duration::days(1);
+    let mut pending: Option<tokio::task::JoinHandle<anyhow::Result<Vec<Output>>>> = None;
+    let mine = load::in_shard(ids, run.shard);
+    for chunk in load::chunks(&mine, run.shard, p.chunk_listings) {
+        let series = load::load_on(writer.conn(), chunk, run.as_of_day, p.max_gap_days).await?;
+        let mut today: Vec<i64> = (0..series.day.len())
+            .filter(|i| series.day[*i] == run.as_of_day)
+            .map(|i| series.listing_id[i])
+            .collect();
+        today.dedup();
+        let shelves = shelf::latest(writer.conn(), &today, until).await?;
+        if let Some(previous) = pending.take() {
+            let outputs = previous
+                .await
+                .context("the forecast computation panicked")??;
+            writer.write(&recommendations(&outputs)).await?;
+        }
+        let (models, as_of_day) = (Arc::clone(&models), run.as_of_day);
+        pending = Some(tokio::task::spawn_blocking(move || {
+            let frame = Frame::compute(series, &p)?;
+            Ok(recommend_all(&frame, &models, &p, as_of_day, &shelves))
+        }));
+    }
+    if let Some(last) = pending {
+        let outputs = last.await.context("the forecast computation panicked")??;
+        writer.write(&recommendations(&outputs)).await?;
+    }
+    writer
+        .finish(&*models, &serde_json::json!({ "training": training }))
+        .await
 }
 
-/// Writes a run's results and marks it succeeded, in one transaction.
-pub async fn store(
-    pool: &PgPool,
-    run_id: i64,
-    as_of: DateTime<Utc>,
-    outputs: &[Output],
-    models: &Models,
-) -> anyhow::Result<usize> {
-    let recommendations: Vec<Recommendation> = outputs
+/// What is stored of each output.
+fn recommendations(outputs: &[Output]) -> Vec<Recommendation> {
+    outputs
         .iter()
         .map(|o| Recommendation {
             listing_id: o.listing_id,
@@ -673,30 +783,37 @@ pub async fn store(
                 })
                 .collect(),
         })
-        .collect();
-    forecasts::store_results(pool, run_id, as_of, &recommendations, models).await
+        .collect()
 }
 
-/// Features, training and recommendations for every listing that has a
-/// row on `as_of_day`, and the method's calibration measured out of sample
-/// on the recent past (`reliability`).
-pub(crate) fn compute(
-    series: features::DailySeries,
+/// Writes a run's results and marks it succeeded, in one transaction.
+pub async fn store(
+    pool: &PgPool,
+    run_id: i64,
+    as_of: DateTime<Utc>,
+    outputs: &[Output],
+    models: &Models,
+) -> anyhow::Result<usize> {
+    forecasts::store_results(pool, run_id, as_of, &recommendations(outputs), models).await
+}
+
+/// The confidence models trained on the sample `frame`, and the method's
+/// calibration measured out of sample on the same listings' recent past
+/// ([`reliability::measure`]). The measurement trains models of its own: on
+/// a second thread, so a run takes little longer where a second core is
+/// free.
+fn train_and_measure(
+    frame: &Frame,
     params: &Params,
     as_of_day: i32,
-    shelves: &HashMap<i64, shelf::Shelf>,
-) -> anyhow::Result<(Vec<Output>, Models, Option<reliability::Measured>)> {
-    let frame = Frame::compute(series, params)?;
-    // The measurement trains models of its own: on a second thread, so a
-    // run takes little longer where a second core is free.
+) -> anyhow::Result<(Models, Option<reliability::Measured>)> {
     std::thread::scope(|scope| {
-        let measuring = scope.spawn(|| reliability::measure(&frame, params, as_of_day));
-        let models = Models::train(&frame, params, |_| true);
-        let outputs = recommend_all(&frame, &models, params, as_of_day, shelves);
+        let measuring = scope.spawn(|| reliability::measure(frame, params, as_of_day));
+        let models = Models::train(frame, params, |_| true);
         let measured = measuring
             .join()
             .map_err(|_| anyhow::anyhow!("measuring calibration panicked"))?;
-        Ok((outputs, models, measured))
+        Ok((models, measured))
     })
 }
 

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use shelfwatch_store::PgPool;
+use shelfwatch_store::PgConnection;
 
 use shelfwatch_domain::effective::effective_price;
 use shelfwatch_domain::offer::{Offer, parse_offer};
@@ -65,13 +65,13 @@ impl Shelf {
     }
 }
 
-/// The latest observation of each listing before `until`.
+/// The latest observation of each listing before `until`, read over `conn`.
 pub async fn latest(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     listing_ids: &[i64],
     until: DateTime<Utc>,
 ) -> anyhow::Result<HashMap<i64, Shelf>> {
-    let rows = shelfwatch_store::forecasts::latest_observations(pool, listing_ids, until).await?;
+    let rows = shelfwatch_store::forecasts::latest_observations(conn, listing_ids, until).await?;
     Ok(rows
         .into_iter()
         .map(|o| {

@@ -277,13 +277,29 @@ fn psql(url: &str, command: &str) -> anyhow::Result<Duration> {
 /// listing, promotions of 3-7 days at 25% off on 14-, 21- or 28-day cycles.
 /// Then vacuums and analyses `price_daily`.
 pub async fn fill_price_daily(pool: &PgPool, listings: i64, days: i32) -> anyhow::Result<()> {
-    sqlx::query("INSERT INTO retailers (slug, name) VALUES ('bench', 'bench')")
-        .execute(pool)
-        .await?;
+    grow_price_daily(pool, listings, days).await
+}
+
+/// [`fill_price_daily`] for a database that may already hold some of the
+/// listings: adds listings until there are `listings`, each with `days`
+/// days of prices, leaving the ones there as they are.
+pub async fn grow_price_daily(pool: &PgPool, listings: i64, days: i32) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO retailers (slug, name) VALUES ('bench', 'bench') ON CONFLICT (slug) DO NOTHING",
+    )
+    .execute(pool)
+    .await?;
+    let (have, last_id): (i64, i64) =
+        sqlx::query_as("SELECT count(*), coalesce(max(id), 0) FROM listings")
+            .fetch_one(pool)
+            .await?;
     sqlx::query(
         "INSERT INTO listings (retailer_id, retailer_sku, title, first_seen, last_seen)
-         SELECT 1, 'sku-' || g, 'Product ' || g, now(), now() FROM generate_series(1, $1) g",
+         SELECT (SELECT id FROM retailers WHERE slug = 'bench'), 'sku-' || g, 'Product ' || g,
+                now(), now()
+         FROM generate_series($1 + 1, $2) g",
     )
+    .bind(have)
     .bind(listings)
     .execute(pool)
     .await?;
@@ -299,9 +315,11 @@ pub async fn fill_price_daily(pool: &PgPool, listings: i64, days: i32) -> anyhow
                                     - ($1 - 1 - d) * interval '1 day' AS day,
                                     (d + l.id * 7) % (14 + (l.id % 3) * 7) < 3 + l.id % 5 AS promo) x
          CROSS JOIN LATERAL (SELECT CASE WHEN x.promo THEN (100 + l.id % 400) * 3 / 4
-                                         ELSE 100 + l.id % 400 END AS p) y",
+                                         ELSE 100 + l.id % 400 END AS p) y
+         WHERE l.id > $2",
     )
     .bind(days)
+    .bind(last_id)
     .execute(pool)
     .await?;
     vacuum_analyze(pool, true).await

@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use chrono::NaiveDate;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 /// One confidence bin of one action ("all" for every claim).
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -20,11 +20,15 @@ pub struct CalibrationBin {
 }
 
 /// Stores run `run_id`'s reliability table, replacing any it had.
-pub async fn store(pool: &PgPool, run_id: i64, bins: &[CalibrationBin]) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await?;
+/// Runs on the caller's connection (the forecast run's transaction).
+pub async fn store(
+    conn: &mut PgConnection,
+    run_id: i64,
+    bins: &[CalibrationBin],
+) -> anyhow::Result<()> {
     sqlx::query("DELETE FROM forecast_calibration WHERE run_id = $1")
         .bind(run_id)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .context("replacing the run's reliability table")?;
     let column = |f: fn(&CalibrationBin) -> f64| bins.iter().map(f).collect::<Vec<f64>>();
@@ -43,10 +47,9 @@ pub async fn store(pool: &PgPool, run_id: i64, bins: &[CalibrationBin]) -> anyho
     .bind(bins.iter().map(|b| b.n).collect::<Vec<_>>())
     .bind(bins.iter().map(|b| b.claims_from).collect::<Vec<_>>())
     .bind(bins.iter().map(|b| b.claims_until).collect::<Vec<_>>())
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await
     .context("storing the run's reliability table")?;
-    tx.commit().await?;
     Ok(())
 }
 

@@ -1,15 +1,17 @@
 //! Forecast runs, forecasts and recommendations: what the batch job reads
 //! and writes.
 //!
-//! The job reads `price_daily` through one `COPY (SELECT ...) TO STDOUT`,
-//! parsed straight from the stream ([`read_daily`]), and writes a run's
-//! results with binary COPY in one transaction ([`store_results`]).
+//! The job reads `price_daily` through `COPY (SELECT ...) TO STDOUT`,
+//! parsed straight from the stream ([`read_daily`]), a chunk of listings at
+//! a time, and writes each chunk's results with binary COPY into one
+//! transaction per run ([`RunWriter`]), which marks the run succeeded at the
+//! end: a run that fails half way leaves nothing behind.
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::ingest::copy::BinaryCopy;
 use shelfwatch_domain::action::Action;
@@ -59,6 +61,44 @@ impl std::fmt::Display for Shard {
     }
 }
 
+/// Which listings' daily rows to read.
+#[derive(Debug, Clone, Copy)]
+pub enum Listings<'a> {
+    /// Every listing of the shard.
+    Shard(Shard),
+    /// The shard's listings with ids in `first..=last` (one key range of
+    /// the primary key, so the index gives the rows in order).
+    Range { shard: Shard, first: i64, last: i64 },
+    /// These listings.
+    Ids(&'a [i64]),
+}
+
+impl Listings<'_> {
+    /// The condition selecting the rows by `column`.
+    fn sql_filter(&self, column: &str) -> String {
+        match self {
+            Listings::Shard(shard) => shard.sql_filter(column),
+            Listings::Range { shard, first, last } => format!(
+                "{column} BETWEEN {first} AND {last} AND {}",
+                shard.sql_filter(column)
+            ),
+            Listings::Ids([]) => "FALSE".to_owned(),
+            Listings::Ids(ids) => {
+                let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+                format!("{column} = ANY('{{{}}}'::bigint[])", list.join(","))
+            }
+        }
+    }
+}
+
+/// Every listing's id, ascending.
+pub async fn listing_ids(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
+    sqlx::query_scalar("SELECT id FROM listings ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .context("listing the listings")
+}
+
 /// The latest succeeded run whose inputs had this fingerprint.
 pub async fn succeeded_run_with_fingerprint(
     pool: &PgPool,
@@ -84,13 +124,13 @@ pub struct DailySummary {
     pub last_at: Option<DateTime<Utc>>,
 }
 
-/// Summarises the shard's `price_daily`.
-pub async fn daily_summary(pool: &PgPool, shard: Shard) -> anyhow::Result<DailySummary> {
+/// Summarises the `price_daily` rows of `listings`.
+pub async fn daily_summary(pool: &PgPool, listings: Listings<'_>) -> anyhow::Result<DailySummary> {
     let sql = format!(
         "SELECT count(*) AS rows, coalesce(sum(observations), 0)::bigint AS observations, \
          coalesce(sum(sum_pence), 0)::bigint AS sum_pence, max(last_at) AS last_at \
          FROM price_daily WHERE {}",
-        shard.sql_filter("listing_id")
+        listings.sql_filter("listing_id")
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .fetch_one(pool)
@@ -120,13 +160,13 @@ pub struct DailyClose {
     pub any_promo: bool,
 }
 
-/// Streams the shard's daily closes before day `until_day + 1` (days since
-/// 1970-01-01), sorted by (listing, day), to `row`: one text-format COPY
-/// out, parsed line by line as it arrives, with nothing buffered beyond
-/// the current chunk.
+/// Streams the daily closes of `listings` before day `until_day + 1` (days
+/// since 1970-01-01), sorted by (listing, day), to `row`, over `conn`: one
+/// text-format COPY out, parsed line by line as it arrives, with nothing
+/// buffered beyond the current network chunk.
 pub async fn read_daily(
-    pool: &PgPool,
-    shard: Shard,
+    conn: &mut PgConnection,
+    listings: Listings<'_>,
     until_day: i32,
     mut row: impl FnMut(DailyClose),
 ) -> anyhow::Result<()> {
@@ -135,12 +175,8 @@ pub async fn read_daily(
          FROM price_daily WHERE day < to_timestamp({}) AND {} ORDER BY listing_id, day) \
          TO STDOUT",
         (i64::from(until_day) + 1) * 86_400,
-        shard.sql_filter("listing_id")
+        listings.sql_filter("listing_id")
     );
-    let mut conn = pool
-        .acquire()
-        .await
-        .context("connecting for the forecast read")?;
     let mut stream = conn
         .copy_out_raw(&sql)
         .await
@@ -188,8 +224,8 @@ pub struct LatestObservation {
 }
 
 /// The latest observation of each of `listing_ids` before `until`.
-pub async fn latest_observations(
-    pool: &PgPool,
+pub async fn latest_observations<'c>(
+    db: impl sqlx::PgExecutor<'c>,
     listing_ids: &[i64],
     until: DateTime<Utc>,
 ) -> anyhow::Result<Vec<LatestObservation>> {
@@ -205,7 +241,7 @@ pub async fn latest_observations(
     )
     .bind(listing_ids)
     .bind(until)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
     .context("reading what the shelves show today")
 }
@@ -240,7 +276,7 @@ pub async fn start_run<P: Serialize + Sync>(
     .context("recording the forecast run")
 }
 
-/// Marks a run failed with `message`.
+/// Marks a run failed with `message`. (Its results were never committed.)
 pub async fn fail_run(pool: &PgPool, run_id: i64, message: &str) -> anyhow::Result<()> {
     sqlx::query(
         "UPDATE forecast_runs SET status = 'failed', finished_at = now(), message = $2
@@ -288,83 +324,181 @@ pub async fn store_results<M: Serialize + Sync>(
     recommendations: &[Recommendation],
     models: &M,
 ) -> anyhow::Result<usize> {
-    let mut tx = pool.begin().await?;
-    let days: usize = recommendations.iter().map(|r| r.path.len()).sum();
-    let mut rec = BinaryCopy::with_capacity(recommendations.len() * 200);
-    let mut fc = BinaryCopy::with_capacity(days * 60);
-    for r in recommendations {
-        rec.row(10)
-            .int8(run_id)
-            .int8(r.listing_id)
-            .timestamptz(as_of)
-            .text(r.action.as_str())
-            .text(&r.claim)
-            .int8(r.current_pence)
-            .int8(r.regular_pence)
-            .int8(r.expected_change_pence)
-            .float8(r.confidence)
-            .text(&r.message);
-        for (h, point) in r.path.iter().enumerate() {
-            fc.row(6)
+    let mut writer = RunWriter::begin(pool, run_id, as_of).await?;
+    writer.write(recommendations).await?;
+    writer.finish(models, &serde_json::json!({})).await
+}
+
+/// A transaction for reading `price_daily` a chunk of listings at a time:
+/// repeatable read, so every chunk sees the same data, and planned for
+/// chunk reads, each an index scan in key order over its listings.
+/// (Otherwise the planner may pick a whole-table scan and a sort for a
+/// chunk that is a few percent of the table, once per chunk, and
+/// JIT-compile each query.)
+pub async fn begin_chunked_reads(pool: &PgPool) -> anyhow::Result<Transaction<'static, Postgres>> {
+    let mut tx = pool
+        .begin()
+        .await
+        .context("opening the run's transaction")?;
+    for setting in [
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+        "SET LOCAL enable_seqscan = off",
+        "SET LOCAL enable_sort = off",
+        "SET LOCAL jit = off",
+        "SET LOCAL max_parallel_workers_per_gather = 0",
+    ] {
+        sqlx::query(setting)
+            .execute(&mut *tx)
+            .await
+            .context("opening the run's transaction")?;
+    }
+    Ok(tx)
+}
+
+/// A run's results, written a chunk at a time into one transaction that
+/// [`RunWriter::finish`] commits with the run marked succeeded. Dropped
+/// unfinished (an error, a panic), it rolls back: no reader ever sees part
+/// of a run. The run's reads can go through the same connection
+/// ([`RunWriter::conn`]), so the whole run needs one.
+pub struct RunWriter {
+    tx: Transaction<'static, Postgres>,
+    run_id: i64,
+    as_of: DateTime<Utc>,
+    written: usize,
+}
+
+impl RunWriter {
+    /// Opens the run's transaction ([`begin_chunked_reads`]).
+    pub async fn begin(pool: &PgPool, run_id: i64, as_of: DateTime<Utc>) -> anyhow::Result<Self> {
+        let tx = begin_chunked_reads(pool).await?;
+        Ok(Self {
+            tx,
+            run_id,
+            as_of,
+            written: 0,
+        })
+    }
+
+    /// The transaction's connection, for the run's reads.
+    pub fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// Listings written so far.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
+    /// Adds `recommendations` and their forecast paths to the run.
+    pub async fn write(&mut self, recommendations: &[Recommendation]) -> anyhow::Result<()> {
+        if recommendations.is_empty() {
+            return Ok(());
+        }
+        let (run_id, as_of) = (self.run_id, self.as_of);
+        let days: usize = recommendations.iter().map(|r| r.path.len()).sum();
+        let mut rec = BinaryCopy::with_capacity(recommendations.len() * 200);
+        let mut fc = BinaryCopy::with_capacity(days * 60);
+        for r in recommendations {
+            rec.row(10)
                 .int8(run_id)
                 .int8(r.listing_id)
-                .timestamptz(as_of + chrono::Duration::days(h as i64 + 1))
-                .int8(point.predicted_pence)
-                .int8(point.lower_pence)
-                .int8(point.upper_pence);
+                .timestamptz(as_of)
+                .text(r.action.as_str())
+                .text(&r.claim)
+                .int8(r.current_pence)
+                .int8(r.regular_pence)
+                .int8(r.expected_change_pence)
+                .float8(r.confidence)
+                .text(&r.message);
+            for (h, point) in r.path.iter().enumerate() {
+                fc.row(6)
+                    .int8(run_id)
+                    .int8(r.listing_id)
+                    .timestamptz(as_of + chrono::Duration::days(h as i64 + 1))
+                    .int8(point.predicted_pence)
+                    .int8(point.lower_pence)
+                    .int8(point.upper_pence);
+            }
         }
+        for (sql, bytes) in [
+            (
+                "COPY recommendations (run_id, listing_id, as_of, action, claim, current_pence, \
+                 regular_pence, expected_change_pence, confidence, message) \
+                 FROM STDIN (FORMAT binary)",
+                rec.finish(),
+            ),
+            (
+                "COPY forecasts (run_id, listing_id, day, predicted_pence, lower_pence, \
+                 upper_pence) FROM STDIN (FORMAT binary)",
+                fc.finish(),
+            ),
+        ] {
+            let mut copy = self.tx.copy_in_raw(sql).await.context("storing results")?;
+            copy.send(bytes.as_slice())
+                .await
+                .context("storing results")?;
+            copy.finish().await.context("storing results")?;
+        }
+        self.written += recommendations.len();
+        Ok(())
     }
-    for (sql, bytes) in [
-        (
-            "COPY recommendations (run_id, listing_id, as_of, action, claim, current_pence, \
-             regular_pence, expected_change_pence, confidence, message) FROM STDIN (FORMAT binary)",
-            rec.finish(),
-        ),
-        (
-            "COPY forecasts (run_id, listing_id, day, predicted_pence, lower_pence, upper_pence) \
-             FROM STDIN (FORMAT binary)",
-            fc.finish(),
-        ),
-    ] {
-        let mut copy = tx.copy_in_raw(sql).await.context("storing results")?;
-        copy.send(bytes.as_slice())
+
+    /// Marks the run succeeded with `models` and `extra` (merged into its
+    /// params), files its recommendations for the page, announces it and
+    /// commits. Returns how many listings were written.
+    pub async fn finish<M: Serialize + Sync>(
+        mut self,
+        models: &M,
+        extra: &serde_json::Value,
+    ) -> anyhow::Result<usize> {
+        let run_id = self.run_id;
+        // Back to the usual plans for the statements over the whole run.
+        sqlx::raw_sql(
+            "RESET enable_seqscan; RESET enable_sort; RESET jit; \
+             RESET max_parallel_workers_per_gather",
+        )
+        .execute(&mut *self.tx)
+        .await
+        .context("finishing the forecast run")?;
+        sqlx::query(
+            "UPDATE forecast_runs SET status = 'succeeded', finished_at = now(), series = $2,
+                 params = params || jsonb_build_object('confidence_models', $3::jsonb)
+                          || $4::jsonb
+             WHERE id = $1",
+        )
+        .bind(run_id)
+        .bind(i32::try_from(self.written).unwrap_or(i32::MAX))
+        .bind(sqlx::types::Json(models))
+        .bind(sqlx::types::Json(extra))
+        .execute(&mut *self.tx)
+        .await
+        .context("finishing the forecast run")?;
+        // File each recommendation under its retailer and category, the
+        // columns the recommendations page filters on.
+        sqlx::query(
+            "UPDATE recommendations rc
+             SET retailer_id = l.retailer_id, category = lower(p.category)
+             FROM listings l
+             LEFT JOIN products p ON p.id = l.product_id
+             WHERE rc.run_id = $1 AND l.id = rc.listing_id",
+        )
+        .bind(run_id)
+        .execute(&mut *self.tx)
+        .await
+        .context("filing the recommendations for the page")?;
+        crate::notify::notify(
+            &mut *self.tx,
+            crate::recommendations::FORECAST_RUNS,
+            &run_id.to_string(),
+        )
+        .await
+        .context("announcing the forecast run")?;
+        self.tx
+            .commit()
             .await
-            .context("storing results")?;
-        copy.finish().await.context("storing results")?;
+            .context("committing the forecast run")?;
+        Ok(self.written)
     }
-    sqlx::query(
-        "UPDATE forecast_runs SET status = 'succeeded', finished_at = now(), series = $2,
-             params = params || jsonb_build_object('confidence_models', $3::jsonb)
-         WHERE id = $1",
-    )
-    .bind(run_id)
-    .bind(i32::try_from(recommendations.len()).unwrap_or(i32::MAX))
-    .bind(sqlx::types::Json(models))
-    .execute(&mut *tx)
-    .await
-    .context("finishing the forecast run")?;
-    // File each recommendation under its retailer and category, the
-    // columns the recommendations page filters on.
-    sqlx::query(
-        "UPDATE recommendations rc
-         SET retailer_id = l.retailer_id, category = lower(p.category)
-         FROM listings l
-         LEFT JOIN products p ON p.id = l.product_id
-         WHERE rc.run_id = $1 AND l.id = rc.listing_id",
-    )
-    .bind(run_id)
-    .execute(&mut *tx)
-    .await
-    .context("filing the recommendations for the page")?;
-    crate::notify::notify(
-        &mut *tx,
-        crate::recommendations::FORECAST_RUNS,
-        &run_id.to_string(),
-    )
-    .await
-    .context("announcing the forecast run")?;
-    tx.commit().await.context("committing the forecast run")?;
-    Ok(recommendations.len())
 }
 
 /// A one-line query to try on the recommendations, for people at a psql
@@ -383,6 +517,17 @@ mod tests {
         assert!(Shard::parse("x").is_err());
         assert_eq!(Shard::ALL.sql_filter("l"), "TRUE");
         assert_eq!(Shard::parse("2/3").unwrap().sql_filter("l"), "l % 3 = 2");
+        let range = Listings::Range {
+            shard: Shard { index: 1, count: 2 },
+            first: 5,
+            last: 9,
+        };
+        assert_eq!(range.sql_filter("l"), "l BETWEEN 5 AND 9 AND l % 2 = 1");
+        assert_eq!(
+            Listings::Ids(&[3, 4]).sql_filter("l"),
+            "l = ANY('{3,4}'::bigint[])"
+        );
+        assert_eq!(Listings::Ids(&[]).sql_filter("l"), "FALSE");
     }
 
     #[test]

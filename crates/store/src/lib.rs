@@ -32,4 +32,4 @@ pub mod watches;
 
 /// The connection pool every query takes. Crates above the store name it
 /// through this re-export and need no sqlx of their own.
-pub use sqlx::PgPool;
+pub use sqlx::{PgConnection, PgPool};
