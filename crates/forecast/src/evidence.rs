@@ -51,6 +51,10 @@ pub struct Evidence {
     /// Share of past observed days after which it fell by at least a
     /// meaningful amount within the horizon.
     pub fell: Vec<f32>,
+    /// [`Evidence::moved`] on past observed days without a cut only: the
+    /// record of the days a hold is said on (a cut day mostly moves when
+    /// its promotion ends).
+    pub moved_uncut: Vec<f32>,
     /// Share of past observed cut days after which it went lower still
     /// within the horizon.
     pub lower_after_cut: Vec<f32>,
@@ -86,6 +90,7 @@ pub fn annotate(r: &Rows<'_>, horizon: usize) -> Evidence {
     let mut e = Evidence {
         moved: Vec::with_capacity(n),
         fell: Vec::with_capacity(n),
+        moved_uncut: Vec::with_capacity(n),
         lower_after_cut: Vec::with_capacity(n),
         reverted: Vec::with_capacity(n),
         weight: Vec::with_capacity(n),
@@ -95,11 +100,17 @@ pub fn annotate(r: &Rows<'_>, horizon: usize) -> Evidence {
     let mut last_change: Option<usize> = None;
     let (mut gaps, mut gap_sum) = (0usize, 0.0f64);
     let mut start = 0;
-    let [mut moved, mut fell, mut lower, mut reverted] = [Tally::default(); 4];
+    let [
+        mut moved,
+        mut fell,
+        mut moved_uncut,
+        mut lower,
+        mut reverted,
+    ] = [Tally::default(); 5];
     for i in 0..n {
         if i == 0 || r.listing_id[i] != r.listing_id[i - 1] {
             start = i;
-            [moved, fell, lower, reverted] = [Tally::default(); 4];
+            [moved, fell, moved_uncut, lower, reverted] = [Tally::default(); 5];
             last_change = None;
             (gaps, gap_sum) = (0, 0.0);
         }
@@ -110,7 +121,13 @@ pub fn annotate(r: &Rows<'_>, horizon: usize) -> Evidence {
             }
             last_change = Some(i);
         }
-        for t in [&mut moved, &mut fell, &mut lower, &mut reverted] {
+        for t in [
+            &mut moved,
+            &mut fell,
+            &mut moved_uncut,
+            &mut lower,
+            &mut reverted,
+        ] {
             t.decay(DECAY_PER_DAY);
         }
         // The day whose outcome became known today.
@@ -122,8 +139,12 @@ pub fn annotate(r: &Rows<'_>, horizon: usize) -> Evidence {
         {
             let price = r.price[j];
             let step = meaningful_move(price) as f64;
-            moved.add(r.future_min[j] <= price - step || r.future_max[j] >= price + step);
+            let did_move = r.future_min[j] <= price - step || r.future_max[j] >= price + step;
+            moved.add(did_move);
             fell.add(r.future_min[j] <= price - step);
+            if !r.cut[j] {
+                moved_uncut.add(did_move);
+            }
             if r.cut[j] {
                 lower.add(r.future_min[j] < price);
                 let later = r.price[i];
@@ -132,6 +153,7 @@ pub fn annotate(r: &Rows<'_>, horizon: usize) -> Evidence {
         }
         e.moved.push(moved.rate());
         e.fell.push(fell.rate());
+        e.moved_uncut.push(moved_uncut.rate());
         e.lower_after_cut.push(lower.rate());
         e.reverted.push(reverted.rate());
         e.weight.push(moved.seen as f32);
@@ -190,6 +212,17 @@ mod tests {
         assert!(e.moved[9] < 0.1, "{}", e.moved[9]);
         assert!(e.moved[10] > e.moved[9]);
         assert!(e.fell[10] > e.fell[9]);
+        // The days before the cut were uncut and saw it coming: their
+        // record counts the move; the cut days' own moves do not count.
+        assert!(e.moved_uncut[10] > e.moved_uncut[9]);
+        // Day 12 (cut) moved by day 14: the whole record learns it, the
+        // uncut record does not.
+        assert!(e.moved[14] - e.moved[13] > 0.03, "{:?}", &e.moved[13..15]);
+        assert!(
+            (e.moved_uncut[14] - e.moved_uncut[13]).abs() < 0.01,
+            "{:?}",
+            &e.moved_uncut[13..15]
+        );
         // The cut's first day (10) reverted by day 12? No, still cut on 12.
         assert!(e.reverted[11].is_nan());
         assert!(e.reverted[12] < 0.5);

@@ -39,7 +39,7 @@ use shelfwatch_store::PgPool;
 use shelfwatch_store::forecasts::{self, ForecastDay, NewRun, Recommendation};
 
 /// Stored with every run; bump when the method changes.
-pub const MODEL_VERSION: &str = "shelf-outcomes-logit-isotonic-5";
+pub const MODEL_VERSION: &str = "shelf-outcomes-logit-crossfit-6";
 
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Params {
@@ -248,6 +248,7 @@ impl Frame {
             recent_promo_len: finite(f64::from(self.recent_promo_len[i])),
             moved_rate: finite(f64::from(self.evidence.moved[i])),
             fell_rate: finite(f64::from(self.evidence.fell[i])),
+            moved_uncut_rate: finite(f64::from(self.evidence.moved_uncut[i])),
             lower_after_cut_rate: finite(f64::from(self.evidence.lower_after_cut[i])),
             reverted_rate: finite(f64::from(self.evidence.reverted[i])),
             evidence_weight: f64::from(self.evidence.weight[i]),

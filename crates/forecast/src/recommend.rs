@@ -39,6 +39,9 @@ pub struct Snapshot {
     /// cut, and was back at the regular price after a cut.
     pub moved_rate: Option<f64>,
     pub fell_rate: Option<f64>,
+    /// The share of its past uncut days after which the price moved
+    /// meaningfully: how often a hold said on such a day failed.
+    pub moved_uncut_rate: Option<f64>,
     pub lower_after_cut_rate: Option<f64>,
     pub reverted_rate: Option<f64>,
     /// Decayed number of its past days with a known outcome.
@@ -364,6 +367,7 @@ pub fn features(s: &Snapshot, horizon: usize) -> Vec<f64> {
         // The listing's own track record.
         log_odds(s.moved_rate),
         log_odds(s.fell_rate),
+        log_odds(s.moved_uncut_rate),
         log_odds(s.lower_after_cut_rate),
         cut * log_odds(s.lower_after_cut_rate),
         cut * log_odds(s.reverted_rate),
@@ -591,6 +595,7 @@ mod tests {
             recent_promo_len: None,
             moved_rate: None,
             fell_rate: None,
+            moved_uncut_rate: None,
             lower_after_cut_rate: None,
             reverted_rate: None,
             evidence_weight: 0.0,
