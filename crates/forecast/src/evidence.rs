@@ -67,7 +67,16 @@ pub struct Evidence {
     pub since_regular_change: Vec<f32>,
     /// Mean days between changes of the regular price (NaN before two).
     pub regular_change_gap: Vec<f32>,
+    /// Today's price against the highest and against the mean of its
+    /// observed prices over the last [`PRICE_WINDOW_DAYS`] days (log
+    /// ratios, at most 0 for the highest): where the price stands in its
+    /// own range. A price at the top of its range can only stay or fall.
+    pub below_recent_max: Vec<f32>,
+    pub against_recent_mean: Vec<f32>,
 }
+
+/// The window of the listing's own prices that today's is set against.
+pub const PRICE_WINDOW_DAYS: usize = 182;
 
 /// The columns [`annotate`] reads, one row per (listing, day), dense and
 /// sorted by listing and day.
@@ -96,7 +105,13 @@ pub fn annotate(r: &Rows<'_>, horizon: usize) -> Evidence {
         weight: Vec::with_capacity(n),
         since_regular_change: Vec::with_capacity(n),
         regular_change_gap: Vec::with_capacity(n),
+        below_recent_max: Vec::with_capacity(n),
+        against_recent_mean: Vec::with_capacity(n),
     };
+    // Observed rows of the window, as a queue whose prices fall from front
+    // to back (the front is the highest), and a running sum and count.
+    let mut highest: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
+    let (mut window_sum, mut window_count) = (0.0f64, 0usize);
     let mut last_change: Option<usize> = None;
     let (mut gaps, mut gap_sum) = (0usize, 0.0f64);
     let mut start = 0;
@@ -113,7 +128,41 @@ pub fn annotate(r: &Rows<'_>, horizon: usize) -> Evidence {
             [moved, fell, moved_uncut, lower, reverted] = [Tally::default(); 5];
             last_change = None;
             (gaps, gap_sum) = (0, 0.0);
+            highest.clear();
+            (window_sum, window_count) = (0.0, 0);
         }
+        // The row leaving the window today, then today's.
+        if let Some(old) = i.checked_sub(PRICE_WINDOW_DAYS).filter(|o| *o >= start)
+            && r.observed[old]
+        {
+            window_sum -= r.price[old];
+            window_count -= 1;
+        }
+        while highest.front().is_some_and(|f| f + PRICE_WINDOW_DAYS <= i) {
+            highest.pop_front();
+        }
+        if r.observed[i] {
+            window_sum += r.price[i];
+            window_count += 1;
+            while highest.back().is_some_and(|b| r.price[*b] <= r.price[i]) {
+                highest.pop_back();
+            }
+            highest.push_back(i);
+        }
+        let log_ratio = |reference: f64| {
+            if reference > 0.0 && r.price[i] > 0.0 {
+                (r.price[i] / reference).ln() as f32
+            } else {
+                f32::NAN
+            }
+        };
+        e.below_recent_max
+            .push(highest.front().map_or(f32::NAN, |f| log_ratio(r.price[*f])));
+        e.against_recent_mean.push(if window_count > 0 {
+            log_ratio(window_sum / window_count as f64)
+        } else {
+            f32::NAN
+        });
         if i > start && (r.regular[i] - r.regular[i - 1]).abs() >= 0.5 {
             if let Some(last) = last_change {
                 gaps += 1;
@@ -171,6 +220,41 @@ pub fn annotate(r: &Rows<'_>, horizon: usize) -> Evidence {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn todays_price_is_set_against_its_recent_range() {
+        // 100 for a year, 80 for a day, then 90; a price of 150 long ago
+        // has left the window.
+        let mut price = vec![100.0; 400];
+        price[0] = 150.0;
+        price[300] = 80.0;
+        for p in &mut price[301..] {
+            *p = 90.0;
+        }
+        let n = price.len();
+        let rows = Rows {
+            listing_id: &vec![1; n],
+            price: &price,
+            observed: &vec![true; n],
+            regular: &vec![100.0; n],
+            cut: &vec![false; n],
+            future_min: &vec![f64::NAN; n],
+            future_max: &vec![f64::NAN; n],
+            next_observed: &vec![1; n],
+        };
+        let e = annotate(&rows, 7);
+        assert!(e.below_recent_max[0].abs() < 1e-6);
+        assert!((e.below_recent_max[100] - (100.0f32 / 150.0).ln()).abs() < 1e-4);
+        // Day 200: the 150 is more than PRICE_WINDOW_DAYS old.
+        assert!(e.below_recent_max[200].abs() < 1e-6);
+        assert!((e.below_recent_max[300] - 0.8f32.ln()).abs() < 1e-4);
+        assert!(e.against_recent_mean[300] < e.below_recent_max[300] + 0.01);
+        // Later, the 100s still in the window are the top of the range,
+        // and the mean lies between.
+        assert!((e.below_recent_max[399] - 0.9f32.ln()).abs() < 1e-4);
+        assert!(e.against_recent_mean[399] > 0.9f32.ln() + 0.01);
+        assert!(e.against_recent_mean[399] < -0.01);
+    }
 
     #[test]
     fn only_outcomes_known_by_today_count() {

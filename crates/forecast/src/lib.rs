@@ -39,7 +39,7 @@ use shelfwatch_store::PgPool;
 use shelfwatch_store::forecasts::{self, ForecastDay, NewRun, Recommendation};
 
 /// Stored with every run; bump when the method changes.
-pub const MODEL_VERSION: &str = "shelf-outcomes-logit-crossfit-6";
+pub const MODEL_VERSION: &str = "shelf-outcomes-logit-crossfit-7";
 
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Params {
@@ -254,6 +254,8 @@ impl Frame {
             evidence_weight: f64::from(self.evidence.weight[i]),
             since_regular_change: finite(f64::from(self.evidence.since_regular_change[i])),
             regular_change_gap: finite(f64::from(self.evidence.regular_change_gap[i])),
+            below_recent_max: finite(f64::from(self.evidence.below_recent_max[i])),
+            against_recent_mean: finite(f64::from(self.evidence.against_recent_mean[i])),
         }
     }
 

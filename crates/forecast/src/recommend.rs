@@ -50,6 +50,10 @@ pub struct Snapshot {
     /// between such changes.
     pub since_regular_change: Option<f64>,
     pub regular_change_gap: Option<f64>,
+    /// Log ratios of today's price to the highest and to the mean of its
+    /// recent observed prices (`evidence`).
+    pub below_recent_max: Option<f64>,
+    pub against_recent_mean: Option<f64>,
 }
 
 pub use shelfwatch_domain::action::Action;
@@ -368,6 +372,9 @@ pub fn features(s: &Snapshot, horizon: usize) -> Vec<f64> {
         log_odds(s.moved_rate),
         log_odds(s.fell_rate),
         log_odds(s.moved_uncut_rate),
+        // Where today's price stands in its own recent range.
+        s.below_recent_max.unwrap_or(0.0),
+        s.against_recent_mean.unwrap_or(0.0),
         log_odds(s.lower_after_cut_rate),
         cut * log_odds(s.lower_after_cut_rate),
         cut * log_odds(s.reverted_rate),
@@ -601,6 +608,8 @@ mod tests {
             evidence_weight: 0.0,
             since_regular_change: None,
             regular_change_gap: None,
+            below_recent_max: None,
+            against_recent_mean: None,
         }
     }
 
