@@ -47,7 +47,7 @@ use shelfwatch_store::forecasts::{self, ForecastDay, NewRun, Recommendation, Run
 use shelfwatch_store::jobs::Job;
 
 /// Stored with every run; bump when the method changes.
-pub const MODEL_VERSION: &str = "shelf-outcomes-logit-isotonic-5";
+pub const MODEL_VERSION: &str = "shelf-outcomes-logit-crossfit-7";
 
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Params {
@@ -263,11 +263,14 @@ impl Frame {
             recent_promo_len: finite(f64::from(self.recent_promo_len[i])),
             moved_rate: finite(f64::from(self.evidence.moved[i])),
             fell_rate: finite(f64::from(self.evidence.fell[i])),
+            moved_uncut_rate: finite(f64::from(self.evidence.moved_uncut[i])),
             lower_after_cut_rate: finite(f64::from(self.evidence.lower_after_cut[i])),
             reverted_rate: finite(f64::from(self.evidence.reverted[i])),
             evidence_weight: f64::from(self.evidence.weight[i]),
             since_regular_change: finite(f64::from(self.evidence.since_regular_change[i])),
             regular_change_gap: finite(f64::from(self.evidence.regular_change_gap[i])),
+            below_recent_max: finite(f64::from(self.evidence.below_recent_max[i])),
+            against_recent_mean: finite(f64::from(self.evidence.against_recent_mean[i])),
         }
     }
 

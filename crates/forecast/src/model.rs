@@ -137,34 +137,54 @@ pub struct Isotonic {
 impl Isotonic {
     /// Fits on `(predicted, came_true)` pairs. With fewer than `min_pairs`
     /// pairs it is the identity (returns None).
-    pub fn fit(mut pairs: Vec<(f64, bool)>, min_pairs: usize) -> Option<Self> {
+    pub fn fit(pairs: Vec<(f64, bool)>, min_pairs: usize) -> Option<Self> {
+        let weighted = pairs.into_iter().map(|(p, y)| (p, y, 1.0)).collect();
+        Self::fit_weighted(weighted, min_pairs)
+    }
+
+    /// [`Isotonic::fit`] with a weight per pair `(predicted, came_true,
+    /// weight)`: a pair of weight 0.5 counts half in its block's frequency.
+    pub fn fit_weighted(mut pairs: Vec<(f64, bool, f64)>, min_pairs: usize) -> Option<Self> {
         if pairs.len() < min_pairs {
             return None;
         }
         pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
-        // Blocks of (sum of outcomes, count, largest input).
-        let mut blocks: Vec<(f64, f64, f64)> = Vec::new();
-        for (p, y) in pairs {
-            blocks.push((if y { 1.0 } else { 0.0 }, 1.0, p));
+        // Blocks of (weighted sum of outcomes, weight, weighted sum of
+        // inputs, largest input).
+        let mut blocks: Vec<(f64, f64, f64, f64)> = Vec::new();
+        for (p, y, w) in pairs {
+            let w = if w.is_finite() { w.max(0.0) } else { 0.0 };
+            blocks.push((if y { w } else { 0.0 }, w, w * p, p));
             while blocks.len() > 1 {
-                let (s2, n2, u2) = blocks[blocks.len() - 1];
-                let (s1, n1, _) = blocks[blocks.len() - 2];
-                if s1 / n1 < s2 / n2 {
+                let (s2, n2, p2, u2) = blocks[blocks.len() - 1];
+                let (s1, n1, p1, _) = blocks[blocks.len() - 2];
+                // Compared as s1 / n1 < s2 / n2 without dividing by a
+                // weight of zero.
+                if s1 * n2 < s2 * n1 {
                     break;
                 }
                 blocks.pop();
                 let last = blocks.len() - 1;
-                blocks[last] = (s1 + s2, n1 + n2, u2);
+                blocks[last] = (s1 + s2, n1 + n2, p1 + p2, u2);
             }
         }
-        // Laplace smoothing keeps small blocks away from 0 and 1; a running
-        // maximum keeps the smoothed values monotone.
-        let mut value: Vec<f64> = blocks.iter().map(|b| (b.0 + 1.0) / (b.1 + 2.0)).collect();
+        // A small block's frequency is shrunk towards what the model said
+        // of it (its mean input, worth `ISOTONIC_PRIOR` examples), not
+        // towards one half: that keeps it away from 0 and 1 without pulling
+        // every confident block down. A running maximum keeps the values
+        // monotone.
+        let mut value: Vec<f64> = blocks
+            .iter()
+            .map(|(s, n, p, u)| {
+                let said = if *n > 0.0 { p / n } else { *u };
+                (s + ISOTONIC_PRIOR * said) / (n + ISOTONIC_PRIOR)
+            })
+            .collect();
         for k in 1..value.len() {
             value[k] = value[k].max(value[k - 1]);
         }
         Some(Self {
-            upper: blocks.iter().map(|b| b.2).collect(),
+            upper: blocks.iter().map(|b| b.3).collect(),
             value,
         })
     }
@@ -211,23 +231,42 @@ pub struct Calibrated {
 }
 
 impl Calibrated {
-    /// Fits the logistic model on the earlier three quarters of the
-    /// examples (by `days`, the day each example was made) and the
-    /// isotonic map on the latest quarter, so the map is learned on days
-    /// the logistic model never saw, later ones, as it will be used.
-    /// Neighbouring days of one listing share most of their future, so an
-    /// interleaved split would make the model look better calibrated than
-    /// it is; a later split also follows a drift in habits. With fewer
-    /// than `SMALL_SAMPLE` examples the ridge penalty is chosen on that
-    /// quarter too (log loss), from `ridge` times 1, 10, 100 and 1000.
+    /// Fits the logistic model and the isotonic map that turns its
+    /// probabilities into observed frequencies. The map must be learned on
+    /// probabilities the model gave to examples it did not see, and every
+    /// example is weighted by its age (half per `HALF_LIFE_DAYS`), so the
+    /// model follows a change of habits.
+    ///
+    /// With fewer than `SMALL_SAMPLE` examples, calibration data is scarce:
+    /// the examples are cut by `days` (the day each was made) into
+    /// `FOLDS` contiguous periods, each period is predicted by a model
+    /// fitted on the others (less the `PURGE_DAYS` next to it, whose
+    /// outcomes overlap its own), and the map is learned from all of
+    /// these out-of-period probabilities, four times as many as one
+    /// held-out quarter would give. The ridge penalty (`ridge` times 1,
+    /// 10, 100 or 1000) is the one whose out-of-period probabilities have
+    /// the lowest log loss, and the final model is fitted on every
+    /// example with it.
+    ///
+    /// With more, the logistic model is fitted on the earlier three
+    /// quarters and the map on the latest quarter, days the model never
+    /// saw. Neighbouring days of one listing share most of their future,
+    /// so periods are contiguous, never interleaved: an interleaved split
+    /// would make the model look better calibrated than it is.
     pub fn fit(rows: &[Vec<f64>], labels: &[bool], days: &[i32], ridge: f64) -> Self {
         let n = rows.len().min(labels.len()).min(days.len());
         let mut sorted: Vec<i32> = days[..n].to_vec();
         sorted.sort_unstable();
-        let split = sorted.get(n * 3 / 4).copied().unwrap_or(i32::MAX);
-        // Older examples count less (half per `HALF_LIFE_DAYS`), so the
-        // model follows a change of habits.
         let newest = sorted.last().copied().unwrap_or(0);
+        let age_weight = |day: i32| 0.5f64.powf(f64::from(newest - day) / HALF_LIFE_DAYS);
+        if n < SMALL_SAMPLE {
+            let weights: Vec<f64> = days[..n].iter().map(|d| age_weight(*d)).collect();
+            if let Some(m) = Self::cross_fit(&rows[..n], &labels[..n], &days[..n], &weights, ridge)
+            {
+                return m;
+            }
+        }
+        let split = sorted.get(n * 3 / 4).copied().unwrap_or(i32::MAX);
         let (mut fit_rows, mut fit_labels, mut fit_weights, mut held_rows, mut held_labels) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for i in 0..n {
@@ -237,7 +276,7 @@ impl Calibrated {
             } else {
                 fit_rows.push(rows[i].clone());
                 fit_labels.push(labels[i]);
-                fit_weights.push(0.5f64.powf(f64::from(newest - days[i]) / HALF_LIFE_DAYS));
+                fit_weights.push(age_weight(days[i]));
             }
         }
         if fit_rows.is_empty() {
@@ -274,9 +313,97 @@ impl Calibrated {
             .map(|(r, y)| (logistic.predict(r), *y))
             .collect();
         Self {
-            isotonic: Isotonic::fit(pairs, 60),
+            isotonic: Isotonic::fit(pairs, MIN_CALIBRATION_PAIRS),
             logistic,
         }
+    }
+
+    /// The cross-fitted calibration of [`Calibrated::fit`]; None when the
+    /// examples do not span at least two periods.
+    fn cross_fit(
+        rows: &[Vec<f64>],
+        labels: &[bool],
+        days: &[i32],
+        weights: &[f64],
+        ridge: f64,
+    ) -> Option<Self> {
+        let n = rows.len();
+        if n < MIN_CALIBRATION_PAIRS {
+            return None;
+        }
+        let mut sorted = days.to_vec();
+        sorted.sort_unstable();
+        // The first day of periods 1..FOLDS.
+        let edges: Vec<i32> = (1..FOLDS).map(|f| sorted[n * f / FOLDS]).collect();
+        let period: Vec<usize> = days
+            .iter()
+            .map(|d| edges.partition_point(|e| e <= d))
+            .collect();
+        // The first and last day of each period that has examples.
+        let (mut starts, mut ends): (Vec<Option<i32>>, Vec<Option<i32>>) =
+            (vec![None; FOLDS], vec![None; FOLDS]);
+        for (p, d) in period.iter().zip(days) {
+            starts[*p] = Some(starts[*p].map_or(*d, |s| s.min(*d)));
+            ends[*p] = Some(ends[*p].map_or(*d, |e| e.max(*d)));
+        }
+        if starts.iter().flatten().count() < 2 {
+            return None;
+        }
+        let pick_rows = |idx: &[usize]| idx.iter().map(|i| rows[*i].clone()).collect::<Vec<_>>();
+        let pick = |idx: &[usize]| idx.iter().map(|i| labels[*i]).collect::<Vec<_>>();
+        let pick_weights = |idx: &[usize]| idx.iter().map(|i| weights[*i]).collect::<Vec<_>>();
+        let mut best: Option<(f64, f64, Vec<f64>)> = None;
+        for factor in [1.0, 10.0, 100.0, 1000.0] {
+            let mut out_of_period = vec![f64::NAN; n];
+            for (held, start) in starts.iter().enumerate() {
+                let Some(lo) = *start else {
+                    continue;
+                };
+                let hi = ends[held].unwrap_or(lo);
+                let train: Vec<usize> = (0..n)
+                    .filter(|i| days[*i] < lo - PURGE_DAYS || days[*i] > hi + PURGE_DAYS)
+                    .collect();
+                if train.is_empty() {
+                    continue;
+                }
+                let m = Logistic::fit_weighted(
+                    &pick_rows(&train),
+                    &pick(&train),
+                    &pick_weights(&train),
+                    ridge * factor,
+                );
+                for i in (0..n).filter(|i| period[*i] == held) {
+                    out_of_period[i] = m.predict(&rows[i]);
+                }
+            }
+            let (mut loss, mut total, mut scored) = (0.0, 0.0, 0usize);
+            for i in 0..n {
+                let p = out_of_period[i];
+                if p.is_nan() {
+                    continue;
+                }
+                loss -= weights[i] * if labels[i] { p.ln() } else { (1.0 - p).ln() };
+                total += weights[i];
+                scored += 1;
+            }
+            if scored < MIN_CALIBRATION_PAIRS || total <= 0.0 {
+                // Too few examples outside the periods to learn a map.
+                return None;
+            }
+            let loss = loss / total;
+            if best.as_ref().is_none_or(|b| loss < b.0) {
+                best = Some((loss, factor, out_of_period));
+            }
+        }
+        let (_, factor, out_of_period) = best?;
+        let pairs = (0..n)
+            .filter(|i| !out_of_period[*i].is_nan())
+            .map(|i| (out_of_period[i], labels[i], weights[i]))
+            .collect();
+        Some(Self {
+            logistic: Logistic::fit_weighted(rows, labels, weights, ridge * factor),
+            isotonic: Isotonic::fit_weighted(pairs, MIN_CALIBRATION_PAIRS),
+        })
     }
 
     pub fn predict(&self, row: &[f64]) -> f64 {
@@ -291,9 +418,25 @@ impl Calibrated {
 /// An example this many days older than the newest counts half.
 pub const HALF_LIFE_DAYS: f64 = 365.0;
 
-/// Below this many fitting examples, `Calibrated::fit` chooses the ridge
-/// penalty on the later quarter.
+/// Below this many examples, `Calibrated::fit` cross-fits its calibration
+/// over `FOLDS` periods; below this many fitting examples of the
+/// three-quarter split, it chooses the ridge penalty on the later quarter.
 pub const SMALL_SAMPLE: usize = 20_000;
+
+/// How many examples the model's own probability is worth in a block of
+/// the isotonic map.
+pub const ISOTONIC_PRIOR: f64 = 2.0;
+
+/// Fewer held-out probabilities than this learn no isotonic map.
+pub const MIN_CALIBRATION_PAIRS: usize = 60;
+
+/// Contiguous periods of a cross-fitted calibration.
+pub const FOLDS: usize = 4;
+
+/// Examples this close (in days) to a held-out period are left out of the
+/// model that predicts it: their outcomes overlap the period's own (a
+/// claim looks ahead up to its horizon, 7 days by default).
+pub const PURGE_DAYS: i32 = 28;
 
 fn log_loss(m: &Logistic, rows: &[Vec<f64>], labels: &[bool]) -> f64 {
     rows.iter()
@@ -521,6 +664,69 @@ pub(crate) mod tests {
         .unwrap();
         assert!(after < before / 3.0, "{before} -> {after}");
         assert!(Isotonic::fit(pairs[..10].to_vec(), 100).is_none());
+    }
+
+    #[test]
+    fn calibrated_fit_handles_no_and_few_examples() {
+        let empty = Calibrated::fit(&[], &[], &[], 1.0);
+        assert!((empty.predict(&[]) - 0.5).abs() < 1e-9);
+        let rows = vec![vec![1.0]; 5];
+        let few = Calibrated::fit(
+            &rows,
+            &[true, true, true, true, false],
+            &[1, 2, 3, 4, 5],
+            1.0,
+        );
+        assert!(few.isotonic.is_none());
+        let p = few.predict(&[1.0]);
+        assert!(p > 0.5 && p < 1.0, "{p}");
+    }
+
+    #[test]
+    fn cross_fitted_calibration_tells_listings_apart() {
+        // 4,000 examples over 400 days: the claim comes true with
+        // probability sigmoid(2 x). Too few for the three-quarter split to
+        // choose its map on much; the cross-fitted map must keep the
+        // ordering and be about right at both ends.
+        let mut seed = 17;
+        let (mut rows, mut labels, mut days) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..4_000 {
+            let x = lcg(&mut seed) * 4.0 - 2.0;
+            rows.push(vec![x]);
+            labels.push(lcg(&mut seed) < sigmoid(2.0 * x));
+            days.push(i / 10);
+        }
+        let m = Calibrated::fit(&rows, &labels, &days, 1.0);
+        let iso = m.isotonic.as_ref().expect("a map from the cross-fit");
+        assert!(iso.value.windows(2).all(|w| w[0] <= w[1]));
+        let (low, high) = (m.predict(&[-1.5]), m.predict(&[1.5]));
+        assert!((low - sigmoid(-3.0)).abs() < 0.05, "{low}");
+        assert!((high - sigmoid(3.0)).abs() < 0.05, "{high}");
+        let pairs: Vec<(f64, bool)> = rows
+            .iter()
+            .zip(&labels)
+            .map(|(r, y)| (m.predict(r), *y))
+            .collect();
+        assert!(calibration(&pairs, 0.5).ece.unwrap() < 0.03);
+    }
+
+    #[test]
+    fn isotonic_map_keeps_a_right_confident_score_where_it_is() {
+        // A score that is already right, high and on few pairs: PAV makes
+        // many small blocks, and smoothing them towards one half would
+        // state less than comes true.
+        let mut seed = 3;
+        let pairs: Vec<(f64, bool)> = (0..300)
+            .map(|_| {
+                let p = 0.85 + 0.14 * lcg(&mut seed);
+                (p, lcg(&mut seed) < p)
+            })
+            .collect();
+        let iso = Isotonic::fit(pairs.clone(), 60).unwrap();
+        let mapped = pairs.iter().map(|(p, _)| iso.apply(*p)).sum::<f64>() / 300.0;
+        let came_true = pairs.iter().filter(|(_, y)| *y).count() as f64 / 300.0;
+        assert!((mapped - came_true).abs() < 0.01, "{mapped} vs {came_true}");
+        assert!(iso.value.iter().all(|v| *v > 0.5 && *v < 1.0), "{iso:?}");
     }
 
     #[test]

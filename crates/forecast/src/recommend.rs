@@ -39,6 +39,9 @@ pub struct Snapshot {
     /// cut, and was back at the regular price after a cut.
     pub moved_rate: Option<f64>,
     pub fell_rate: Option<f64>,
+    /// The share of its past uncut days after which the price moved
+    /// meaningfully: how often a hold said on such a day failed.
+    pub moved_uncut_rate: Option<f64>,
     pub lower_after_cut_rate: Option<f64>,
     pub reverted_rate: Option<f64>,
     /// Decayed number of its past days with a known outcome.
@@ -47,6 +50,10 @@ pub struct Snapshot {
     /// between such changes.
     pub since_regular_change: Option<f64>,
     pub regular_change_gap: Option<f64>,
+    /// Log ratios of today's price to the highest and to the mean of its
+    /// recent observed prices (`evidence`).
+    pub below_recent_max: Option<f64>,
+    pub against_recent_mean: Option<f64>,
 }
 
 pub use shelfwatch_domain::action::Action;
@@ -364,6 +371,10 @@ pub fn features(s: &Snapshot, horizon: usize) -> Vec<f64> {
         // The listing's own track record.
         log_odds(s.moved_rate),
         log_odds(s.fell_rate),
+        log_odds(s.moved_uncut_rate),
+        // Where today's price stands in its own recent range.
+        s.below_recent_max.unwrap_or(0.0),
+        s.against_recent_mean.unwrap_or(0.0),
         log_odds(s.lower_after_cut_rate),
         cut * log_odds(s.lower_after_cut_rate),
         cut * log_odds(s.reverted_rate),
@@ -591,11 +602,14 @@ mod tests {
             recent_promo_len: None,
             moved_rate: None,
             fell_rate: None,
+            moved_uncut_rate: None,
             lower_after_cut_rate: None,
             reverted_rate: None,
             evidence_weight: 0.0,
             since_regular_change: None,
             regular_change_gap: None,
+            below_recent_max: None,
+            against_recent_mean: None,
         }
     }
 
