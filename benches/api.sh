@@ -25,6 +25,12 @@
 #   PROFILE=release|debug (release)  LISTINGS (10000)  DAYS (365)
 #   DURATION seconds per run (20)    RATE paced requests/s (1000)
 #   ANCHOR=0 skips the Flask anchor
+#
+# Last, the database's own ceiling: pgbench runs each route's SQL with
+# random keys straight against PostgreSQL (prepared statements, 64 clients,
+# no HTTP), on the same cores. No server can serve a route faster than
+# that, so it says how much of a gap is the server's and how much the
+# database's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -213,3 +219,46 @@ if [ "$anchor" = 1 ]; then
     anchor_run "2 sync workers" -w 2
     anchor_run "2 x 8 gthread" -w 2 -k gthread --threads 8
 fi
+
+# The database alone: the product statement the route and the anchor run
+# (taken from the anchor, whose text a unit test holds equal to the
+# server's), and the recommendations page in its most selective common
+# shape (current run, a random retailer and category, best first), as
+# crates/store/src/recommendations.rs `page` builds it for that filter.
+run_id=$(psql "$url" -Atc "SELECT max(id) FROM forecast_runs WHERE status = 'succeeded'")
+{
+    echo "\\set id random(1, $products)"
+    python3 -c 'import ast,sys; src=open("benches/anchor/app.py").read(); t=ast.parse(src); page=[n.value.value for n in t.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "PAGE"][0]; print(page.replace("%s", ":id") + ";")'
+} >"$work/product.pgbench"
+cat >"$work/recs.pgbench" <<PGBENCH
+\\set retailer random(1, 4)
+\\set category random(0, 19)
+SELECT rc.listing_id, l.product_id, p.name AS product_name, p.category, r.slug AS retailer,
+       r.currency, l.title, rc.action,
+       (CASE rc.action WHEN 'buy_now' THEN 0 WHEN 'wait' THEN 1 ELSE 2 END) AS rank,
+       rc.confidence, rc.claim, rc.message, rc.current_pence, rc.regular_pence,
+       rc.expected_change_pence, rc.run_id, rc.as_of
+FROM recommendations rc
+JOIN listings l ON l.id = rc.listing_id
+JOIN retailers r ON r.id = l.retailer_id
+LEFT JOIN products p ON p.id = l.product_id
+WHERE rc.run_id = $run_id AND rc.retailer_id = :retailer
+  AND rc.category = lower('Category ' || :category)
+ORDER BY (CASE rc.action WHEN 'buy_now' THEN 0 WHEN 'wait' THEN 1 ELSE 2 END),
+         rc.confidence DESC, rc.listing_id
+LIMIT 21;
+PGBENCH
+ceiling() { # label script
+    local out tps
+    out=$(pgbench -n -M prepared -c 64 -j 2 -T "$duration" -f "$2" "$url" 2>&1) || {
+        echo "$out" >&2
+        exit 1
+    }
+    tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -1)
+    printf '| %s | saturation | %.0f | | | |\n' "$1" "$tps"
+}
+echo
+echo "The database's ceiling: pgbench -M prepared -c 64 -j 2, the route's SQL with a random key per statement, no HTTP."
+header
+ceiling "pgbench: the /v1/products/{random id} statement" "$work/product.pgbench"
+ceiling "pgbench: a recommendations page, random retailer and category" "$work/recs.pgbench"
