@@ -388,8 +388,10 @@ pub fn features(s: &Snapshot, horizon: usize) -> Vec<f64> {
         regular_change_due(s, horizon),
         since_band(s, 0.0, 30.0),
         since_band(s, 30.0, 60.0),
-        since_band(s, 60.0, 90.0),
-        since_band(s, 90.0, 120.0),
+        since_band(s, 60.0, 75.0),
+        since_band(s, 75.0, 90.0),
+        since_band(s, 90.0, 105.0),
+        since_band(s, 105.0, 120.0),
         since_band(s, 120.0, 180.0),
         // Where the next promotion start stands against the spread of
         // the past starts, in bands (the chance of a start is not
