@@ -27,10 +27,12 @@
 #   ANCHOR=0 skips the Flask anchor
 #
 # Last, the database's own ceiling: pgbench runs each route's SQL with
-# random keys straight against PostgreSQL (prepared statements, 64 clients,
+# random keys straight against PostgreSQL (prepared statements, as many
+# clients as the server has connections, generic plans as the server uses,
 # no HTTP), on the same cores. No server can serve a route faster than
 # that, so it says how much of a gap is the server's and how much the
-# database's.
+# database's. Every row also says where the two cores went during it:
+# the server, PostgreSQL, the load generator, idle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -141,22 +143,50 @@ for retailer in "" tesco sainsburys aldi asda; do
 done >"$work/recs.paths"
 echo "/healthz" >"$work/healthz.paths"
 
+# Where the cores went during a run, from the kernel's counters: every
+# postgres process (and the backends that exited, through the
+# postmaster's reaped-children counters), the load generator (its own
+# CPU time from /usr/bin/time), the rest (the server under test, and
+# anything else the kernel did), and idle. Shares of all cores' time.
+all_ticks() { awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat; }
+proc_ticks() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{t=$12+$13+$14+$15} END {print t+0}'; }
+pg_ticks() {
+    local t=0 p
+    for p in $(pgrep -x postgres); do t=$(( t + $(proc_ticks "$p") )); done
+    echo "$t"
+}
+cpu_before() { read -r cpu_all0 cpu_idle0 < <(all_ticks); cpu_pg0=$(pg_ticks); }
+cpu_split() { # load-generator-seconds-file
+    local all idle pg load hz
+    read -r all idle < <(all_ticks)
+    pg=$(( $(pg_ticks) - cpu_pg0 ))
+    hz=$(getconf CLK_TCK)
+    load=$(awk -v hz="$hz" '/^LOADCPU/ {printf "%.0f", ($2 + $3) * hz}' "$1")
+    all=$(( all - cpu_all0 )); idle=$(( idle - cpu_idle0 ))
+    awk -v a="$all" -v i="$idle" -v p="$pg" -v l="${load:-0}" 'BEGIN {
+        s = a - i - p - l; if (s < 0) s = 0
+        printf "%.0f / %.0f / %.0f / %.0f", 100 * s / a, 100 * p / a, 100 * l / a, 100 * i / a }'
+}
 run() { # label paths-file mode
-    local label="$1" paths="$2" mode="$3" out result
+    local label="$1" paths="$2" mode="$3" out result split
+    cpu_before
     if [ "$mode" = paced ]; then
-        out=$("$bin" bench load --base "$base" --paths "$paths" --rate "$rate" --duration "$duration")
+        out=$(/usr/bin/time -f 'LOADCPU %U %S' -o "$work/load.cpu" \
+            "$bin" bench load --base "$base" --paths "$paths" --rate "$rate" --duration "$duration")
     else
-        out=$(wrk -t2 -c64 -d"${duration}s" -s benches/api_wrk.lua "$base" -- "$paths")
+        out=$(/usr/bin/time -f 'LOADCPU %U %S' -o "$work/load.cpu" \
+            wrk -t2 -c64 -d"${duration}s" -s benches/api_wrk.lua "$base" -- "$paths")
     fi
+    split=$(cpu_split "$work/load.cpu")
     result=$(grep '^RESULT' <<<"$out")
     local requests="" rps="" p50_ms="" p99_ms="" errors=""
     eval "$(sed 's/^RESULT //' <<<"$result")"
-    printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "$mode" "$rps" "$p50_ms" "$p99_ms" "$errors"
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$mode" "$rps" "$p50_ms" "$p99_ms" "$errors" "$split"
 }
 header() {
     echo
-    echo "| route | load | requests/s | p50 ms | p99 ms | errors |"
-    echo "|---|---|---|---|---|---|"
+    echo "| route | load | requests/s | p50 ms | p99 ms | errors | CPU %: server / PostgreSQL / load generator / idle |"
+    echo "|---|---|---|---|---|---|---|"
 }
 routes() {
     run "GET /healthz" "$work/healthz.paths" "$1"
@@ -222,43 +252,71 @@ fi
 
 # The database alone: the product statement the route and the anchor run
 # (taken from the anchor, whose text a unit test holds equal to the
-# server's), and the recommendations page in its most selective common
-# shape (current run, a random retailer and category, best first), as
-# crates/store/src/recommendations.rs `page` builds it for that filter.
+# server's), and the recommendations page in each of the 16 shapes its
+# filters give (retailer, category, action, confidence floor: each present
+# or not, as crates/store/src/recommendations.rs `page` builds them), mixed
+# in the proportions of the wrk paths above (pgbench weights). pgbench
+# runs with the server's pool size (database.max_connections, 8) and the
+# server's planning (generic plans), so the ceiling is the one the server
+# itself works under.
 run_id=$(psql "$url" -Atc "SELECT max(id) FROM forecast_runs WHERE status = 'succeeded'")
 {
     echo "\\set id random(1, $products)"
     python3 -c 'import ast,sys; src=open("benches/anchor/app.py").read(); t=ast.parse(src); page=[n.value.value for n in t.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "PAGE"][0]; print(page.replace("%s", ":id") + ";")'
 } >"$work/product.pgbench"
-cat >"$work/recs.pgbench" <<PGBENCH
-\\set retailer random(1, 4)
-\\set category random(0, 19)
-SELECT rc.listing_id, l.product_id, p.name AS product_name, p.category, r.slug AS retailer,
-       r.currency, l.title, rc.action,
-       (CASE rc.action WHEN 'buy_now' THEN 0 WHEN 'wait' THEN 1 ELSE 2 END) AS rank,
-       rc.confidence, rc.claim, rc.message, rc.current_pence, rc.regular_pence,
-       rc.expected_change_pence, rc.run_id, rc.as_of
-FROM recommendations rc
-JOIN listings l ON l.id = rc.listing_id
-JOIN retailers r ON r.id = l.retailer_id
-LEFT JOIN products p ON p.id = l.product_id
-WHERE rc.run_id = $run_id AND rc.retailer_id = :retailer
-  AND rc.category = lower('Category ' || :category)
-ORDER BY (CASE rc.action WHEN 'buy_now' THEN 0 WHEN 'wait' THEN 1 ELSE 2 END),
-         rc.confidence DESC, rc.listing_id
-LIMIT 21;
-PGBENCH
-ceiling() { # label script
-    local out tps
-    out=$(pgbench -n -M prepared -c 64 -j 2 -T "$duration" -f "$2" "$url" 2>&1) || {
+recs_scripts=$(python3 - "$run_id" "$work" <<'PY'
+import itertools, sys
+run, work = sys.argv[1], sys.argv[2]
+rank = "(CASE rc.action WHEN 'buy_now' THEN 0 WHEN 'wait' THEN 1 ELSE 2 END)"
+args = []
+for r, c, a, m in itertools.product([0, 1], repeat=4):
+    sets, where = [], [f"rc.run_id = {run}"]
+    # Weights: how many of the 8,820 paths have this shape (4 retailers,
+    # 20 categories, 3 actions, 19 confidence floors above 0 and 0.00,
+    # which the server does not filter on).
+    weight = (4 if r else 1) * (20 if c else 1) * (3 if a else 1) * (19 if m else 2)
+    if r:
+        sets.append("\\set retailer random(1, 4)")
+        where.append("rc.retailer_id = :retailer")
+    if c:
+        sets.append("\\set category random(0, 19)")
+        where.append("rc.category = lower('Category ' || :category)")
+    if a:
+        sets.append("\\set action random(0, 2)")
+        where.append(f"{rank} = :action")
+    if m:
+        sets.append("\\set conf random(1, 19)")
+        where.append("rc.confidence >= :conf * 0.05")
+    sql = (
+        "SELECT rc.listing_id, l.product_id, p.name AS product_name, p.category,"
+        " r.slug AS retailer, r.currency, l.title, rc.action, " + rank + " AS rank,"
+        " rc.confidence, rc.claim, rc.message, rc.current_pence, rc.regular_pence,"
+        " rc.expected_change_pence, rc.run_id, rc.as_of FROM recommendations rc"
+        " JOIN listings l ON l.id = rc.listing_id JOIN retailers r ON r.id = l.retailer_id"
+        " LEFT JOIN products p ON p.id = l.product_id WHERE " + " AND ".join(where) +
+        " ORDER BY " + rank + ", rc.confidence DESC, rc.listing_id LIMIT 21;")
+    path = f"{work}/recs-{r}{c}{a}{m}.pgbench"
+    with open(path, "w") as f:
+        f.write("\n".join(sets + [sql]) + "\n")
+    args.append(f"-f {path}@{weight}")
+print(" ".join(args))
+PY
+)
+ceiling() { # label pgbench-script-args
+    local out tps split
+    cpu_before
+    # shellcheck disable=SC2086 # the script arguments are words
+    out=$(PGOPTIONS="-c plan_cache_mode=force_generic_plan" /usr/bin/time -f 'LOADCPU %U %S' \
+        -o "$work/load.cpu" pgbench -n -M prepared -c 8 -j 2 -T "$duration" $2 "$url" 2>&1) || {
         echo "$out" >&2
         exit 1
     }
+    split=$(cpu_split "$work/load.cpu")
     tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -1)
-    printf '| %s | saturation | %.0f | | | |\n' "$1" "$tps"
+    printf '| %s | saturation | %.0f | | | | %s |\n' "$1" "$tps" "$split"
 }
 echo
-echo "The database's ceiling: pgbench -M prepared -c 64 -j 2, the route's SQL with a random key per statement, no HTTP."
+echo "The database's ceiling: pgbench -M prepared -c 8 -j 2 (the server's pool size), generic plans as the server plans, the route's SQL with a random key per statement, no HTTP."
 header
-ceiling "pgbench: the /v1/products/{random id} statement" "$work/product.pgbench"
-ceiling "pgbench: a recommendations page, random retailer and category" "$work/recs.pgbench"
+ceiling "pgbench: the /v1/products/{random id} statement" "-f $work/product.pgbench"
+ceiling "pgbench: recommendations pages, random filters in the paths' mix" "$recs_scripts"

@@ -384,9 +384,10 @@ pub async fn start(pool: PgPool, settings: ApiSettings) -> anyhow::Result<Runnin
 pub const DB_WAIT: Duration = Duration::from_secs(2);
 
 /// The pool `serve` uses: the `[database]` settings, with the wait for a
-/// connection capped at [`DB_WAIT`].
+/// connection capped at [`DB_WAIT`], tuned for short reads
+/// (`shelfwatch_store::db::connect_for_requests`).
 pub async fn connect(url: &Secret, database: &DatabaseSettings) -> anyhow::Result<PgPool> {
     let mut database = database.clone();
     database.acquire_timeout_secs = database.acquire_timeout_secs.clamp(1, DB_WAIT.as_secs());
-    shelfwatch_store::db::connect(url, &database).await
+    shelfwatch_store::db::connect_for_requests(url, &database).await
 }
