@@ -1296,6 +1296,57 @@ async fn stopped_database_gives_quick_503s_and_recovers_by_itself() {
     running.shutdown(Duration::from_secs(5)).await;
 }
 
+/// The API's pool runs statements on their generic plans and takes
+/// connections without a ping (BENCHMARKS.md, "API reads without the
+/// cache"); what that costs is one failed request per connection that died
+/// while idle, after which the pool connects afresh.
+#[tokio::test]
+async fn api_pool_plans_generically_and_replaces_a_dead_connection_after_one_failure() {
+    let db = TestDb::new().await;
+    let settings = DatabaseSettings {
+        max_connections: 1,
+        ..DatabaseSettings::default()
+    };
+    let url = Secret::new(db.url.clone());
+    let api_pool = shelfwatch_api::connect(&url, &settings).await.unwrap();
+    let mode = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, String>("SELECT current_setting('plan_cache_mode')")
+            .fetch_one(&pool)
+            .await
+    };
+    assert_eq!(mode(api_pool.clone()).await.unwrap(), "force_generic_plan");
+    // Other roles keep PostgreSQL's own choice.
+    let other = shelfwatch_store::db::connect(&url, &settings)
+        .await
+        .unwrap();
+    assert_eq!(mode(other.clone()).await.unwrap(), "auto");
+
+    // The pool's one connection dies while idle.
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&api_pool)
+        .await
+        .unwrap();
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)")
+        .bind(pid)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(killed);
+    let first = mode(api_pool.clone()).await;
+    let err = first.expect_err("the dead connection is not pinged first");
+    assert!(
+        shelfwatch_store::error::StoreError::from(err).is_unavailable(),
+        "a dead connection reads as the database being away"
+    );
+    // The failed connection was dropped: the next request gets a new one.
+    assert_eq!(mode(api_pool.clone()).await.unwrap(), "force_generic_plan");
+    let new_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&api_pool)
+        .await
+        .unwrap();
+    assert_ne!(new_pid, pid);
+}
+
 #[test]
 fn rate_limit_holds_under_concurrent_callers() {
     // The limiter counts one caller's requests exactly even when they
