@@ -1321,11 +1321,20 @@ async fn api_pool_plans_generically_and_replaces_a_dead_connection_after_one_fai
         .unwrap();
     assert_eq!(mode(other.clone()).await.unwrap(), "auto");
 
-    // The pool's one connection dies while idle.
+    // The pool's one connection dies while idle. sqlx gives a connection
+    // back to the pool after a ping of its own, in the background: wait
+    // until it is idle again, or the kill could land before that ping,
+    // which would catch it.
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&api_pool)
         .await
         .unwrap();
+    poll(
+        "the connection to be idle in the pool",
+        Duration::from_secs(5),
+        async || api_pool.num_idle() == 1,
+    )
+    .await;
     let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)")
         .bind(pid)
         .fetch_one(&db.pool)
