@@ -504,6 +504,7 @@ async fn scrape_while_killing(kill_driver: bool) {
     // Slow enough to kill it between pages.
     sc.configs[0].politeness.requests_per_minute = 120;
     let store = shop.store.clone();
+    let kill_marker = marker.clone();
     let killer = tokio::spawn(async move {
         for _ in 0..600 {
             let pages = store
@@ -512,7 +513,7 @@ async fn scrape_while_killing(kill_driver: bool) {
                 .filter(|r| r.path.starts_with("/sainsway/groceries"))
                 .count();
             if pages >= 2 {
-                let mut pids = processes_with(&marker);
+                let mut pids = processes_with(&kill_marker);
                 if kill_driver {
                     // Chromium's parent is the chromedriver the scraper started.
                     pids = pids.iter().filter_map(|p| parent_of(*p)).collect();
@@ -546,6 +547,18 @@ async fn scrape_while_killing(kill_driver: bool) {
         &stored(&db.pool).await,
         &[Retailer::Sainsway],
     );
+    // Nothing of either browser outlives the scraper: not the restarted
+    // one, and not the Chromium whose chromedriver was killed under it.
+    drop(sc);
+    let mut left = processes_with(&marker);
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        left = processes_with(&marker);
+    }
+    assert!(left.is_empty(), "browser processes left behind: {left:?}");
 }
 
 #[tokio::test]

@@ -82,6 +82,11 @@ impl Default for BrowserSettings {
 pub struct Browser {
     settings: BrowserSettings,
     driver: Option<Child>,
+    /// chromedriver's process group (its pid when started), which the
+    /// Chromium it starts belongs to. Kept apart from `driver`: once
+    /// chromedriver has died and been reaped its pid is gone from the
+    /// `Child`, but its Chromium lives on in the group.
+    group: Option<i32>,
     session: Option<WebDriver>,
     profile: Option<PathBuf>,
     /// How many times the pair was (re)started.
@@ -95,6 +100,7 @@ impl Browser {
             return Ok(Self {
                 settings,
                 driver: None,
+                group: None,
                 session: None,
                 profile: None,
                 starts: 0,
@@ -115,6 +121,7 @@ impl Browser {
         Ok(Self {
             settings,
             driver: None,
+            group: None,
             session: None,
             profile: None,
             starts: 0,
@@ -200,6 +207,7 @@ impl Browser {
                 self.settings.chromedriver.display()
             )
         })?;
+        self.group = child.id().and_then(|pid| i32::try_from(pid).ok());
         self.driver = Some(child);
         let url = format!("http://127.0.0.1:{port}");
         let deadline =
@@ -258,18 +266,23 @@ impl Browser {
     }
 
     async fn kill_driver(&mut self) {
+        // The whole group: chromedriver and the Chromium it started, even
+        // when chromedriver itself is already gone.
+        self.kill_group();
         if let Some(mut child) = self.driver.take() {
-            if let Some(pid) = child.id() {
-                // The whole group: chromedriver and the Chromium it started.
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
             let _ = child.kill().await;
         }
         self.session = None;
         self.remove_profile();
+    }
+
+    fn kill_group(&mut self) {
+        if let Some(group) = self.group.take() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(group),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 
     fn remove_profile(&mut self) {
@@ -287,12 +300,7 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        if let Some(pid) = self.driver.as_ref().and_then(Child::id) {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        self.kill_group();
         self.remove_profile();
     }
 }
