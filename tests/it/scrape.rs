@@ -11,7 +11,7 @@ use shelfwatch_demo_store::{DemoStore, Fault, Retailer, Robots, TruthListing};
 use shelfwatch_scrape::{PassReport, Scraper};
 use sqlx::Row;
 
-use crate::support::{TestDb, repo_path};
+use crate::support::{TestDb, poll, repo_path};
 
 pub struct Shop {
     pub store: DemoStore,
@@ -550,15 +550,12 @@ async fn scrape_while_killing(kill_driver: bool) {
     // Nothing of either browser outlives the scraper: not the restarted
     // one, and not the Chromium whose chromedriver was killed under it.
     drop(sc);
-    let mut left = processes_with(&marker);
-    for _ in 0..100 {
-        if left.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        left = processes_with(&marker);
-    }
-    assert!(left.is_empty(), "browser processes left behind: {left:?}");
+    poll(
+        "every browser process to end with the scraper",
+        Duration::from_secs(5),
+        async || processes_with(&marker).is_empty(),
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use shelfwatch_api::ApiSettings;
 use shelfwatch_api::auth::{JwtSettings, Scope, create_key};
 
 use crate::api::{Api, seeded, serve};
-use crate::support::{TestDb, repo_path};
+use crate::support::{TestDb, poll, repo_path};
 
 const JWT_SECRET: &str = "jwt-secret-for-the-security-tests-0123456789";
 
@@ -84,17 +84,6 @@ async fn create_watch(api: &Api, cred: &Cred, url: &str) -> reqwest::Response {
         .send()
         .await
         .unwrap()
-}
-
-async fn poll<F: AsyncFn() -> bool>(what: &str, limit: Duration, check: F) {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 // ---- API1: object-level authorisation ---------------------------------------

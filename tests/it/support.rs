@@ -109,6 +109,19 @@ pub async fn pool(url: &str, max: u32) -> PgPool {
         .expect("connect")
 }
 
+/// Waits until `check` holds, trying every 50 ms; panics naming `what`
+/// after `limit`.
+pub async fn poll<F: AsyncFn() -> bool>(what: &str, limit: std::time::Duration, check: F) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
 /// Path of a file in the repository.
 pub fn repo_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
