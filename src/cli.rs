@@ -169,6 +169,11 @@ pub struct BacktestArgs {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Also write every scored claim to this CSV file (listing, day,
+    /// action, confidence, whether it came true, the reference's rate), to
+    /// see which claims failed where.
+    #[arg(long, value_name = "FILE")]
+    pub claims: Option<PathBuf>,
 }
 
 #[cfg(feature = "demo")]
@@ -471,12 +476,28 @@ async fn backtest(args: BacktestArgs, settings: &Settings) -> anyhow::Result<Exi
         shelfwatch_forecast::load::epoch_day(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
     });
     let report = backtest::run(&pool, &params, from).await?;
+    if let Some(path) = &args.claims {
+        write_claims(path, &report.scored)
+            .with_context(|| format!("writing the scored claims to {}", path.display()))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print!("{}", backtest::render(&report));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn write_claims(
+    path: &std::path::Path,
+    claims: &[shelfwatch_forecast::backtest::ScoredClaim],
+) -> anyhow::Result<()> {
+    let mut out = csv::Writer::from_path(path)?;
+    for claim in claims {
+        out.serialize(claim)?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 fn forecast_params(window: u16, horizon: u16) -> shelfwatch_forecast::Params {

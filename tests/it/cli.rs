@@ -133,15 +133,78 @@ fn shelfwatch_on(db_url: &str, args: &[&str]) -> Command {
 #[tokio::test]
 async fn backtest_json_is_one_object_with_the_documented_fields() {
     let db = crate::forecast::sample_db().await;
-    let out = shelfwatch_on(&db.url, &["backtest", "--json"])
-        .output()
-        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let claims = dir.path().join("claims.csv");
+    let out = shelfwatch_on(
+        &db.url,
+        &["backtest", "--json", "--claims", claims.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for key in crate::forecast::BACKTEST_JSON_FIELDS {
         assert!(report.get(key).is_some(), "{key} missing: {report}");
     }
     assert_eq!(report["series"], 36);
+
+    // The claims file holds exactly the scored claims: its rows give the
+    // report's count, mean confidence and Brier score.
+    let mut rows = csv::Reader::from_path(&claims).unwrap();
+    let header: Vec<String> = rows.headers().unwrap().iter().map(str::to_owned).collect();
+    assert_eq!(
+        header,
+        [
+            "listing_id",
+            "day",
+            "action",
+            "price_pence",
+            "amount_pence",
+            "confidence",
+            "came_true",
+            "reference",
+            "action_reference"
+        ]
+    );
+    let (mut n, mut stated, mut brier, mut actions) = (0usize, 0.0, 0.0, Vec::new());
+    for row in rows.records() {
+        let row = row.unwrap();
+        let p: f64 = row[5].parse().unwrap();
+        let y = match &row[6] {
+            "true" => 1.0,
+            "false" => 0.0,
+            other => panic!("came_true {other:?}"),
+        };
+        assert!(row[1].starts_with("20") && row[1].len() == 10, "{row:?}");
+        actions.push(row[2].to_owned());
+        n += 1;
+        stated += p;
+        brier += (p - y).powi(2);
+    }
+    assert!(n > 0);
+    assert_eq!(report["claims"].as_u64(), Some(n as u64));
+    let close = |a: f64, key: &str| (a - report[key].as_f64().unwrap()).abs() < 1e-9;
+    assert!(close(stated / n as f64, "mean_stated"), "{report}");
+    assert!(close(brier / n as f64, "brier"), "{report}");
+    assert!(
+        actions
+            .iter()
+            .all(|a| ["buy_now", "wait", "hold"].contains(&a.as_str()))
+    );
+
+    let unwritable = dir.path().join("no-such-dir").join("claims.csv");
+    let out = shelfwatch_on(
+        &db.url,
+        &["backtest", "--claims", unwritable.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("writing the scored claims"),
+        "{}",
+        text(&out)
+    );
     let bad = shelfwatch_on(&db.url, &["backtest", "--from", "yesterday"])
         .output()
         .unwrap();

@@ -47,6 +47,26 @@ pub struct ActionScore {
     pub calibration: Calibration,
 }
 
+/// One held-out claim as it was scored: enough to see which claims failed,
+/// on which listings and days (`backtest --claims`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoredClaim {
+    pub listing_id: i64,
+    /// The day the claim was made (YYYY-MM-DD).
+    pub day: String,
+    pub action: Action,
+    pub price_pence: i64,
+    /// buy_now: the drop taken; wait: the drop expected; hold: the band.
+    pub amount_pence: i64,
+    /// The confidence stated with it.
+    pub confidence: f64,
+    pub came_true: bool,
+    /// What the reference forecaster stated: how often the claims made on
+    /// the training days came true, over all actions and for this action.
+    pub reference: f64,
+    pub action_reference: f64,
+}
+
 /// Claims scored, as (stated, came true), beside what the reference
 /// forecaster stated for each.
 #[derive(Default)]
@@ -80,6 +100,10 @@ pub struct Report {
     pub observed: Option<f64>,
     pub reliability: Vec<super::model::ReliabilityBin>,
     pub actions: Vec<ActionScore>,
+    /// Every scored claim, in listing and day order (not in the JSON
+    /// report: `backtest --claims` writes them to a file).
+    #[serde(skip)]
+    pub scored: Vec<ScoredClaim>,
 }
 
 /// Runs the backtest. `test_from_day` (days since 1970) splits history;
@@ -151,6 +175,7 @@ pub fn evaluate(
     // Score claims on the days after the split.
     let (mut all, mut all_reference) = (Vec::new(), Vec::new());
     let mut by_action: [Scored; 3] = Default::default();
+    let mut scored = Vec::new();
     for i in 0..frame.len() {
         let Some(b) = block_of(i).filter(|_| frame.day[i] >= split && frame.judgeable(i)) else {
             continue;
@@ -162,6 +187,17 @@ pub fn evaluate(
         let a = claim.action.index();
         by_action[a].0.push((p, truth));
         by_action[a].1.push(made_rates[b].1[a]);
+        scored.push(ScoredClaim {
+            listing_id: frame.listing_id[i],
+            day: date(frame.day[i]),
+            action: claim.action,
+            price_pence: claim.price,
+            amount_pence: claim.amount,
+            confidence: p,
+            came_true: truth,
+            reference: made_rates[b].0,
+            action_reference: made_rates[b].1[a],
+        });
     }
     let overall = calibration_against(&all, &all_reference);
     let actions = Action::ALL
@@ -272,6 +308,7 @@ pub fn evaluate(
         observed: overall.observed,
         reliability: overall.reliability,
         actions,
+        scored,
     })
 }
 
