@@ -67,11 +67,6 @@ pub struct ScoredClaim {
     pub action_reference: f64,
 }
 
-/// Claims scored, as (stated, came true), beside what the reference
-/// forecaster stated for each.
-#[derive(Default)]
-struct Scored(Vec<(f64, bool)>, Vec<f64>);
-
 /// The `--json` report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -173,20 +168,12 @@ pub fn evaluate(
     }
 
     // Score claims on the days after the split.
-    let (mut all, mut all_reference) = (Vec::new(), Vec::new());
-    let mut by_action: [Scored; 3] = Default::default();
     let mut scored = Vec::new();
     for i in 0..frame.len() {
         let Some(b) = block_of(i).filter(|_| frame.day[i] >= split && frame.judgeable(i)) else {
             continue;
         };
         let (claim, p) = models[b].recommend(&frame, i, h);
-        let truth = claim.came_true(frame.future_min[i], frame.future_max[i]);
-        all.push((p, truth));
-        all_reference.push(made_rates[b].0);
-        let a = claim.action.index();
-        by_action[a].0.push((p, truth));
-        by_action[a].1.push(made_rates[b].1[a]);
         scored.push(ScoredClaim {
             listing_id: frame.listing_id[i],
             day: date(frame.day[i]),
@@ -194,19 +181,26 @@ pub fn evaluate(
             price_pence: claim.price,
             amount_pence: claim.amount,
             confidence: p,
-            came_true: truth,
+            came_true: claim.came_true(frame.future_min[i], frame.future_max[i]),
             reference: made_rates[b].0,
-            action_reference: made_rates[b].1[a],
+            action_reference: made_rates[b].1[claim.action.index()],
         });
     }
-    let overall = calibration_against(&all, &all_reference);
+    // Scored against the reference's overall rate, and each action against
+    // its own.
+    let score = |claims: &[&ScoredClaim], reference: fn(&ScoredClaim) -> f64| {
+        let pairs: Vec<(f64, bool)> = claims.iter().map(|c| (c.confidence, c.came_true)).collect();
+        let references: Vec<f64> = claims.iter().map(|c| reference(c)).collect();
+        calibration_against(&pairs, &references)
+    };
+    let overall = score(&scored.iter().collect::<Vec<_>>(), |c| c.reference);
     let actions = Action::ALL
         .iter()
         .map(|a| {
-            let Scored(pairs, references) = &by_action[a.index()];
+            let mine: Vec<&ScoredClaim> = scored.iter().filter(|c| c.action == *a).collect();
             ActionScore {
                 action: *a,
-                calibration: calibration_against(pairs, references),
+                calibration: score(&mine, |c| c.action_reference),
             }
         })
         .collect();
