@@ -129,6 +129,13 @@ impl Claim {
                 format_pence(self.amount),
                 self.horizon
             ),
+            // A hold less likely than not still states the same claim and
+            // confidence, but "Price is stable (30% confidence)" would read
+            // as a promise of stability: say what is likelier.
+            Action::Hold if confidence < 0.5 => format!(
+                "Price may change within {} days ({pct}% chance it stays stable)",
+                self.horizon
+            ),
             Action::Hold => format!("Price is stable ({pct}% confidence)"),
         }
     }
@@ -727,7 +734,15 @@ mod tests {
         };
         assert_eq!(hold.message(0.9), "Price is stable (90% confidence)");
         assert_eq!(hold.message(0.999), "Price is stable (99% confidence)");
-        assert_eq!(hold.message(0.001), "Price is stable (1% confidence)");
+        assert_eq!(hold.message(0.5), "Price is stable (50% confidence)");
+        assert_eq!(
+            hold.message(0.37),
+            "Price may change within 7 days (37% chance it stays stable)"
+        );
+        assert_eq!(
+            hold.message(0.001),
+            "Price may change within 7 days (1% chance it stays stable)"
+        );
         assert_eq!(hold.expected_change(), 0);
         assert_eq!(wait.expected_change(), -30);
     }
