@@ -80,8 +80,8 @@ async fn forecasts_and_recommends_every_listing_once_per_unchanged_input() {
         "SELECT count(*) FROM recommendations WHERE NOT (
             (action = 'buy_now' AND message LIKE 'Good time to buy: £%drop detected%, %confidence')
          OR (action = 'wait' AND message LIKE 'Wait: a drop of at least £% is likely within 7 days (%confidence)%')
-         OR (action = 'hold' AND confidence >= 0.5 AND message LIKE 'Price is stable (%confidence)%')
-         OR (action = 'hold' AND confidence < 0.5
+         OR (action = 'hold' AND confidence >= 0.495 AND message LIKE 'Price is stable (%confidence)%')
+         OR (action = 'hold' AND confidence < 0.495
              AND message LIKE 'Price may change within 7 days (%chance it stays stable)%'))",
     )
     .await;

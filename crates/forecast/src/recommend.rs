@@ -131,8 +131,9 @@ impl Claim {
             ),
             // A hold less likely than not still states the same claim and
             // confidence, but "Price is stable (30% confidence)" would read
-            // as a promise of stability: say what is likelier.
-            Action::Hold if confidence < 0.5 => format!(
+            // as a promise of stability: say what is likelier (decided on
+            // the percentage shown, so words and number agree).
+            Action::Hold if pct < 50 => format!(
                 "Price may change within {} days ({pct}% chance it stays stable)",
                 self.horizon
             ),
@@ -734,7 +735,8 @@ mod tests {
         };
         assert_eq!(hold.message(0.9), "Price is stable (90% confidence)");
         assert_eq!(hold.message(0.999), "Price is stable (99% confidence)");
-        assert_eq!(hold.message(0.5), "Price is stable (50% confidence)");
+        // The words follow the number shown: 49.7% reads as 50%.
+        assert_eq!(hold.message(0.497), "Price is stable (50% confidence)");
         assert_eq!(
             hold.message(0.37),
             "Price may change within 7 days (37% chance it stays stable)"
