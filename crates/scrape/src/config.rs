@@ -882,6 +882,16 @@ fn check_selector(key: &str, css: &str) -> anyhow::Result<()> {
     if css.trim().is_empty() {
         bail!("key `{key}`: empty selector");
     }
+    // The selector parser recurses once per nested `:is(`, `:not(` and
+    // the like, and enough of them overflow the stack, which no error
+    // handling catches: refuse deep nesting before parsing.
+    let depth = selector_depth(css);
+    if depth > MAX_SELECTOR_DEPTH {
+        bail!(
+            "key `{key}`: the selector nests brackets {depth} deep; at most \
+             {MAX_SELECTOR_DEPTH} are accepted"
+        );
+    }
     if let Err(e) = scraper::Selector::parse(css) {
         bail!(
             "key `{key}`: {css:?} is not a valid CSS selector ({})",
@@ -892,6 +902,34 @@ fn check_selector(key: &str, css: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Deeper bracket nesting than this in a CSS selector is refused (real
+/// shop selectors nest two or three levels).
+const MAX_SELECTOR_DEPTH: usize = 32;
+
+/// The deepest nesting of `(` and `[` in a selector, outside quoted
+/// strings (`[alt='a(b']` nests one level, not two).
+fn selector_depth(css: &str) -> usize {
+    let (mut depth, mut deepest, mut quote) = (0usize, 0usize, None);
+    let mut chars = css.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (_, '\\') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '(' | '[') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, ')' | ']') => depth = depth.saturating_sub(1),
+            (None, _) => {}
+        }
+    }
+    deepest
 }
 
 impl PageKind {
@@ -1169,6 +1207,25 @@ url = { css = "a", attr = "href" }
         let text = format!("{GOOD}[politeness]\njitter = 2.0\n");
         let err = format!("{:#}", parse(&text).unwrap_err());
         assert!(err.contains("politeness.jitter"), "{err}");
+    }
+
+    #[test]
+    fn deeply_nested_selectors_are_refused_not_a_stack_overflow() {
+        // 5,000 nested `:is(` overflowed the selector parser's stack and
+        // aborted the process (found by `fuzz_retailer_config`).
+        let deep = format!("{}li", ":is(".repeat(5_000));
+        let text = GOOD.replacen("tile = \"li.tile\"", &format!("tile = {deep:?}"), 1);
+        let err = format!("{:#}", parse(&text).unwrap_err());
+        assert!(err.contains("retailers/shop.toml"), "{err}");
+        assert!(err.contains("selectors.tile"), "{err}");
+        assert!(err.contains("nests brackets 5000 deep"), "{err}");
+        // Shallow nesting, and brackets inside quotes, are fine.
+        let ok = ":is(li:not([data-x='(((']), li.tile)";
+        assert_eq!(selector_depth(ok), 3);
+        let text = GOOD.replacen("tile = \"li.tile\"", &format!("tile = {ok:?}"), 1);
+        assert!(parse(&text).is_ok());
+        assert_eq!(selector_depth(&":not(".repeat(33)), 33);
+        assert_eq!(selector_depth("a\\(b"), 0);
     }
 
     #[test]
