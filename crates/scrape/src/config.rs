@@ -302,7 +302,7 @@ fn source_from_value(value: toml::Value) -> Result<Source, String> {
     if t.own_text && t.attr.is_some() {
         return Err("`own_text` reads text, not an attribute: drop `attr` or `own_text`".into());
     }
-    let path = |p: &str| JsonPath::parse(p).map_err(|e| format!("{p:?} is not a JSONPath: {e}"));
+    let path = |p: &str| parse_json_path(p);
     let kind = if let Some(p) = &t.jsonld {
         SourceKind::JsonLd { path: path(p)? }
     } else if let Some(p) = &t.json {
@@ -411,8 +411,7 @@ impl<'de> Deserialize<'de> for TileSource {
                 let t: Table = toml::Value::Table(t).try_into().map_err(err::<D::Error>)?;
                 match (t.json, t.from, t.jsonld) {
                     (Some(p), Some(from), false) => Ok(TileSource::Json {
-                        path: JsonPath::parse(&p)
-                            .map_err(|e| err(format!("{p:?} is not a JSONPath: {e}")))?,
+                        path: parse_json_path(&p).map_err(err::<D::Error>)?,
                         from,
                     }),
                     (None, None, true) => Ok(TileSource::JsonLd),
@@ -904,12 +903,24 @@ fn check_selector(key: &str, css: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deeper bracket nesting than this in a CSS selector is refused (real
-/// shop selectors nest two or three levels).
+/// Deeper bracket nesting than this in a CSS selector or a JSONPath is
+/// refused (real shop selectors and paths nest two or three levels).
 const MAX_SELECTOR_DEPTH: usize = 32;
 
-/// The deepest nesting of `(` and `[` in a selector, outside quoted
-/// strings (`[alt='a(b']` nests one level, not two).
+/// Compiles a JSONPath, refusing deep nesting first: like the CSS parser,
+/// the JSONPath parser recurses per nested filter or parenthesis.
+fn parse_json_path(p: &str) -> Result<JsonPath, String> {
+    let depth = selector_depth(p);
+    if depth > MAX_SELECTOR_DEPTH {
+        return Err(format!(
+            "the JSONPath nests brackets {depth} deep; at most {MAX_SELECTOR_DEPTH} are accepted"
+        ));
+    }
+    JsonPath::parse(p).map_err(|e| format!("{p:?} is not a JSONPath: {e}"))
+}
+
+/// The deepest nesting of `(` and `[` in a CSS selector or a JSONPath,
+/// outside quoted strings (`[alt='a(b']` nests one level, not two).
 fn selector_depth(css: &str) -> usize {
     let (mut depth, mut deepest, mut quote) = (0usize, 0usize, None);
     let mut chars = css.chars();
@@ -1226,6 +1237,17 @@ url = { css = "a", attr = "href" }
         assert!(parse(&text).is_ok());
         assert_eq!(selector_depth(&":not(".repeat(33)), 33);
         assert_eq!(selector_depth("a\\(b"), 0);
+        // JSONPaths are checked the same way.
+        let deep_path = format!("$.a{}", "[?(@".repeat(2_000));
+        let text = GOOD.replacen(
+            "price = \".price\"",
+            &format!("price = {{ json = {deep_path:?}, from = \"window.S\" }}"),
+            1,
+        );
+        let err = format!("{:#}", parse(&text).unwrap_err());
+        assert!(err.contains("retailers/shop.toml"), "{err}");
+        assert!(err.contains("JSONPath nests brackets 4000 deep"), "{err}");
+        assert!(parse_json_path("$.offers[?(@.price > 1)].price").is_ok());
     }
 
     #[test]
