@@ -302,12 +302,13 @@ fn source_from_value(value: toml::Value) -> Result<Source, String> {
     if t.own_text && t.attr.is_some() {
         return Err("`own_text` reads text, not an attribute: drop `attr` or `own_text`".into());
     }
-    let path = |p: &str| parse_json_path(p);
     let kind = if let Some(p) = &t.jsonld {
-        SourceKind::JsonLd { path: path(p)? }
+        SourceKind::JsonLd {
+            path: parse_json_path(p)?,
+        }
     } else if let Some(p) = &t.json {
         SourceKind::Json {
-            path: path(p)?,
+            path: parse_json_path(p)?,
             from: t.from.clone(),
         }
     } else if t.page_url {
@@ -884,7 +885,7 @@ fn check_selector(key: &str, css: &str) -> anyhow::Result<()> {
     // The selector parser recurses once per nested `:is(`, `:not(` and
     // the like, and enough of them overflow the stack, which no error
     // handling catches: refuse deep nesting before parsing.
-    let depth = selector_depth(css);
+    let depth = bracket_depth(css);
     if depth > MAX_SELECTOR_DEPTH {
         bail!(
             "key `{key}`: the selector nests brackets {depth} deep; at most \
@@ -903,8 +904,8 @@ fn check_selector(key: &str, css: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deeper bracket nesting than this in a CSS selector or a JSONPath is
-/// refused (real shop selectors and paths nest two or three levels).
+/// Deeper bracket nesting than this in a CSS selector is refused (real
+/// shop selectors nest two or three levels).
 const MAX_SELECTOR_DEPTH: usize = 32;
 
 /// Deeper bracket nesting than this in a JSONPath is refused. Its parser
@@ -915,7 +916,7 @@ const MAX_JSON_PATH_DEPTH: usize = 12;
 
 /// Compiles a JSONPath, refusing deep nesting first.
 fn parse_json_path(p: &str) -> Result<JsonPath, String> {
-    let depth = selector_depth(p);
+    let depth = bracket_depth(p);
     if depth > MAX_JSON_PATH_DEPTH {
         return Err(format!(
             "the JSONPath nests brackets {depth} deep; at most {MAX_JSON_PATH_DEPTH} are accepted"
@@ -926,9 +927,9 @@ fn parse_json_path(p: &str) -> Result<JsonPath, String> {
 
 /// The deepest nesting of `(` and `[` in a CSS selector or a JSONPath,
 /// outside quoted strings (`[alt='a(b']` nests one level, not two).
-fn selector_depth(css: &str) -> usize {
+fn bracket_depth(text: &str) -> usize {
     let (mut depth, mut deepest, mut quote) = (0usize, 0usize, None);
-    let mut chars = css.chars();
+    let mut chars = text.chars();
     while let Some(c) = chars.next() {
         match (quote, c) {
             (_, '\\') => {
@@ -1237,11 +1238,11 @@ url = { css = "a", attr = "href" }
         assert!(err.contains("nests brackets 5000 deep"), "{err}");
         // Shallow nesting, and brackets inside quotes, are fine.
         let ok = ":is(li:not([data-x='(((']), li.tile)";
-        assert_eq!(selector_depth(ok), 3);
+        assert_eq!(bracket_depth(ok), 3);
         let text = GOOD.replacen("tile = \"li.tile\"", &format!("tile = {ok:?}"), 1);
         assert!(parse(&text).is_ok());
-        assert_eq!(selector_depth(&":not(".repeat(33)), 33);
-        assert_eq!(selector_depth("a\\(b"), 0);
+        assert_eq!(bracket_depth(&":not(".repeat(33)), 33);
+        assert_eq!(bracket_depth("a\\(b"), 0);
         // JSONPaths are checked the same way.
         let deep_path = format!("$.a{}", "[?(@".repeat(2_000));
         let text = GOOD.replacen(
