@@ -876,7 +876,14 @@ async fn hostile_pages_are_refused_without_a_hang() {
         .unwrap();
     let mut sc = scraper(&s, &["aldwick", "icebox", "morrow", "sainsway"]).await;
     for c in &mut sc.configs {
-        c.politeness.page_timeout_ms = 3_000;
+        // Short where the page never finishes (Icebox's spinning script);
+        // room for the pages that do, which a loaded machine renders
+        // slowly (the deep page once lost tiles at 3 s beside other work).
+        c.politeness.page_timeout_ms = if c.slug.as_str() == "icebox" {
+            3_000
+        } else {
+            15_000
+        };
         c.politeness.max_retries = 1;
     }
     let started = std::time::Instant::now();
