@@ -174,6 +174,13 @@ pub struct BacktestArgs {
     /// see which claims failed where.
     #[arg(long, value_name = "FILE")]
     pub claims: Option<PathBuf>,
+    /// Also write every day a model can learn from to this CSV file: the
+    /// action the rules choose, whether its claim (and a hold, and a
+    /// wait) came true, and every feature the confidence models see, so
+    /// other learners can be tried on the same inputs
+    /// (benches/learner_ceiling.py).
+    #[arg(long, value_name = "FILE")]
+    pub features: Option<PathBuf>,
 }
 
 #[cfg(feature = "demo")]
@@ -479,6 +486,14 @@ async fn backtest(args: BacktestArgs, settings: &Settings) -> anyhow::Result<Exi
     if let Some(path) = &args.claims {
         write_claims(path, &report.scored)
             .with_context(|| format!("writing the scored claims to {}", path.display()))?;
+    }
+    if let Some(path) = &args.features {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let rows = backtest::write_features(&pool, &params, file)
+            .await
+            .with_context(|| format!("writing the features to {}", path.display()))?;
+        eprintln!("wrote {rows} labelled days to {}", path.display());
     }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

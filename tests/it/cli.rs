@@ -213,6 +213,99 @@ async fn backtest_json_is_one_object_with_the_documented_fields() {
 }
 
 #[tokio::test]
+async fn backtest_features_hold_every_scored_claim_with_its_outcome() {
+    use std::collections::HashMap;
+    let db = crate::forecast::sample_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (claims, features) = (dir.path().join("c.csv"), dir.path().join("f.csv"));
+    let out = shelfwatch_on(
+        &db.url,
+        &[
+            "backtest",
+            "--json",
+            "--claims",
+            claims.to_str().unwrap(),
+            "--features",
+            features.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    let mut rows = csv::Reader::from_path(&features).unwrap();
+    let header: Vec<String> = rows.headers().unwrap().iter().map(str::to_owned).collect();
+    let fixed = [
+        "listing_id",
+        "day",
+        "action",
+        "came_true",
+        "hold_came_true",
+        "wait_eligible",
+        "wait_came_true",
+    ];
+    assert_eq!(header[..fixed.len()], fixed);
+    assert_eq!(
+        header[fixed.len()..],
+        shelfwatch_forecast::recommend::FEATURE_NAMES
+    );
+    let mut days = HashMap::new();
+    for row in rows.records() {
+        let row = row.unwrap();
+        assert_eq!(row.len(), header.len(), "{row:?}");
+        for v in row.iter().skip(fixed.len()) {
+            assert!(v.parse::<f64>().unwrap().is_finite(), "{row:?}");
+        }
+        let key = (row[0].to_owned(), row[1].to_owned());
+        assert!(days.insert(key, row).is_none(), "a day written twice");
+    }
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("wrote {} labelled days", days.len())),
+        "{}",
+        text(&out)
+    );
+
+    // Every scored claim is one of those days, and the file says what
+    // came of the claim: the rules' own claim, a hold, or a wait.
+    let (mut n, mut waits) = (0, 0);
+    for claim in csv::Reader::from_path(&claims).unwrap().records() {
+        let claim = claim.unwrap();
+        let day = &days[&(claim[0].to_owned(), claim[1].to_owned())];
+        let came_true = if &claim[6] == "true" { "1" } else { "0" };
+        let said = match (&claim[2], &day[2]) {
+            ("wait", _) => {
+                waits += 1;
+                assert_eq!(&day[5], "1", "a wait said where none can be: {day:?}");
+                &day[6]
+            }
+            ("hold", _) => &day[4],
+            (a, b) if a == b => &day[3],
+            (a, b) => panic!("claim {a} on a day the rules call {b}"),
+        };
+        assert_eq!(said, came_true, "{claim:?} / {day:?}");
+        n += 1;
+    }
+    assert!(n > 100, "{n} claims");
+    assert!(days.len() > n, "the training days are written too");
+    eprintln!("{n} claims, {waits} waits, {} days", days.len());
+
+    let unwritable = dir.path().join("no-such-dir").join("f.csv");
+    let out = shelfwatch_on(
+        &db.url,
+        &["backtest", "--features", unwritable.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("f.csv"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test]
 async fn scheduled_forecast_stops_cleanly_on_sigterm() {
     use std::io::{BufRead, BufReader};
     let db = crate::forecast::sample_db().await;

@@ -3,6 +3,8 @@
 //! before the split day and scored on the days after it; point forecasts
 //! are scored with MASE against the naive forecast.
 
+use std::io::Write as _;
+
 use anyhow::Context;
 use serde::Serialize;
 use shelfwatch_store::PgPool;
@@ -101,6 +103,18 @@ pub struct Report {
     pub scored: Vec<ScoredClaim>,
 }
 
+/// Every listing's stored history, and its latest day.
+async fn whole_history(
+    pool: &PgPool,
+    params: &Params,
+) -> anyhow::Result<(i32, super::features::DailySeries)> {
+    let last_day = load::latest_day(pool, Shard::ALL)
+        .await?
+        .context("price_daily has no data: import or scrape prices first")?;
+    let series = load::load(pool, Shard::ALL, last_day, params.max_gap_days).await?;
+    Ok((last_day, series))
+}
+
 /// Runs the backtest. `test_from_day` (days since 1970) splits history;
 /// None puts the split two thirds of the way through.
 pub async fn run(
@@ -108,10 +122,7 @@ pub async fn run(
     params: &Params,
     test_from_day: Option<i32>,
 ) -> anyhow::Result<Report> {
-    let last_day = load::latest_day(pool, Shard::ALL)
-        .await?
-        .context("price_daily has no data: import or scrape prices first")?;
-    let series = load::load(pool, Shard::ALL, last_day, params.max_gap_days).await?;
+    let (last_day, series) = whole_history(pool, params).await?;
     let p = *params;
     tokio::task::spawn_blocking(move || evaluate(series, &p, last_day, test_from_day))
         .await
@@ -304,6 +315,74 @@ pub fn evaluate(
         actions,
         scored,
     })
+}
+
+/// Writes, as CSV, every day of the history a model could learn from (an
+/// observed day whose horizon holds an observed day): the listing, the
+/// day, the action the rules choose before any confidence, whether that
+/// claim came true, whether a hold would have, whether a wait could be
+/// said and whether it would have come true, then every feature the
+/// confidence models see ([`recommend::FEATURE_NAMES`]). `backtest
+/// --features` writes it, so other learners can be tried on exactly the
+/// model's inputs (`benches/learner_ceiling.py`).
+pub async fn write_features(
+    pool: &PgPool,
+    params: &Params,
+    out: impl std::io::Write + Send + 'static,
+) -> anyhow::Result<usize> {
+    let (_, series) = whole_history(pool, params).await?;
+    let p = *params;
+    tokio::task::spawn_blocking(move || {
+        let frame = Frame::compute(series, &p)?;
+        labelled_days(&frame, p.horizon, out)
+    })
+    .await
+    .context("writing the features panicked")?
+}
+
+fn labelled_days(frame: &Frame, h: usize, out: impl std::io::Write) -> anyhow::Result<usize> {
+    // Every field is a number, a date or an action name: nothing to quote.
+    let mut w = std::io::BufWriter::new(out);
+    write!(
+        w,
+        "listing_id,day,action,came_true,hold_came_true,wait_eligible,wait_came_true"
+    )?;
+    for name in recommend::FEATURE_NAMES {
+        write!(w, ",{name}")?;
+    }
+    writeln!(w)?;
+    let flag = |b: bool| u8::from(b);
+    let mut rows = 0;
+    for i in 0..frame.len() {
+        if !frame.judgeable(i) {
+            continue;
+        }
+        let s = frame.snapshot(i);
+        let claim = recommend::decide(&s, h);
+        let (low, high) = (frame.future_min[i], frame.future_max[i]);
+        let as_action = |action| recommend::Claim { action, ..claim };
+        let wait_ok = recommend::wait_eligible(&s);
+        write!(
+            w,
+            "{},{},{},{},{},{},",
+            frame.listing_id[i],
+            date(frame.day[i]),
+            claim.action,
+            flag(claim.came_true(low, high)),
+            flag(as_action(Action::Hold).came_true(low, high)),
+            flag(wait_ok),
+        )?;
+        if wait_ok {
+            write!(w, "{}", flag(as_action(Action::Wait).came_true(low, high)))?;
+        }
+        for v in recommend::features(&s, h) {
+            write!(w, ",{v}")?;
+        }
+        writeln!(w)?;
+        rows += 1;
+    }
+    w.flush()?;
+    Ok(rows)
 }
 
 /// Each listing's observation cadence: the median number of days between

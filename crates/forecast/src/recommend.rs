@@ -324,8 +324,57 @@ pub fn decide(s: &Snapshot, horizon: usize) -> Claim {
     claim(Action::Hold, step)
 }
 
-/// Features the confidence model sees (no intercept). Every value is known
-/// on the day itself: nothing from the future.
+/// The names of [`features`], in order (`backtest --features` writes them
+/// as its header).
+pub const FEATURE_NAMES: [&str; 43] = [
+    "drop_ratio",
+    "in_promo",
+    "cut",
+    "promo_age",
+    "promo_end_by",
+    "cut_x_promo_end_by",
+    "promo_freq",
+    "ln_history_days",
+    "volatility",
+    "due_ratio",
+    "has_cycle",
+    "days_since_promo_30",
+    "cut_share",
+    "cut_share_known",
+    "ln_promos_ended",
+    "gap_regularity",
+    "start_in_window",
+    "start_x_cut_share",
+    "cut_depth",
+    "relative_depth",
+    "moved_logit",
+    "fell_logit",
+    "moved_uncut_logit",
+    "below_recent_max",
+    "against_recent_mean",
+    "lower_after_cut_logit",
+    "cut_x_lower_after_cut_logit",
+    "cut_x_reverted_logit",
+    "ln_evidence_weight",
+    "recent_promo_age",
+    "cut_x_recent_promo_age_at_horizon",
+    "regular_change_due",
+    "since_regular_change_0_30",
+    "since_regular_change_30_60",
+    "since_regular_change_60_75",
+    "since_regular_change_75_90",
+    "since_regular_change_90_105",
+    "since_regular_change_105_120",
+    "since_regular_change_120_180",
+    "phase_early_x_cut_share",
+    "phase_due_x_cut_share",
+    "phase_late_x_cut_share",
+    "phase_overdue_x_cut_share",
+];
+
+/// Features the confidence model sees (no intercept; names in
+/// [`FEATURE_NAMES`]). Every value is known on the day itself: nothing
+/// from the future.
 pub fn features(s: &Snapshot, horizon: usize) -> Vec<f64> {
     let drop_ratio = if s.regular > 0.0 {
         (s.regular - s.price) / s.regular
@@ -701,6 +750,21 @@ mod tests {
         // Without a cut there is nothing to revert.
         let flat = forecast_path(&Snapshot { cut: false, ..s }, 7, |_| 0.9);
         assert!(flat.iter().all(|p| p.predicted == 75.0));
+    }
+
+    #[test]
+    fn every_feature_has_a_name() {
+        let mut s = snap();
+        assert_eq!(features(&s, 7).len(), FEATURE_NAMES.len());
+        s.promo = true;
+        s.cut = true;
+        s.mean_promo_gap = Some(28.0);
+        s.cut_share = Some(1.0);
+        assert_eq!(features(&s, 7).len(), FEATURE_NAMES.len());
+        let mut names = FEATURE_NAMES.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), FEATURE_NAMES.len(), "feature names repeat");
     }
 
     #[test]
