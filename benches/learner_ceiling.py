@@ -17,7 +17,8 @@ This script answers it on one backtest:
   for waits), weighting each day by half for every 365 days of age;
 - it states a probability for every scored claim, and prints the Brier
   skill against the same reference the report uses (the rate at which the
-  claims made on the training days came true), beside the model's own.
+  claims made on the training days came true) and the expected calibration
+  error over the report's ten bins, beside the model's own.
 
 Learners: scikit-learn's logistic regression on standardised features
 over a range of penalties, and gradient-boosted trees
@@ -83,6 +84,11 @@ def main():
     def skill(p):
         return 1.0 - np.mean((p - y) ** 2) / ref if ref > 0 else float("nan")
 
+    def ece(p):
+        # Ten bins of stated confidence, as the backtest report bins them.
+        bins = np.minimum((p * 10).astype(int), 9)
+        return sum(abs(p[bins == b].mean() - y[bins == b].mean()) * (bins == b).sum() for b in np.unique(bins)) / len(p)
+
     # Which training days teach which claim, and with which label.
     teaches = {
         "buy_now": (lambda d: d.action == "buy_now", "came_true"),
@@ -124,13 +130,13 @@ def main():
 
     model = claims.confidence.to_numpy()
     print(f"{len(claims)} scored claims, came true {y.mean():.3f}; reference Brier {ref:.4f}")
-    print(f"{'learner':<15} {'setting':<26} {'Brier skill':>11}  {'mean with the model':>19}")
-    print(f"{'shelfwatch':<15} {'(the report)':<26} {skill(model):>11.3f}")
+    print(f"{'learner':<15} {'setting':<26} {'Brier skill':>11} {'ECE':>6}  {'mean with the model':>19}")
+    print(f"{'shelfwatch':<15} {'(the report)':<26} {skill(model):>11.3f} {ece(model):>6.3f}")
     best = {}
     for name, label, make, weight_arg in settings:
         p = walk(make, weight_arg)
         s = skill(p)
-        print(f"{name:<15} {label:<26} {s:>11.3f}  {skill((p + model) / 2):>19.3f}", flush=True)
+        print(f"{name:<15} {label:<26} {s:>11.3f} {ece(p):>6.3f}  {skill((p + model) / 2):>19.3f}", flush=True)
         best[name] = max(best.get(name, -np.inf), s)
     for name, s in best.items():
         print(f"best {name} (picked on the test claims): {s:.3f}")
