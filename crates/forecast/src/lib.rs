@@ -47,7 +47,7 @@ use shelfwatch_store::forecasts::{self, ForecastDay, NewRun, Recommendation, Run
 use shelfwatch_store::jobs::Job;
 
 /// Stored with every run; bump when the method changes.
-pub const MODEL_VERSION: &str = "shelf-outcomes-logit-crossfit-8";
+pub const MODEL_VERSION: &str = "shelf-outcomes-logit-crossfit-9";
 
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Params {

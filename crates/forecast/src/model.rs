@@ -222,12 +222,61 @@ impl Isotonic {
     }
 }
 
+/// A two-parameter map from a model's probability to the frequency
+/// observed on held-out examples (Platt scaling): `sigmoid(a + b *
+/// logit(p))`. Where held-out examples are few, an isotonic map learns
+/// their noise (every block is a step); this one can only tilt and shift
+/// the model's probabilities, and is monotone when `b` is positive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Platt {
+    pub a: f64,
+    pub b: f64,
+}
+
+impl Platt {
+    /// Fits on `(predicted, came_true, weight)` pairs; None with fewer
+    /// than `min_pairs`, or when the fit would reverse the model's order
+    /// (b <= 0: the model then tells nothing apart, and the identity is
+    /// kept rather than a map that turns it upside down).
+    pub fn fit_weighted(pairs: &[(f64, bool, f64)], min_pairs: usize) -> Option<Self> {
+        if pairs.len() < min_pairs {
+            return None;
+        }
+        let rows: Vec<Vec<f64>> = pairs.iter().map(|p| vec![logit(p.0)]).collect();
+        let labels: Vec<bool> = pairs.iter().map(|p| p.1).collect();
+        let weights: Vec<f64> = pairs.iter().map(|p| p.2).collect();
+        // A token penalty: two parameters need none, but it keeps Newton's
+        // method finite when the outcomes are separable.
+        let m = Logistic::fit_weighted(&rows, &labels, &weights, 1e-3);
+        let (w0, w1) = (m.weights.first()?, m.weights.get(1)?);
+        let (mean, scale) = (m.means.first()?, m.scales.first()?);
+        let b = w1 / scale;
+        (b > 0.0).then_some(Self {
+            a: w0 - b * mean,
+            b,
+        })
+    }
+
+    pub fn apply(&self, p: f64) -> f64 {
+        sigmoid(self.a + self.b * logit(p))
+    }
+}
+
+fn logit(p: f64) -> f64 {
+    let p = p.clamp(0.001, 0.999);
+    (p / (1.0 - p)).ln()
+}
+
 /// A logistic model whose probabilities are recalibrated on held-out
-/// examples.
+/// examples: by an isotonic map where there are at least
+/// [`MIN_ISOTONIC_PAIRS`] of them, by a [`Platt`] map where there are
+/// fewer (at most one of the two is set).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibrated {
     pub logistic: Logistic,
     pub isotonic: Option<Isotonic>,
+    #[serde(default)]
+    pub platt: Option<Platt>,
 }
 
 impl Calibrated {
@@ -284,6 +333,7 @@ impl Calibrated {
             return Self {
                 logistic: Logistic::fit(&held_rows, &held_labels, ridge),
                 isotonic: None,
+                platt: None,
             };
         }
         // With few examples the penalty matters: try stronger ones and keep
@@ -310,12 +360,9 @@ impl Calibrated {
         let pairs = held_rows
             .iter()
             .zip(&held_labels)
-            .map(|(r, y)| (logistic.predict(r), *y))
+            .map(|(r, y)| (logistic.predict(r), *y, 1.0))
             .collect();
-        Self {
-            isotonic: Isotonic::fit(pairs, MIN_CALIBRATION_PAIRS),
-            logistic,
-        }
+        Self::with_map(logistic, pairs)
     }
 
     /// The cross-fitted calibration of [`Calibrated::fit`]; None when the
@@ -400,18 +447,37 @@ impl Calibrated {
             .filter(|i| !out_of_period[*i].is_nan())
             .map(|i| (out_of_period[i], labels[i], weights[i]))
             .collect();
-        Some(Self {
-            logistic: Logistic::fit_weighted(rows, labels, weights, ridge * factor),
-            isotonic: Isotonic::fit_weighted(pairs, MIN_CALIBRATION_PAIRS),
-        })
+        Some(Self::with_map(
+            Logistic::fit_weighted(rows, labels, weights, ridge * factor),
+            pairs,
+        ))
+    }
+
+    /// `logistic` with the map learned from its held-out `(predicted,
+    /// came_true, weight)` pairs: isotonic with at least
+    /// [`MIN_ISOTONIC_PAIRS`], Platt with fewer, none with fewer than
+    /// [`MIN_CALIBRATION_PAIRS`].
+    fn with_map(logistic: Logistic, pairs: Vec<(f64, bool, f64)>) -> Self {
+        let (isotonic, platt) = if pairs.len() >= MIN_ISOTONIC_PAIRS {
+            (Isotonic::fit_weighted(pairs, MIN_CALIBRATION_PAIRS), None)
+        } else {
+            (None, Platt::fit_weighted(&pairs, MIN_CALIBRATION_PAIRS))
+        };
+        Self {
+            logistic,
+            isotonic,
+            platt,
+        }
     }
 
     pub fn predict(&self, row: &[f64]) -> f64 {
         let p = self.logistic.predict(row);
-        self.isotonic
-            .as_ref()
-            .map_or(p, |iso| iso.apply(p))
-            .clamp(0.001, 0.999)
+        let mapped = match (&self.isotonic, &self.platt) {
+            (Some(iso), _) => iso.apply(p),
+            (None, Some(platt)) => platt.apply(p),
+            (None, None) => p,
+        };
+        mapped.clamp(0.001, 0.999)
     }
 }
 
@@ -429,6 +495,12 @@ pub const ISOTONIC_PRIOR: f64 = 2.0;
 
 /// Fewer held-out probabilities than this learn no isotonic map.
 pub const MIN_CALIBRATION_PAIRS: usize = 60;
+
+/// Fewer held-out pairs than this are mapped by Platt scaling, not
+/// isotonic regression: with a few hundred, an isotonic map's steps follow
+/// the noise of its blocks (on the Dominick's panels, the buy_now models
+/// learn from a few hundred days; BENCHMARKS.md, crossfit-9).
+pub const MIN_ISOTONIC_PAIRS: usize = 1_000;
 
 /// Contiguous periods of a cross-fitted calibration.
 pub const FOLDS: usize = 4;
@@ -664,6 +736,56 @@ pub(crate) mod tests {
         .unwrap();
         assert!(after < before / 3.0, "{before} -> {after}");
         assert!(Isotonic::fit(pairs[..10].to_vec(), 100).is_none());
+    }
+
+    #[test]
+    fn platt_map_tempers_an_over_confident_score_from_few_pairs() {
+        // 400 pairs whose score is twice as far from even odds as the
+        // truth: true log-odds are half the stated ones.
+        let mut seed = 23;
+        let pairs: Vec<(f64, bool, f64)> = (0..400)
+            .map(|_| {
+                let p = 0.02 + 0.96 * lcg(&mut seed);
+                (p, lcg(&mut seed) < sigmoid(logit(p) / 2.0), 1.0)
+            })
+            .collect();
+        let platt = Platt::fit_weighted(&pairs, 60).unwrap();
+        assert!((platt.b - 0.5).abs() < 0.2, "{platt:?}");
+        assert!(
+            platt.apply(0.95) < 0.9 && platt.apply(0.05) > 0.1,
+            "{platt:?}"
+        );
+        assert!(platt.apply(0.3) < platt.apply(0.31), "monotone");
+        assert!(Platt::fit_weighted(&pairs[..10], 60).is_none());
+        // A score that says the opposite of the truth is not turned round.
+        let reversed: Vec<(f64, bool, f64)> =
+            pairs.iter().map(|(p, y, w)| (1.0 - p, *y, *w)).collect();
+        assert!(Platt::fit_weighted(&reversed, 60).is_none());
+    }
+
+    #[test]
+    fn few_held_out_pairs_get_a_platt_map_many_an_isotonic_one() {
+        let fit = |n: usize| {
+            let mut seed = 29;
+            let (mut rows, mut labels, mut days) = (Vec::new(), Vec::new(), Vec::new());
+            for i in 0..n {
+                let x = lcg(&mut seed) * 4.0 - 2.0;
+                rows.push(vec![x]);
+                labels.push(lcg(&mut seed) < sigmoid(x));
+                days.push(i32::try_from(i / 4).unwrap());
+            }
+            Calibrated::fit(&rows, &labels, &days, 1.0)
+        };
+        // Cross-fitted: every example gives a held-out pair.
+        let few = fit(600);
+        assert!(few.isotonic.is_none() && few.platt.is_some(), "{few:?}");
+        let many = fit(4_000);
+        assert!(many.isotonic.is_some() && many.platt.is_none());
+        for m in [&few, &many] {
+            let (low, high) = (m.predict(&[-1.5]), m.predict(&[1.5]));
+            assert!((low - sigmoid(-1.5)).abs() < 0.08, "{low}");
+            assert!((high - sigmoid(1.5)).abs() < 0.08, "{high}");
+        }
     }
 
     #[test]
