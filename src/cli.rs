@@ -482,18 +482,17 @@ async fn backtest(args: BacktestArgs, settings: &Settings) -> anyhow::Result<Exi
     let from = args.from.map(|d| {
         shelfwatch_forecast::load::epoch_day(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
     });
-    let report = backtest::run(&pool, &params, from).await?;
+    let report = match &args.features {
+        Some(path) => {
+            let (report, rows) = backtest::run_writing_features(&pool, &params, from, path).await?;
+            eprintln!("wrote {rows} labelled days to {}", path.display());
+            report
+        }
+        None => backtest::run(&pool, &params, from).await?,
+    };
     if let Some(path) = &args.claims {
         write_claims(path, &report.scored)
             .with_context(|| format!("writing the scored claims to {}", path.display()))?;
-    }
-    if let Some(path) = &args.features {
-        let file =
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let rows = backtest::write_features(&pool, &params, file)
-            .await
-            .with_context(|| format!("writing the features to {}", path.display()))?;
-        eprintln!("wrote {rows} labelled days to {}", path.display());
     }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

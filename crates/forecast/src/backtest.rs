@@ -103,18 +103,6 @@ pub struct Report {
     pub scored: Vec<ScoredClaim>,
 }
 
-/// Every listing's stored history, and its latest day.
-async fn whole_history(
-    pool: &PgPool,
-    params: &Params,
-) -> anyhow::Result<(i32, super::features::DailySeries)> {
-    let last_day = load::latest_day(pool, Shard::ALL)
-        .await?
-        .context("price_daily has no data: import or scrape prices first")?;
-    let series = load::load(pool, Shard::ALL, last_day, params.max_gap_days).await?;
-    Ok((last_day, series))
-}
-
 /// Runs the backtest. `test_from_day` (days since 1970) splits history;
 /// None puts the split two thirds of the way through.
 pub async fn run(
@@ -122,9 +110,43 @@ pub async fn run(
     params: &Params,
     test_from_day: Option<i32>,
 ) -> anyhow::Result<Report> {
-    let (last_day, series) = whole_history(pool, params).await?;
+    Ok(run_with(pool, params, test_from_day, None).await?.0)
+}
+
+/// [`run`], also writing every day a model can learn from, with its
+/// features and outcomes, to the CSV file `features` (see
+/// [`labelled_days`]); returns the report and how many days were written.
+/// The file is created before any work, and the history is loaded and its
+/// features computed once for both.
+pub async fn run_writing_features(
+    pool: &PgPool,
+    params: &Params,
+    test_from_day: Option<i32>,
+    features: &std::path::Path,
+) -> anyhow::Result<(Report, usize)> {
+    let file = tokio::fs::File::create(features)
+        .await
+        .with_context(|| format!("creating {}", features.display()))?
+        .into_std()
+        .await;
+    let (report, rows) = run_with(pool, params, test_from_day, Some(Box::new(file)))
+        .await
+        .with_context(|| format!("writing the features to {}", features.display()))?;
+    Ok((report, rows.unwrap_or(0)))
+}
+
+async fn run_with(
+    pool: &PgPool,
+    params: &Params,
+    test_from_day: Option<i32>,
+    features: Option<Box<dyn std::io::Write + Send>>,
+) -> anyhow::Result<(Report, Option<usize>)> {
+    let last_day = load::latest_day(pool, Shard::ALL)
+        .await?
+        .context("price_daily has no data: import or scrape prices first")?;
+    let series = load::load(pool, Shard::ALL, last_day, params.max_gap_days).await?;
     let p = *params;
-    tokio::task::spawn_blocking(move || evaluate(series, &p, last_day, test_from_day))
+    tokio::task::spawn_blocking(move || evaluate(series, &p, last_day, test_from_day, features))
         .await
         .context("the backtest panicked")?
 }
@@ -133,16 +155,23 @@ fn date(day: i32) -> String {
     load::day_to_date(day).map_or_else(|| day.to_string(), |d| d.to_string())
 }
 
+/// The backtest of `series` (see [`run`]); with `features`, every day a
+/// model can learn from is written there first ([`labelled_days`]), and
+/// their number returned beside the report.
 pub fn evaluate(
     series: super::features::DailySeries,
     params: &Params,
     last_day: i32,
     test_from_day: Option<i32>,
-) -> anyhow::Result<Report> {
+    features: Option<Box<dyn std::io::Write + Send>>,
+) -> anyhow::Result<(Report, Option<usize>)> {
     let first_day = series.day.iter().copied().min().unwrap_or(last_day);
     let split = test_from_day.unwrap_or(first_day + (last_day - first_day) * 2 / 3);
     let h = params.horizon;
     let frame = Frame::compute(series, params)?;
+    let written = features
+        .map(|out| labelled_days(&frame, h, out))
+        .transpose()?;
     let series_count = frame.listing_id.windows(2).filter(|w| w[0] != w[1]).count()
         + usize::from(!frame.is_empty());
 
@@ -290,7 +319,7 @@ pub fn evaluate(
         });
     }
     let at_h = mase.last().cloned().context("no MASE computed")?;
-    Ok(Report {
+    let report = Report {
         series: series_count,
         horizon: h,
         train_until: date(split - horizon_days - 1),
@@ -314,7 +343,8 @@ pub fn evaluate(
         reliability: overall.reliability,
         actions,
         scored,
-    })
+    };
+    Ok((report, written))
 }
 
 /// Writes, as CSV, every day of the history a model could learn from (an
@@ -325,21 +355,6 @@ pub fn evaluate(
 /// confidence models see ([`recommend::FEATURE_NAMES`]). `backtest
 /// --features` writes it, so other learners can be tried on exactly the
 /// model's inputs (`benches/learner_ceiling.py`).
-pub async fn write_features(
-    pool: &PgPool,
-    params: &Params,
-    out: impl std::io::Write + Send + 'static,
-) -> anyhow::Result<usize> {
-    let (_, series) = whole_history(pool, params).await?;
-    let p = *params;
-    tokio::task::spawn_blocking(move || {
-        let frame = Frame::compute(series, &p)?;
-        labelled_days(&frame, p.horizon, out)
-    })
-    .await
-    .context("writing the features panicked")?
-}
-
 fn labelled_days(frame: &Frame, h: usize, out: impl std::io::Write) -> anyhow::Result<usize> {
     // Every field is a number, a date or an action name: nothing to quote.
     let mut w = std::io::BufWriter::new(out);
